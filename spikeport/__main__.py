@@ -1,0 +1,3 @@
+from spikeport.cli import main
+
+raise SystemExit(main())

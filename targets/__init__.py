@@ -1,0 +1,1 @@
+"""Runtimes that execute an integer network (Lava first); Lava is imported lazily here only."""

@@ -1,0 +1,1 @@
+"""STBP training in PyTorch: neurons, surrogates, layers, encoders, losses, datasets, trainer."""

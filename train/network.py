@@ -1,0 +1,181 @@
+"""Spiking networks from compact spec strings, as the papers write them.
+
+Grammar: tokens joined by ``-``; the first is the input shape, the rest are layers.
+
+    784            input of 784 features (flat)
+    28x28          input of 1 x 28 x 28 (H x W)
+    34x34x2        input of 2 x 34 x 34 (H x W x C, as the N-MNIST papers write it)
+    800            dense layer of 800 neurons (flattens a spatial input first)
+    15C5           convolution, 15 output channels, 5 x 5 kernel (``15C5p2`` pads 2, ``15C5s2`` strides 2)
+    P2             2 x 2 average pooling (STBP);  S2: 2 x 2 sum pooling (Loihi's unit-weight conv)
+    D0.2           dropout, p = 0.2 (mask shared over time)
+
+Every dense, convolution and pooling layer is followed by a neuron layer (LIF or CUBA, from
+``NeuronSpec``); the network's output is the spike train of the last layer, ``(T, B, n_out)``.
+
+>>> net = build_network("28x28-15C5-P2-40C5-P2-300-10", NeuronSpec())
+>>> [tuple(s) for s in net.shapes]
+[(1, 28, 28), (15, 24, 24), (15, 12, 12), (40, 8, 8), (40, 4, 4), (640,), (300,), (10,)]
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .layers import Conv2d, Dropout, Flatten, Linear, Pool2d
+from .neurons import CUBA, LIF
+from .surrogates import Surrogate
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """Neuron settings shared by every layer of a network.
+
+    ``model`` is ``'lif'`` (STBP: ``decay``) or ``'cuba'`` (``decay_syn``, ``decay_mem``); all
+    decays are per-step factors in [0, 1], thresholds in the units of the synaptic input.
+    """
+
+    model: str = "lif"
+    decay: float = 0.2
+    decay_syn: float = 0.5
+    decay_mem: float = 0.9
+    v_threshold: float = 0.5
+    surrogate: str = "rectangular"
+    surrogate_width: float = 1.0
+    per_neuron: bool = False
+    learn_decay: bool = False
+    learn_threshold: bool = False
+    learn_bias: bool = True
+    detach_reset: bool = False
+
+    def make(self, param_shape) -> nn.Module:
+        sg = Surrogate(self.surrogate, self.surrogate_width)
+        common = dict(v_threshold=self.v_threshold, surrogate=sg, per_neuron=self.per_neuron,
+                      learn_decay=self.learn_decay, learn_threshold=self.learn_threshold,
+                      learn_bias=self.learn_bias, detach_reset=self.detach_reset)
+        if self.model == "lif":
+            return LIF(param_shape, decay=self.decay, **common)
+        if self.model == "cuba":
+            return CUBA(param_shape, decay_syn=self.decay_syn, decay_mem=self.decay_mem, **common)
+        raise ValueError(f"unknown neuron model {self.model!r}; choose 'lif' or 'cuba'")
+
+
+_INPUT = re.compile(r"^(\d+)(?:x(\d+))?(?:x(\d+))?$")
+_CONV = re.compile(r"^(\d+)C(\d+)(?:p(\d+))?(?:s(\d+))?$")
+_POOL = re.compile(r"^([PS])(\d+)$")
+_DENSE = re.compile(r"^(\d+)$")
+_DROP = re.compile(r"^D(0?\.\d+|0)$")
+
+
+def parse_input_shape(token: str) -> tuple:
+    """``'784' -> (784,)``, ``'28x28' -> (1, 28, 28)``, ``'34x34x2' -> (2, 34, 34)``."""
+    m = _INPUT.match(token)
+    if not m:
+        raise ValueError(f"bad input shape {token!r} in network spec: expected N, HxW or HxWxC")
+    a, b, c = m.groups()
+    if b is None:
+        return (int(a),)
+    return (int(c) if c else 1, int(a), int(b))
+
+
+class SpikingNetwork(nn.Module):
+    """A feed-forward spiking network over ``(T, B, *input_shape)`` inputs.
+
+    Attributes
+    ----------
+    spec : str
+    input_shape : tuple
+    shapes : list of tuples
+        Feature shape after each layer, starting with the input.
+    layers : nn.ModuleList
+        Synaptic layers, neuron layers, flatten and dropout in execution order.
+    """
+
+    def __init__(self, spec: str, input_shape: tuple, layers: list, shapes: list):
+        super().__init__()
+        self.spec = spec
+        self.input_shape = tuple(input_shape)
+        self.layers = nn.ModuleList(layers)
+        self.shapes = shapes
+
+    @property
+    def n_out(self) -> int:
+        return math.prod(self.shapes[-1])
+
+    def forward(self, x: torch.Tensor, record: bool = False):
+        """Output spikes ``(T, B, n_out)``; with ``record=True`` also the spikes of every neuron layer."""
+        if tuple(x.shape[2:]) != self.input_shape:
+            if math.prod(x.shape[2:]) == math.prod(self.input_shape) and len(self.input_shape) == 1:
+                x = x.reshape(x.shape[0], x.shape[1], -1)
+            else:
+                raise ValueError(f"network {self.spec!r} expects inputs (T, B, {self.input_shape}), "
+                                 f"got {tuple(x.shape)}")
+        spikes = []
+        for layer in self.layers:
+            x = layer(x)
+            if record and isinstance(layer, (LIF, CUBA)):
+                spikes.append(x)
+        out = x.reshape(x.shape[0], x.shape[1], -1)
+        return (out, spikes) if record else out
+
+    def neuron_layers(self) -> list:
+        return [m for m in self.layers if isinstance(m, (LIF, CUBA))]
+
+
+def build_network(spec: str, neuron: NeuronSpec, input_shape: tuple | None = None) -> SpikingNetwork:
+    """Build a network from a spec string.
+
+    ``input_shape`` (PyTorch order) overrides the spec's first token when the data has another
+    layout of the same size, e.g. spec ``784`` with MNIST images ``(1, 28, 28)`` stays flat.
+    """
+    tokens = [t.strip() for t in spec.strip().split("-") if t.strip()]
+    if len(tokens) < 2:
+        raise ValueError(f"network spec {spec!r} needs an input shape and at least one layer")
+    shape = parse_input_shape(tokens[0])
+    if input_shape is not None and math.prod(input_shape) != math.prod(shape):
+        raise ValueError(f"network spec {spec!r} has input {shape} but the data has shape {tuple(input_shape)}")
+    shapes = [shape]
+    layers = []
+
+    def add(layer, new_shape, param_shape=None):
+        nonlocal shape
+        layers.append(layer)
+        shape = tuple(new_shape)
+        if param_shape is not None:
+            layers.append(neuron.make(param_shape))
+        shapes.append(shape)
+
+    for tok in tokens[1:]:
+        if m := _CONV.match(tok):
+            if len(shape) != 3:
+                raise ValueError(f"layer {tok!r} in {spec!r}: a convolution needs a C x H x W input, got {shape}")
+            c_out, k, pad, stride = int(m[1]), int(m[2]), int(m[3] or 0), int(m[4] or 1)
+            h, w = ((s + 2 * pad - k) // stride + 1 for s in shape[1:])
+            if h < 1 or w < 1:
+                raise ValueError(f"layer {tok!r} in {spec!r}: kernel {k} does not fit input {shape}")
+            add(Conv2d(shape[0], c_out, k, stride, pad), (c_out, h, w), (c_out, 1, 1))
+        elif m := _POOL.match(tok):
+            if len(shape) != 3:
+                raise ValueError(f"layer {tok!r} in {spec!r}: pooling needs a C x H x W input, got {shape}")
+            k = int(m[2])
+            if shape[1] < k or shape[2] < k:
+                raise ValueError(f"layer {tok!r} in {spec!r}: pool {k} larger than input {shape}")
+            add(Pool2d(k, "avg" if m[1] == "P" else "sum"), (shape[0], shape[1] // k, shape[2] // k),
+                (shape[0], 1, 1))
+        elif m := _DENSE.match(tok):
+            if len(shape) != 1:
+                add(Flatten(), (math.prod(shape),))
+            n = int(m[1])
+            add(Linear(shape[0], n), (n,), (n,))
+        elif m := _DROP.match(tok):
+            layers.append(Dropout(float(m[1])))
+        else:
+            raise ValueError(f"unknown layer {tok!r} in network spec {spec!r} "
+                             "(expected N, <n>C<k>[p<pad>][s<stride>], P<k>, S<k> or D<p>)")
+    if layers and not isinstance(layers[-1], (LIF, CUBA)):
+        raise ValueError(f"network spec {spec!r} must end with a dense, convolution or pooling layer")
+    return SpikingNetwork(spec, shapes[0], layers, shapes)

@@ -1,0 +1,314 @@
+"""Spiking neuron models for training: pure step functions and one fused time loop.
+
+Two models, both discrete-time with one step of length ``dt``.
+
+STBP iterative LIF (Wu et al. 2018, eq. 5-6), ``decay`` is the paper's ``tau`` and ``bias`` its
+``b`` (kept in the neuron so that synaptic layers carry weights only)::
+
+    u[t] = decay * u[t-1] * (1 - o[t-1]) + x[t] + bias
+    o[t] = H(u[t] - v_threshold)
+
+CUBA LIF (current-based; Loihi's neuron and the second seed's), with synaptic current ``i`` and
+membrane ``v``, reset to zero on a spike, and an optional per-neuron ``bias``::
+
+    i[t] = decay_syn * i[t-1] + x[t]
+    v[t] = decay_mem * v[t-1] * (1 - o[t-1]) + i[t] + bias
+    o[t] = H(v[t] - v_threshold)
+
+With ``decay_syn = 0`` the CUBA neuron is the STBP LIF (plus bias); the fused kernel below exploits
+this and runs both. ``H(x)`` is 1 for ``x > 0`` (strict, as Loihi/Lava). Multiplying by
+``1 - o[t-1]`` before the decay is the same as resetting ``v`` to 0 right after a spike, which is
+what Loihi does.
+
+Decays relate to time constants by ``decay = exp(-dt / tau)`` (``decay_from_tau``); this module is
+the one home of that conversion on the float side.
+
+Shapes: ``x`` is ``(T, B, *F)``: time first, then batch, then the neuron's feature shape.
+Parameters broadcast against ``F``: a scalar (shared by the layer) or a tensor per neuron
+(``(N,)`` for dense layers, ``(C, 1, 1)`` per channel for convolutions).
+
+The step functions (``lif_step``, ``cuba_step``) are the definition and serve online, step-by-step
+use. ``neuron_sequence`` runs all ``T`` steps as one autograd node whose backward is the exact
+reverse-time recurrence of the same equations (checked against autograd through the step
+functions in the tests); it saves only the membrane trace and spikes, and works in preallocated
+buffers, so it costs a few elementwise kernels per step.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from .surrogates import Surrogate, get_surrogate, spike
+
+
+def decay_from_tau(tau: float, dt: float = 1.0) -> float:
+    """Decay factor per step, ``exp(-dt / tau)``, for a time constant ``tau`` (same unit as ``dt``).
+
+    ``tau = inf`` gives 1 (no leak), ``tau = 0`` gives 0 (no memory).
+
+    >>> round(decay_from_tau(4.0, 1.0), 6)
+    0.778801
+    """
+    if tau < 0 or dt <= 0:
+        raise ValueError(f"need tau >= 0 and dt > 0, got tau={tau!r}, dt={dt!r}")
+    return 0.0 if tau == 0 else math.exp(-dt / tau)
+
+
+def tau_from_decay(decay: float, dt: float = 1.0) -> float:
+    """Inverse of ``decay_from_tau``: ``tau = -dt / ln(decay)``; decay 0 -> 0, decay 1 -> inf."""
+    if not 0.0 <= decay <= 1.0 or dt <= 0:
+        raise ValueError(f"need 0 <= decay <= 1 and dt > 0, got decay={decay!r}, dt={dt!r}")
+    if decay == 0.0:
+        return 0.0
+    return math.inf if decay == 1.0 else -dt / math.log(decay)
+
+
+# ---------------------------------------------------------------------------------------------
+# Step functions: the definition of each model.
+
+
+class LIFState(NamedTuple):
+    u: torch.Tensor  # membrane potential after the last step (before reset)
+    o: torch.Tensor  # last spikes, 0/1
+
+
+class LIFParams(NamedTuple):
+    decay: torch.Tensor | float = 0.2
+    v_threshold: torch.Tensor | float = 0.5
+    bias: torch.Tensor | float = 0.0
+
+
+def lif_step(x: torch.Tensor, state: Optional[LIFState], p: LIFParams,
+             surrogate: Surrogate) -> tuple[torch.Tensor, LIFState]:
+    """One step of the STBP LIF. ``state=None`` starts from rest. Differentiable (surrogate)."""
+    if state is None:
+        u = x + p.bias
+    else:
+        u = p.decay * state.u * (1 - state.o) + x + p.bias
+    o = spike(u - p.v_threshold, surrogate)
+    return o, LIFState(u, o)
+
+
+class CubaState(NamedTuple):
+    i: torch.Tensor  # synaptic current
+    v: torch.Tensor  # membrane potential after the last step (before reset)
+    o: torch.Tensor  # last spikes
+
+
+class CubaParams(NamedTuple):
+    decay_syn: torch.Tensor | float = 0.0
+    decay_mem: torch.Tensor | float = 0.9
+    v_threshold: torch.Tensor | float = 1.0
+    bias: torch.Tensor | float = 0.0
+
+
+def cuba_step(x: torch.Tensor, state: Optional[CubaState], p: CubaParams,
+              surrogate: Surrogate) -> tuple[torch.Tensor, CubaState]:
+    """One step of the CUBA LIF. ``state=None`` starts from rest. Differentiable (surrogate)."""
+    if state is None:
+        i = x
+        v = i + p.bias
+    else:
+        i = p.decay_syn * state.i + x
+        v = p.decay_mem * state.v * (1 - state.o) + i + p.bias
+    o = spike(v - p.v_threshold, surrogate)
+    return o, CubaState(i, v, o)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused time loop.
+
+
+def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> Optional[torch.Tensor]:
+    """Sum a (T, B, *F) gradient down to a parameter's (broadcastable) shape."""
+    g = grad.sum(dim=(0, 1))
+    if like.dim() == 0:
+        return g.sum()
+    return g.sum_to_size(like.shape)
+
+
+class _NeuronSequence(torch.autograd.Function):
+    """CUBA neuron over all T steps; ``decay_syn is None`` means no synaptic current (STBP LIF)."""
+
+    @staticmethod
+    def forward(ctx, x, decay_syn, decay_mem, v_threshold, bias, surrogate, detach_reset):
+        T = x.shape[0]
+        V = torch.empty_like(x)  # (T, B, *F) membrane before reset
+        S = torch.empty(x.shape, dtype=torch.bool, device=x.device)  # (T, B, *F) spikes
+        I = None
+        if decay_syn is not None:
+            I = torch.empty_like(x)
+        drive = x if bias is None else x + bias  # for the STBP LIF i[t] + bias = x[t] + bias
+        r = torch.zeros_like(x[0])  # post-reset membrane of the previous step, reused buffer
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        for t in range(T):
+            if I is not None:
+                if t == 0:
+                    I[0].copy_(x[0])
+                else:
+                    torch.addcmul(x[t], I[t - 1], decay_syn, out=I[t])
+                cur = I[t] if bias is None else I[t] + bias
+            else:
+                cur = drive[t]
+            torch.addcmul(cur, r, decay_mem, out=V[t])
+            torch.gt(V[t], v_threshold, out=S[t])
+            torch.where(S[t], zero, V[t], out=r)
+        ctx.save_for_backward(V, S, I, decay_syn, decay_mem, v_threshold, bias)
+        ctx.surrogate = surrogate
+        ctx.detach_reset = detach_reset
+        return S.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        V, S, I, decay_syn, decay_mem, v_threshold, bias = ctx.saved_tensors
+        T = V.shape[0]
+        keep = (~S).to(V.dtype)                          # (T, B, *F) 1 - o[t]
+        h = ctx.surrogate.derivative(V - v_threshold)    # (T, B, *F) surrogate dH/dv
+        k_keep = decay_mem * keep                        # d r[t] / d v[t], times decay
+        k_v = None if ctx.detach_reset else decay_mem * V  # -d r[t] / d o[t], times decay
+        GO = torch.empty_like(V)  # dL/do[t], total
+        GV = torch.empty_like(V)  # dL/dv[t], total
+        gv_next = torch.zeros_like(V[0])
+        for t in range(T - 1, -1, -1):
+            if k_v is None:
+                GO[t].copy_(grad_out[t])
+            else:
+                torch.addcmul(grad_out[t], gv_next, k_v[t], value=-1.0, out=GO[t])
+            torch.mul(GO[t], h[t], out=GV[t])
+            GV[t].addcmul_(gv_next, k_keep[t])
+            gv_next = GV[t]
+        if I is not None:  # i[t] = decay_syn * i[t-1] + x[t]  =>  gi[t] = gv[t] + decay_syn * gi[t+1]
+            GI = torch.empty_like(V)
+            gi_next = torch.zeros_like(V[0])
+            for t in range(T - 1, -1, -1):
+                torch.addcmul(GV[t], gi_next, decay_syn, out=GI[t])
+                gi_next = GI[t]
+        else:
+            GI = GV
+        g_syn = g_mem = g_th = g_bias = None
+        need = ctx.needs_input_grad
+        if need[1]:
+            i_prev = torch.cat([torch.zeros_like(I[:1]), I[:-1]])
+            g_syn = _reduce_to(GI * i_prev, decay_syn)
+        if need[2]:
+            r_prev = torch.cat([torch.zeros_like(V[:1]), (V * keep)[:-1]])
+            g_mem = _reduce_to(GV * r_prev, decay_mem)
+        if need[3]:
+            g_th = _reduce_to(-(GO * h), v_threshold)
+        if need[4]:
+            g_bias = _reduce_to(GV, bias)
+        return GI, g_syn, g_mem, g_th, g_bias, None, None
+
+
+def neuron_sequence(x: torch.Tensor, decay_mem, v_threshold, *, decay_syn=None, bias=None,
+                    surrogate: Surrogate = Surrogate(), detach_reset: bool = False) -> torch.Tensor:
+    """Spikes ``(T, B, *F)`` of a CUBA (or, with ``decay_syn=None``, STBP LIF) neuron layer.
+
+    Parameters
+    ----------
+    x : Tensor (T, B, *F)
+        Synaptic input per step.
+    decay_mem, decay_syn : float or Tensor broadcastable to F
+        Per-step decay factors in [0, 1].
+    v_threshold : float or Tensor broadcastable to F
+        Firing threshold; a spike when ``v > v_threshold``.
+    bias : None, float or Tensor broadcastable to F
+        Constant added to the membrane every step.
+    detach_reset : bool
+        Treat the reset as a constant in backward (False follows STBP: gradients flow through it).
+    """
+    if x.dim() < 2:
+        raise ValueError(f"neuron input must be (T, B, *features), got shape {tuple(x.shape)}")
+
+    def as_tensor(p):
+        return p if p is None or isinstance(p, torch.Tensor) else torch.tensor(float(p), dtype=x.dtype,
+                                                                              device=x.device)
+    return _NeuronSequence.apply(x, as_tensor(decay_syn), as_tensor(decay_mem), as_tensor(v_threshold),
+                                 as_tensor(bias), surrogate, detach_reset)
+
+
+# ---------------------------------------------------------------------------------------------
+# Modules: hold parameters, call neuron_sequence.
+
+
+class _NeuronLayer(nn.Module):
+    """Shared parameter handling; ``param_shape`` is the per-neuron (or per-channel) shape."""
+
+    def _register(self, name: str, value: float, param_shape, per_neuron: bool, learn: bool):
+        """A parameter (trainable) or buffer (fixed), both saved in the state dict."""
+        t = torch.full(tuple(param_shape) if per_neuron else (), float(value))
+        if learn:
+            self.register_parameter(name, nn.Parameter(t))
+        else:
+            self.register_buffer(name, t)
+
+
+class LIF(_NeuronLayer):
+    """STBP iterative LIF layer over ``(T, B, *F)`` inputs.
+
+    Parameters
+    ----------
+    param_shape : tuple
+        Shape of per-neuron parameters, broadcastable to the features (``(N,)`` or ``(C, 1, 1)``).
+    decay : float
+        STBP's ``tau``, the membrane decay per step, in [0, 1].
+    v_threshold : float
+    surrogate : Surrogate
+    per_neuron : bool
+        One parameter per neuron (or channel) instead of one per layer.
+    learn_decay, learn_threshold, learn_bias : bool
+        Make the decay / threshold / bias (per neuron or channel, initially 0) trainable.
+    """
+
+    kind = "lif"
+
+    def __init__(self, param_shape, decay: float = 0.2, v_threshold: float = 0.5,
+                 surrogate: Surrogate = Surrogate(), per_neuron: bool = False, learn_decay: bool = False,
+                 learn_threshold: bool = False, learn_bias: bool = True, detach_reset: bool = False):
+        super().__init__()
+        self.param_shape = tuple(param_shape)
+        self.surrogate = get_surrogate(surrogate)
+        self.detach_reset = detach_reset
+        self._register("decay_mem", decay, param_shape, per_neuron, learn_decay)
+        self._register("v_threshold", v_threshold, param_shape, per_neuron, learn_threshold)
+        self._register("bias", 0.0, param_shape, True, learn_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, B, *F) -> (T, B, *F)
+        return neuron_sequence(x, self.decay_mem.clamp(0, 1), self.v_threshold, bias=self.bias,
+                               surrogate=self.surrogate, detach_reset=self.detach_reset)
+
+    def params(self) -> LIFParams:
+        return LIFParams(self.decay_mem.clamp(0, 1), self.v_threshold, self.bias)
+
+
+class CUBA(_NeuronLayer):
+    """CUBA LIF layer (synaptic current and membrane, both decaying; reset to zero; bias).
+
+    Parameters as ``LIF``, plus ``decay_syn`` (current decay per step, in [0, 1]), ``decay_mem``
+    (membrane decay).
+    """
+
+    kind = "cuba"
+
+    def __init__(self, param_shape, decay_syn: float = 0.5, decay_mem: float = 0.9, v_threshold: float = 1.0,
+                 surrogate: Surrogate = Surrogate(), per_neuron: bool = False, learn_decay: bool = False,
+                 learn_threshold: bool = False, learn_bias: bool = True, detach_reset: bool = False):
+        super().__init__()
+        self.param_shape = tuple(param_shape)
+        self.surrogate = get_surrogate(surrogate)
+        self.detach_reset = detach_reset
+        self._register("decay_syn", decay_syn, param_shape, per_neuron, learn_decay)
+        self._register("decay_mem", decay_mem, param_shape, per_neuron, learn_decay)
+        self._register("v_threshold", v_threshold, param_shape, per_neuron, learn_threshold)
+        self._register("bias", 0.0, param_shape, True, learn_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, B, *F) -> (T, B, *F)
+        return neuron_sequence(x, self.decay_mem.clamp(0, 1), self.v_threshold,
+                               decay_syn=self.decay_syn.clamp(0, 1), bias=self.bias,
+                               surrogate=self.surrogate, detach_reset=self.detach_reset)
+
+    def params(self) -> CubaParams:
+        return CubaParams(self.decay_syn.clamp(0, 1), self.decay_mem.clamp(0, 1), self.v_threshold, self.bias)
