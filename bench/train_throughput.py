@@ -1,0 +1,475 @@
+#!/usr/bin/env python
+"""Training throughput and peak memory: spikeport vs snnTorch vs SpikingJelly vs a matmul floor.
+
+Workload (identical for every contender): a 784-800-10 network, T = 20 steps, batch 64, rate-MSE
+loss ``mean_{b,c} (mean_t o[t,b,c] - onehot[b,c])^2``, Adam (lr 1e-3). Inputs are random
+MNIST-like intensities, Bernoulli-coded once before timing (a pool of ``--pool`` batches that is
+cycled), so encoding costs nothing for anyone.
+
+Contenders
+    floor         the same matrix multiplies with no neuron: Linear 784->800, ReLU, Linear 800->10
+                  applied to the folded (T*B, .) input at once, same loss, same Adam step.
+    spikeport     ``build_network("784-800-10", NeuronSpec(model="lif", decay=0.2, v_threshold=0.5))``
+                  and ``LossSpec("rate_mse")`` (fused ``neuron_sequence``, rectangular surrogate a = 1,
+                  gradient through the reset as in STBP).
+    snntorch      idiomatic snnTorch: nn.Linear + snn.Leaky(beta=0.2, threshold=0.5,
+                  reset_mechanism="zero"), Python loop over the T steps, spikes recorded and stacked.
+                  reset-to-zero with the default one-step reset delay gives exactly STBP's forward
+                  ``u[t] = 0.2 u[t-1] (1 - o[t-1]) + x[t]``; snnTorch always detaches the reset
+                  (STBP's gradient also flows through it). snnTorch has no rectangular surrogate,
+                  so a 5-line custom one (the same box as spikeport's) is passed as ``spike_grad``.
+    spikingjelly  multi-step mode: layer.Linear + neuron.LIFNode(step_mode='m', backend='torch',
+                  tau=1.25, decay_input=False, v_reset=0.0, v_threshold=0.5, detach_reset=False):
+                  ``H = (1 - 1/tau) V + X`` with tau = 1.25 is decay 0.2 exactly, hard reset to 0 is
+                  STBP's reset, and the reset is differentiated as in STBP. Same custom box
+                  surrogate. ``functional.reset_net`` after every iteration, as SpikingJelly requires.
+
+Synaptic biases: spikeport keeps a per-neuron bias in the neuron; the peers use nn.Linear's bias,
+which is the same term (added every step). Parameter counts are therefore identical.
+
+Method: every contender runs in its own fresh subprocess (``sys.executable this_file --only NAME``),
+so its peak memory is attributable. Inside it: build everything and pre-encode the data, record
+the RSS ("after setup"), reset the kernel's peak-RSS mark (``/proc/self/clear_refs``, 5) when
+allowed, do ``--warmup`` iterations, then time whole iterations (forward, loss, zero_grad,
+backward, Adam step) until ``--seconds`` have passed. Peak MB = peak RSS (VmHWM, or
+``getrusage(RUSAGE_SELF).ru_maxrss`` when the mark could not be reset) minus RSS after setup.
+With ``--repeats R`` the contenders run in R interleaved rounds and the median is reported.
+torch's default thread count is used unless ``--threads`` is given.
+
+A missing peer prints "not installed" and the rest still runs.
+
+Usage::
+
+    .venv/bin/python bench/train_throughput.py [--seconds 6] [--repeats 3] [--json out.json]
+    .venv/bin/python bench/train_throughput.py --check      # forward/gradient agreement of the models
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONTENDERS = ("floor", "spikeport", "snntorch", "spikingjelly")
+RESULT_TAG = "@@RESULT@@ "
+
+N_IN, N_HID, N_OUT = 784, 800, 10
+DECAY, V_TH = 0.2, 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory helpers (Linux /proc; fall back to getrusage).
+
+
+def _status_kb(field: str):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS; False when not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _maxrss_kb() -> int:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r // 1024 if sys.platform == "darwin" else r  # bytes on macOS, KiB on Linux
+
+
+# ---------------------------------------------------------------------------------------------
+# Contenders. Each builder returns (modules, step_fn, versions); step_fn(x, labels) does one full
+# training iteration. Imports of the peers happen here so that a missing one is just reported.
+
+
+class NotInstalled(Exception):
+    pass
+
+
+def rate_mse(o, labels):
+    import torch.nn.functional as F
+    return ((o.mean(0) - F.one_hot(labels, o.shape[-1]).to(o.dtype)) ** 2).mean()
+
+
+def _rect_surrogate():
+    """Heaviside forward (strict ``x > 0``), STBP's rectangular box ``1{|x| < 0.5}`` backward (a = 1)."""
+    import torch
+
+    class RectSpike(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return (x > 0).to(x.dtype)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * (x.abs() < 0.5).to(g.dtype)
+
+    return RectSpike.apply
+
+
+def build_floor():
+    import torch
+    from torch import nn
+
+    class Floor(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(N_IN, N_HID)
+            self.fc2 = nn.Linear(N_HID, N_OUT)
+
+        def forward(self, x):  # (T, B, 784) -> (T, B, 10), all steps at once
+            T, B = x.shape[:2]
+            h = torch.relu(self.fc1(x.reshape(T * B, -1)))
+            return self.fc2(h).reshape(T, B, -1)
+
+    return Floor(), rate_mse, None, {}
+
+
+def build_spikeport():
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    try:
+        from train.losses import LossSpec
+        from train.network import NeuronSpec, build_network
+    except ImportError as e:
+        raise NotInstalled(str(e))
+    net = build_network(f"{N_IN}-{N_HID}-{N_OUT}", NeuronSpec(model="lif", decay=DECAY, v_threshold=V_TH))
+    return net, LossSpec("rate_mse"), None, {}
+
+
+def build_snntorch():
+    try:
+        import snntorch as snn
+    except Exception as e:  # ImportError or a broken install
+        raise NotInstalled(f"{type(e).__name__}: {e}")
+    import torch
+    from torch import nn
+
+    spike_grad = _rect_surrogate()
+
+    class Net(nn.Module):  # snnTorch tutorial 5 style
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(N_IN, N_HID)
+            self.lif1 = snn.Leaky(beta=DECAY, threshold=V_TH, reset_mechanism="zero", spike_grad=spike_grad)
+            self.fc2 = nn.Linear(N_HID, N_OUT)
+            self.lif2 = snn.Leaky(beta=DECAY, threshold=V_TH, reset_mechanism="zero", spike_grad=spike_grad)
+
+        def forward(self, x):  # (T, B, 784)
+            mem1 = self.lif1.init_leaky()
+            mem2 = self.lif2.init_leaky()
+            spk2_rec = []
+            for t in range(x.shape[0]):
+                cur1 = self.fc1(x[t])
+                spk1, mem1 = self.lif1(cur1, mem1)
+                cur2 = self.fc2(spk1)
+                spk2, mem2 = self.lif2(cur2, mem2)
+                spk2_rec.append(spk2)
+            return torch.stack(spk2_rec)
+
+    return Net(), rate_mse, None, {"snntorch": getattr(snn, "__version__", "?")}
+
+
+def build_spikingjelly():
+    try:
+        from spikingjelly.activation_based import functional, layer, neuron
+    except Exception as e:
+        raise NotInstalled(f"{type(e).__name__}: {e}")
+    from torch import nn
+
+    sg = _rect_surrogate()
+    tau = 1.0 / (1.0 - DECAY)  # decay_input=False: H = (1 - 1/tau) V + X  ->  1 - 1/tau = 0.2
+
+    def lif():
+        return neuron.LIFNode(tau=tau, decay_input=False, v_threshold=V_TH, v_reset=0.0, surrogate_function=sg,
+                              detach_reset=False, step_mode="m", backend="torch")
+
+    net = nn.Sequential(layer.Linear(N_IN, N_HID, step_mode="m"), lif(),
+                        layer.Linear(N_HID, N_OUT, step_mode="m"), lif())
+    functional.set_step_mode(net, "m")
+    try:
+        from importlib.metadata import version
+        v = version("spikingjelly")
+    except Exception:
+        v = "?"
+    return net, rate_mse, functional.reset_net, {"spikingjelly": v}
+
+
+BUILDERS = {"floor": build_floor, "spikeport": build_spikeport, "snntorch": build_snntorch,
+            "spikingjelly": build_spikingjelly}
+
+
+# ---------------------------------------------------------------------------------------------
+# Data.
+
+
+def make_pool(n_batches: int, T: int, B: int, seed: int = 0):
+    """Bernoulli-coded random MNIST-like batches: ~19% 'ink' pixels with intensity U(0.3, 1)
+    (mean intensity ~0.12, like MNIST), encoded once; plus random labels."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    xs, ys = [], []
+    for _ in range(n_batches):
+        ink = torch.rand(B, N_IN, generator=g) < 0.19
+        p = torch.where(ink, 0.3 + 0.7 * torch.rand(B, N_IN, generator=g), torch.zeros(()))
+        xs.append((torch.rand(T, B, N_IN, generator=g) < p).to(torch.float32))
+        ys.append(torch.randint(0, N_OUT, (B,), generator=g))
+    return xs, ys
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker: one contender in this process.
+
+
+def run_one(name: str, args) -> dict:
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rec = {"contender": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "T": args.T, "batch": args.batch}
+    try:
+        torch.manual_seed(args.seed)
+        model, loss_fn, after_iter, versions = BUILDERS[name]()
+    except NotInstalled as e:
+        rec.update(status="not installed", detail=str(e))
+        return rec
+    rec["versions"] = versions
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    xs, ys = make_pool(args.pool, args.T, args.batch, args.seed)
+    rec["params"] = sum(p.numel() for p in model.parameters())
+
+    def iteration(i):
+        x, y = xs[i % len(xs)], ys[i % len(ys)]
+        out = model(x)
+        loss = loss_fn(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if after_iter is not None:
+            after_iter(model)
+        return loss
+
+    import gc
+    gc.collect()
+    rss0 = _status_kb("VmRSS")
+    hwm_reset = rss0 is not None and _reset_peak_rss()
+    maxrss_setup = _maxrss_kb()
+    if rss0 is None:
+        rss0 = maxrss_setup
+
+    for i in range(args.warmup):
+        iteration(i)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        loss = iteration(n)
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= args.seconds and n >= args.min_iters:
+            break
+    if hwm_reset:
+        peak = _status_kb("VmHWM")
+        method = "VmHWM after clear_refs - VmRSS after setup"
+    else:
+        peak = _maxrss_kb()
+        method = "ru_maxrss - RSS after setup"
+        if maxrss_setup > rss0:
+            method += f" (setup peak was already {(maxrss_setup - rss0) / 1024:.1f} MB above)"
+    rec.update(status="ok", iters=n, seconds=elapsed, samples_per_s=n * args.batch / elapsed,
+               ms_per_iter=1000 * elapsed / n, rss_setup_mb=rss0 / 1024, peak_mb=max(0, peak - rss0) / 1024,
+               peak_method=method, final_loss=float(loss))
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------
+# Equivalence check (forward spikes and weight gradients on shared weights).
+
+
+def check(args) -> None:
+    import torch
+    torch.manual_seed(0)
+    xs, ys = make_pool(1, args.T, args.batch, 1)
+    x, y = xs[0], ys[0]
+    ref, ref_loss, _, _ = build_spikeport()
+    W1 = torch.randn(N_HID, N_IN) * 0.05
+    W2 = torch.randn(N_OUT, N_HID) * 0.2
+    b1 = torch.randn(N_HID) * 0.05
+    b2 = torch.randn(N_OUT) * 0.05
+    lins = [m for m in ref.layers if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        lins[0].weight.copy_(W1); lins[1].weight.copy_(W2)
+        ref.layers[1].bias.copy_(b1); ref.layers[3].bias.copy_(b2)
+    out_ref = ref(x)
+    ref_loss(out_ref, y).backward()
+    g_ref = lins[0].weight.grad
+    print(f"spikeport: output rate {out_ref.mean():.3f}, hidden rate "
+          f"{ref(x, record=True)[1][0].mean():.3f}")
+    for name in ("snntorch", "spikingjelly"):
+        try:
+            m, lf, after, _ = BUILDERS[name]()
+        except NotInstalled:
+            print(f"{name}: not installed")
+            continue
+        l1, l2 = [mm for mm in m.modules() if isinstance(mm, torch.nn.Linear)]
+        with torch.no_grad():
+            l1.weight.copy_(W1); l2.weight.copy_(W2); l1.bias.copy_(b1); l2.bias.copy_(b2)
+        out = m(x)
+        lf(out, y).backward()
+        g = l1.weight.grad
+        rel = float((g - g_ref).norm() / g_ref.norm())
+        print(f"{name}: output spikes differ at {int((out != out_ref).sum())} of {out.numel()}; "
+              f"fc1 weight-grad relative difference {rel:.2e}")
+        if after is not None:
+            after(m)
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver.
+
+
+def _worker_cmd(name: str, args) -> list:
+    cmd = [sys.executable, os.path.abspath(__file__), "--only", name, "--seconds", str(args.seconds),
+           "--warmup", str(args.warmup), "--min-iters", str(args.min_iters), "--T", str(args.T),
+           "--batch", str(args.batch), "--pool", str(args.pool), "--seed", str(args.seed)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    return cmd
+
+
+def _spawn(name: str, args) -> dict:
+    try:
+        p = subprocess.run(_worker_cmd(name, args), capture_output=True, text=True,
+                           timeout=max(120.0, 20 * args.seconds + 120))
+    except subprocess.TimeoutExpired:
+        return {"contender": name, "status": "error", "detail": "timed out"}
+    for line in p.stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+    return {"contender": name, "status": "error", "detail": f"exit {p.returncode}: " + " | ".join(tail)}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=6.0, help="timed seconds per contender and round")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
+    ap.add_argument("--min-iters", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the median is reported")
+    ap.add_argument("--T", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--pool", type=int, default=8, help="pre-encoded batches, cycled")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
+    ap.add_argument("--json", metavar="PATH", help="write all results as JSON")
+    ap.add_argument("--only", choices=CONTENDERS, help=argparse.SUPPRESS)  # worker mode
+    ap.add_argument("--check", action="store_true", help="compare the models' spikes and gradients, then exit")
+    args = ap.parse_args(argv)
+
+    if args.check:
+        check(args)
+        return 0
+    if args.only:
+        print(RESULT_TAG + json.dumps(run_one(args.only, args)), flush=True)
+        return 0
+
+    import torch
+    names = [n.strip() for n in args.contenders.split(",") if n.strip()]
+    bad = [n for n in names if n not in CONTENDERS]
+    if bad:
+        ap.error(f"unknown contender(s) {bad}; choose from {CONTENDERS}")
+    runs = {n: [] for n in names}
+    for r in range(args.repeats):
+        for n in names:
+            if runs[n] and runs[n][-1]["status"] != "ok":
+                continue  # not installed / failed: no point repeating
+            res = _spawn(n, args)
+            runs[n].append(res)
+            msg = (f"{res['samples_per_s']:.0f} samples/s, peak {res['peak_mb']:.1f} MB"
+                   if res["status"] == "ok" else res["status"])
+            print(f"  round {r + 1}/{args.repeats}  {n:<13s} {msg}", file=sys.stderr, flush=True)
+
+    summary = {}
+    threads = None
+    for n in names:
+        ok = [x for x in runs[n] if x["status"] == "ok"]
+        if ok:
+            sps = [x["samples_per_s"] for x in ok]
+            summary[n] = {"status": "ok", "samples_per_s": statistics.median(sps), "samples_per_s_min": min(sps),
+                          "samples_per_s_max": max(sps), "ms_per_iter": statistics.median(x["ms_per_iter"] for x in ok),
+                          "peak_mb": statistics.median(x["peak_mb"] for x in ok), "rounds": len(ok),
+                          "versions": ok[0].get("versions", {}), "peak_method": ok[0]["peak_method"]}
+            threads = ok[0]["threads"]
+        else:
+            last = runs[n][-1]
+            summary[n] = {"status": last["status"], "detail": last.get("detail", "")}
+    floor = summary.get("floor", {}).get("samples_per_s") if summary.get("floor", {}).get("status") == "ok" else None
+    for n, s in summary.items():
+        if s["status"] == "ok" and floor:
+            s["ratio_to_floor"] = s["samples_per_s"] / floor
+
+    date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    versions = {k: v for s in summary.values() for k, v in s.get("versions", {}).items()}
+    print(f"# train_throughput  {date}")
+    print(f"# torch {torch.__version__}, threads {threads}, python {platform.python_version()}, "
+          f"{_cpu_name()}, {os.cpu_count()} CPUs")
+    print("# peers: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "none"))
+    print(f"# 784-800-10, T={args.T}, batch {args.batch}, rate-MSE, Adam; median of {args.repeats} "
+          f"round(s) x {args.seconds:g} s; peak MB = peak RSS increase over post-setup RSS")
+    print(f"{'contender':<14s}{'samples/s':>11s}{'ms/iter':>10s}{'ratio to floor':>16s}{'peak MB':>10s}")
+    for n, s in summary.items():
+        if s["status"] == "ok":
+            ratio = f"{s['ratio_to_floor']:.2f}" if "ratio_to_floor" in s else "-"
+            print(f"{n:<14s}{s['samples_per_s']:>11.0f}{s['ms_per_iter']:>10.1f}{ratio:>16s}{s['peak_mb']:>10.1f}")
+        else:
+            print(f"{n:<14s}{s['status']:>11s}" + (f"   ({s['detail']})" if s["status"] == "error" else ""))
+    sp = summary.get("spikeport", {})
+    if "ratio_to_floor" in sp:
+        print(f"spikeport / floor = {sp['ratio_to_floor']:.2f} (goal >= 0.90)")
+    else:
+        print("spikeport / floor = n/a (goal >= 0.90)")
+
+    if args.json:
+        out = {"date": date, "torch": torch.__version__, "threads": threads, "cpu": _cpu_name(),
+               "cpu_count": os.cpu_count(), "python": platform.python_version(),
+               "settings": {k: getattr(args, k) for k in ("seconds", "warmup", "repeats", "T", "batch", "pool",
+                                                          "seed", "threads")},
+               "summary": summary, "runs": runs}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
