@@ -281,3 +281,15 @@ def test_make_config_precedence(tmp_path):
     assert make_config(preset, path).data.data_dir == "/from/file"
     assert make_config(preset, path).optim.lr == 0.5
     assert make_config(preset).optim.lr == PRESETS[preset]["optim"]["lr"]
+
+
+def test_scientific_notation_is_a_float_in_set_and_yaml(tmp_path):
+    from train.config import load_file, make_config, parse_set
+
+    cfg = make_config(overrides=parse_set(["optim.lr=1e-3", "optim.weight_decay=5e-4"]))
+    assert cfg.optim.lr == 0.001 and cfg.optim.weight_decay == 0.0005
+    f = tmp_path / "c.yaml"
+    f.write_text("optim:\n  lr: 2e-3\n")
+    assert make_config(file=f).optim.lr == 0.002
+    with pytest.raises(ValueError, match="optim.lr"):
+        make_config(overrides=parse_set(["optim.lr=fast"]))

@@ -28,8 +28,8 @@ LOSSES = ("rate_mse", "count_ce", "van_rossum", "hamming")
 
 def target_trains(labels: torch.Tensor, n_classes: int, T: int, rate: float = 1.0,
                   dtype=torch.float32) -> torch.Tensor:
-    """``(T, B, C)`` target spike trains: class ``labels[b]`` fires at ``round(rate*T)`` evenly spaced
-    steps (the last step included), the others never."""
+    """``(T, B, C)`` target spike trains: class ``labels[b]`` fires at ``max(1, round(rate*T))`` evenly
+    spaced steps (the last step included), the others never."""
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"target rate must be in (0, 1], got {rate!r}")
     n = max(1, round(rate * T))
