@@ -99,71 +99,85 @@ NUM_WEIGHT_BITS = IntFormat("num_weight_bits", 4, False)    # 1..8 used
 
 
 # --- decays ----------------------------------------------------------------------------------
+# Every conversion takes a scalar or an array and returns an int64 (or float64) array of the same
+# shape; rounding is numpy's (half to even) everywhere, so training-time fake quantization and
+# export round identically.
 
-def decay_to_du(decay: float) -> int:
+def decay_to_du(decay) -> np.ndarray:
     """Current decay factor (kept per step, in [0, 1]) -> Lava ``du``.
 
     Lava multiplies ``u`` by ``(4096 - (du + 1)) / 4096``; so ``du = round((1 - decay) * 4096) - 1``,
     clipped to [0, 4095]. ``decay = 0`` (no synaptic memory, STBP's LIF) gives ``du = 4095``.
     The largest representable decay is ``4095/4096`` (``du = 0``).
 
-    >>> decay_to_du(0.0), decay_to_du(0.5), decay_to_du(1.0)
-    (4095, 2047, 0)
+    >>> [int(decay_to_du(d)) for d in (0.0, 0.5, 1.0)]
+    [4095, 2047, 0]
     """
-    _check_decay(decay, "decay_syn")
-    return int(min(max(round((1.0 - decay) * DECAY_UNITY) - DS_OFFSET, DU.min), DU.max))
+    d = _check_decay(decay, "decay_syn")
+    return np.clip(np.round((1.0 - d) * DECAY_UNITY) - DS_OFFSET, DU.min, DU.max).astype(np.int64)
 
 
-def du_to_decay(du: int) -> float:
+def du_to_decay(du) -> np.ndarray:
     """Lava ``du`` -> current decay factor ``1 - (du + 1)/4096``."""
-    return 1.0 - (int(du) + DS_OFFSET) / DECAY_UNITY
+    return 1.0 - (np.asarray(du, dtype=np.float64) + DS_OFFSET) / DECAY_UNITY
 
 
-def decay_to_dv(decay: float) -> int:
+def decay_to_dv(decay) -> np.ndarray:
     """Membrane decay factor (in [0, 1]) -> Lava ``dv = round((1 - decay) * 4096)``, clipped to
     [0, 4095] (a full decay, 4096, is not representable: ``decay = 0`` keeps 1/4096).
 
-    >>> decay_to_dv(0.2), decay_to_dv(1.0)
-    (3277, 0)
+    >>> [int(decay_to_dv(d)) for d in (0.2, 1.0)]
+    [3277, 0]
     """
-    _check_decay(decay, "decay_mem")
-    return int(min(max(round((1.0 - decay) * DECAY_UNITY) - DM_OFFSET, DV.min), DV.max))
+    d = _check_decay(decay, "decay_mem")
+    return np.clip(np.round((1.0 - d) * DECAY_UNITY) - DM_OFFSET, DV.min, DV.max).astype(np.int64)
 
 
-def dv_to_decay(dv: int) -> float:
+def dv_to_decay(dv) -> np.ndarray:
     """Lava ``dv`` -> membrane decay factor ``1 - dv/4096``."""
-    return 1.0 - (int(dv) + DM_OFFSET) / DECAY_UNITY
+    return 1.0 - (np.asarray(dv, dtype=np.float64) + DM_OFFSET) / DECAY_UNITY
 
 
-def _check_decay(decay: float, name: str) -> None:
-    if not (0.0 <= decay <= 1.0):
-        raise ValueError(f"{name} must be a decay factor in [0, 1], got {decay!r}")
+def _check_decay(decay, name: str) -> np.ndarray:
+    d = np.asarray(decay, dtype=np.float64)
+    if not np.all((d >= 0.0) & (d <= 1.0)):
+        bad = d.flat[int(np.argmax(~((d >= 0.0) & (d <= 1.0))))]
+        raise ValueError(f"{name} must be a decay factor in [0, 1], got {bad!r}")
+    return d
 
 
 # --- thresholds, biases, weights --------------------------------------------------------------
 
-def threshold_to_vth(v_threshold: float, scale: float) -> int:
-    """Float threshold -> ``vth`` mantissa, for a layer whose synaptic input is ``scale`` times
-    the float one (integer ``a`` = ``scale`` x float input).
+def threshold_to_vth(v_threshold, scale: float) -> tuple[np.ndarray, int]:
+    """Float threshold -> ``vth`` mantissa for a layer whose integer synaptic input is ``scale``
+    times the float one; returns the mantissas and how many were saturated.
 
-    Lava compares ``v > vth << 6`` and ``v`` accumulates ``a << 6``, so ``vth = round(scale * V_th)``.
+    Lava compares ``v > vth << 6`` while ``v`` accumulates ``a << 6``, so ``vth = round(scale * V_th)``.
     """
-    return int(round(v_threshold * scale))
+    return VTH.saturate(np.round(np.asarray(v_threshold, dtype=np.float64) * scale))
 
 
-def split_bias(value: float, mant: IntFormat = BIAS_MANT, exp: IntFormat = BIAS_EXP) -> tuple[int, int]:
-    """Integer bias ``value`` (in units of ``v``) -> ``(bias_mant, bias_exp)`` with the smallest
-    exponent such that the mantissa fits; ``bias_mant << bias_exp`` is the nearest representable
-    value. Saturates at the largest representable magnitude.
+def split_bias(value, mant: IntFormat = BIAS_MANT, exp: IntFormat = BIAS_EXP) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integer-valued bias (in units of ``v``) -> ``(bias_mant, bias_exp, n_saturated)``.
 
-    >>> split_bias(100), split_bias(5000), split_bias(-100000)
-    ((100, 0), (2500, 1), (-4096, 7))
+    Per value, the smallest exponent whose rounded mantissa fits; ``bias_mant << bias_exp`` is then
+    the nearest representable value. Values beyond ``4095 << 7`` saturate (and are counted).
+
+    >>> m, e, n = split_bias(np.array([100.0, 5000.0, -1e6]))
+    >>> m.tolist(), e.tolist(), n
+    ([100, 2500, -4096], [0, 1, 7], 1)
     """
+    v = np.asarray(value, dtype=np.float64)
+    m_out = np.zeros(v.shape, dtype=np.int64)
+    e_out = np.full(v.shape, exp.max, dtype=np.int64)
+    done = np.zeros(v.shape, dtype=bool)
     for e in range(exp.min, exp.max + 1):
-        m = round(value / 2 ** e)
-        if mant.min <= m <= mant.max:
-            return int(m), e
-    return (mant.max if value > 0 else mant.min), exp.max
+        m = np.round(v / 2.0 ** e)
+        fits = ~done & (m >= mant.min) & (m <= mant.max)
+        m_out[fits], e_out[fits] = m[fits], e
+        done |= fits
+    m_out[~done] = np.where(v[~done] > 0, mant.max, mant.min)
+    return m_out, e_out, int(np.count_nonzero(~done))
 
 
 def sign_mode_of(weights: np.ndarray) -> str:

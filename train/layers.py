@@ -27,7 +27,11 @@ class Linear(nn.Linear):
         super().__init__(in_features, out_features, bias=False)
 
     def forward(self, x):
-        return F.linear(x, self.weight)
+        return self.apply_weight(x, self.weight)
+
+    def apply_weight(self, x, weight):
+        """The layer with ``weight`` in place of its own (used by fake quantization)."""
+        return F.linear(x, weight)
 
 
 class Conv2d(nn.Conv2d):
@@ -37,7 +41,11 @@ class Conv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
 
     def forward(self, x):
-        return _unfold(super().forward(_fold(x)), x.shape[0])
+        return self.apply_weight(x, self.weight)
+
+    def apply_weight(self, x, weight):
+        """The layer with ``weight`` in place of its own (used by fake quantization)."""
+        return _unfold(self._conv_forward(_fold(x), weight, None), x.shape[0])
 
 
 class Pool2d(nn.Module):
@@ -56,6 +64,14 @@ class Pool2d(nn.Module):
         if self.mode == "sum":
             y = y * (self.kernel_size ** 2)
         return _unfold(y, x.shape[0])
+
+    def equivalent_weight(self, channels: int) -> torch.Tensor:
+        """The pooling as a convolution kernel ``(C, C, k, k)``: ``1/k**2`` (avg) or 1 (sum) on the
+        channel diagonal, applied with stride ``k``."""
+        k = self.kernel_size
+        w = torch.zeros(channels, channels, k, k)
+        w[torch.arange(channels), torch.arange(channels)] = 1.0 / (k * k) if self.mode == "avg" else 1.0
+        return w
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, mode={self.mode}"

@@ -13,6 +13,13 @@ Grammar: tokens joined by ``-``; the first is the input shape, the rest are laye
 Every dense, convolution and pooling layer is followed by a neuron layer (LIF or CUBA, from
 ``NeuronSpec``); the network's output is the spike train of the last layer, ``(T, B, n_out)``.
 
+Two optional behaviours serve deployment (they change nothing by default):
+- ``synaptic_delay``: each synaptic layer delivers its output one step later, as Loihi/Lava do,
+  so float and hardware timing agree.
+- ``fake_quant``: a callable ``(index, synapse, neuron) -> (weight or None, neuron_params)``
+  attached by ``export.quantize`` for quantization-aware training; the network itself knows
+  nothing about integer formats.
+
 >>> net = build_network("28x28-15C5-P2-40C5-P2-300-10", NeuronSpec())
 >>> [tuple(s) for s in net.shapes]
 [(1, 28, 28), (15, 24, 24), (15, 12, 12), (40, 8, 8), (40, 4, 4), (640,), (300,), (10,)]
@@ -95,12 +102,14 @@ class SpikingNetwork(nn.Module):
         Synaptic layers, neuron layers, flatten and dropout in execution order.
     """
 
-    def __init__(self, spec: str, input_shape: tuple, layers: list, shapes: list):
+    def __init__(self, spec: str, input_shape: tuple, layers: list, shapes: list, synaptic_delay: bool = False):
         super().__init__()
         self.spec = spec
         self.input_shape = tuple(input_shape)
         self.layers = nn.ModuleList(layers)
         self.shapes = shapes
+        self.synaptic_delay = synaptic_delay
+        self.fake_quant = None
 
     @property
     def n_out(self) -> int:
@@ -115,18 +124,52 @@ class SpikingNetwork(nn.Module):
                 raise ValueError(f"network {self.spec!r} expects inputs (T, B, {self.input_shape}), "
                                  f"got {tuple(x.shape)}")
         spikes = []
-        for layer in self.layers:
-            x = layer(x)
-            if record and isinstance(layer, (LIF, CUBA)):
+        layers = list(self.layers)
+        block = 0
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if not isinstance(layer, SYNAPTIC):
+                x = layer(x)
+                i += 1
+                continue
+            neuron = layers[i + 1]
+            if self.fake_quant is None:
+                x, p = layer(x), neuron.params()
+            else:
+                w, p = self.fake_quant(block, layer, neuron)
+                x = layer(x) if w is None else layer.apply_weight(x, w)
+            if self.synaptic_delay:  # delivered one step later; step 0 receives nothing
+                x = torch.cat([torch.zeros_like(x[:1]), x[:-1]])
+            x = neuron.apply_params(x, p)
+            if record:
                 spikes.append(x)
+            block += 1
+            i += 2
         out = x.reshape(x.shape[0], x.shape[1], -1)
         return (out, spikes) if record else out
+
+    def blocks(self) -> list:
+        """``(synapse, neuron, input_shape, output_shape)`` for every synaptic layer, in order."""
+        out, shape_idx, layers = [], 0, list(self.layers)
+        shapes = list(self.shapes)
+        for i, layer in enumerate(layers):
+            if isinstance(layer, Flatten):
+                shape_idx += 1
+            elif isinstance(layer, SYNAPTIC):
+                out.append((layer, layers[i + 1], tuple(shapes[shape_idx]), tuple(shapes[shape_idx + 1])))
+                shape_idx += 1
+        return out
 
     def neuron_layers(self) -> list:
         return [m for m in self.layers if isinstance(m, (LIF, CUBA))]
 
 
-def build_network(spec: str, neuron: NeuronSpec, input_shape: tuple | None = None) -> SpikingNetwork:
+SYNAPTIC = (Linear, Conv2d, Pool2d)
+
+
+def build_network(spec: str, neuron: NeuronSpec, input_shape: tuple | None = None,
+                  synaptic_delay: bool = False) -> SpikingNetwork:
     """Build a network from a spec string.
 
     ``input_shape`` (PyTorch order) overrides the spec's first token when the data has another
@@ -178,4 +221,4 @@ def build_network(spec: str, neuron: NeuronSpec, input_shape: tuple | None = Non
                              "(expected N, <n>C<k>[p<pad>][s<stride>], P<k>, S<k> or D<p>)")
     if layers and not isinstance(layers[-1], (LIF, CUBA)):
         raise ValueError(f"network spec {spec!r} must end with a dense, convolution or pooling layer")
-    return SpikingNetwork(spec, shapes[0], layers, shapes)
+    return SpikingNetwork(spec, shapes[0], layers, shapes, synaptic_delay)

@@ -277,11 +277,15 @@ class LIF(_NeuronLayer):
         self._register("bias", 0.0, param_shape, True, learn_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, B, *F) -> (T, B, *F)
-        return neuron_sequence(x, self.decay_mem.clamp(0, 1), self.v_threshold, bias=self.bias,
-                               surrogate=self.surrogate, detach_reset=self.detach_reset)
+        return self.apply_params(x, self.params())
 
     def params(self) -> LIFParams:
         return LIFParams(self.decay_mem.clamp(0, 1), self.v_threshold, self.bias)
+
+    def apply_params(self, x: torch.Tensor, p: LIFParams) -> torch.Tensor:
+        """The layer with parameters ``p`` in place of its own (used by fake quantization)."""
+        return neuron_sequence(x, p.decay, p.v_threshold, bias=p.bias, surrogate=self.surrogate,
+                               detach_reset=self.detach_reset)
 
 
 class CUBA(_NeuronLayer):
@@ -306,9 +310,12 @@ class CUBA(_NeuronLayer):
         self._register("bias", 0.0, param_shape, True, learn_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, B, *F) -> (T, B, *F)
-        return neuron_sequence(x, self.decay_mem.clamp(0, 1), self.v_threshold,
-                               decay_syn=self.decay_syn.clamp(0, 1), bias=self.bias,
-                               surrogate=self.surrogate, detach_reset=self.detach_reset)
+        return self.apply_params(x, self.params())
 
     def params(self) -> CubaParams:
         return CubaParams(self.decay_syn.clamp(0, 1), self.decay_mem.clamp(0, 1), self.v_threshold, self.bias)
+
+    def apply_params(self, x: torch.Tensor, p: CubaParams) -> torch.Tensor:
+        """The layer with parameters ``p`` in place of its own (used by fake quantization)."""
+        return neuron_sequence(x, p.decay_mem, p.v_threshold, decay_syn=p.decay_syn, bias=p.bias,
+                               surrogate=self.surrogate, detach_reset=self.detach_reset)
