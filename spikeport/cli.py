@@ -1,4 +1,4 @@
-"""Command line: ``spikeport train | evaluate | presets``."""
+"""Command line: ``spikeport train | evaluate | presets | export | simulate | deploy | validate``."""
 from __future__ import annotations
 
 import argparse
@@ -25,7 +25,11 @@ def _cmd_train(args) -> int:
                           parse_set(args.set), args.data_dir)
     if args.device:
         cfg = cfg.with_overrides({"optim.device": args.device})
-    metrics = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    from export.quantize import attach_fake_quant
+    from spikeport.pipeline import quant_spec
+
+    metrics = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
+                    fake_quant=lambda m: attach_fake_quant(m, quant_spec(cfg)))
     if metrics:
         print(f"test accuracy: {100 * metrics['test_accuracy']:.2f}% "
               f"({metrics['test_samples']} {cfg.data.dataset} test samples) -> {args.out}")
@@ -40,6 +44,110 @@ def _cmd_evaluate(args) -> int:
     print(json.dumps(res) if args.json else
           f"test accuracy: {100 * res['accuracy']:.2f}%  loss {res['loss']:.4f}  ({res['samples']} samples)")
     return 0
+
+
+def _cmd_export(args) -> int:
+    from spikeport.pipeline import load_network
+
+    loaded = load_network(args.network)
+    if args.format == "npz":
+        loaded.net.save(args.out)
+    else:
+        raise ValueError(f"unknown format {args.format!r}")
+    print(f"wrote {args.out}: {len(loaded.net.layers)} layers, input {loaded.net.input_shape}, "
+          f"{loaded.net.output_size} outputs")
+    return 0
+
+
+def _inputs(args, loaded):
+    """(x, labels or None) from --input X.npy or --dataset/--samples."""
+    import numpy as np
+
+    from spikeport.pipeline import encode_split
+
+    if args.input:
+        return np.load(args.input), None
+    if not args.dataset and loaded.cfg is None:
+        raise ValueError("give --input X.npy, or --dataset NAME (with --T for an exported network)")
+    from train.config import Config
+
+    cfg = loaded.cfg or Config()
+    over = {}
+    if args.dataset:
+        over["data.dataset"] = args.dataset
+    if args.T:
+        over["data.T"] = args.T
+    return encode_split(cfg.with_overrides(over) if over else cfg, args.samples, args.data_dir)
+
+
+def _report_outputs(args, out, labels, loaded) -> None:
+    import numpy as np
+
+    from spikeport.pipeline import accuracy
+
+    if args.output:
+        np.save(args.output, out.astype(np.int8))
+        print(f"wrote {args.output}: output spikes {out.shape}")
+    if labels is not None:
+        print(f"accuracy: {100 * accuracy(out, labels, loaded.cfg):.2f}% on {len(labels)} samples")
+
+
+def _cmd_simulate(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from sim.simulator import simulate
+    from spikeport.pipeline import load_network
+
+    loaded = load_network(args.network)
+    x, labels = _inputs(args, loaded)
+    res = simulate(loaded.net, x, timing=args.timing, record=bool(args.record), progress=not args.no_progress)
+    if args.record:
+        rec = Path(args.record)
+        rec.mkdir(parents=True, exist_ok=True)
+        for i in range(len(loaded.net.layers)):
+            np.savez_compressed(rec / f"layer{i}.npz", spikes=res.spikes[i], u=res.u[i], v=res.v[i])
+        print(f"recorded spikes, u and v of {len(loaded.net.layers)} layers in {rec}")
+    _report_outputs(args, res.output, labels, loaded)
+    return 0
+
+
+def _cmd_deploy(args) -> int:
+    from spikeport.pipeline import load_network
+
+    if args.target != "lava":
+        raise ValueError(f"unknown target {args.target!r}; available: lava")
+    from targets.lava import run_lava
+
+    loaded = load_network(args.network)
+    x, labels = _inputs(args, loaded)
+    res = run_lava(loaded.net, x, progress=not args.no_progress)
+    _report_outputs(args, res.output, labels, loaded)
+    return 0
+
+
+def _cmd_validate(args) -> int:
+    from pathlib import Path
+
+    from spikeport.pipeline import format_validation, validate, write_json
+
+    res = validate(args.run_dir, samples=args.samples, lava_samples=args.lava_samples, data_dir=args.data_dir,
+                   progress=not args.no_progress)
+    print(format_validation(res))
+    write_json(Path(args.run_dir) / "validation.json", res)
+    return 0
+
+
+def _add_input_args(p) -> None:
+    p.add_argument("network", help="training run directory or integer network file (.npz)")
+    p.add_argument("--input", help="input spikes .npy of shape (samples, T, *input_shape), 0/1")
+    p.add_argument("--output", help="write output spikes (samples, T, n_out) int8 to this .npy")
+    p.add_argument("--dataset", help="encode this dataset's test split instead of --input")
+    p.add_argument("--samples", type=int, help="number of dataset samples (default: all)")
+    p.add_argument("--T", type=int, help="time steps per sample for --dataset (default: the run's)")
+    p.add_argument("--data-dir", help="dataset folder")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def _cmd_presets(args) -> int:
@@ -78,6 +186,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("presets", help="list the named configurations")
     s.set_defaults(func=_cmd_presets)
+
+    x = sub.add_parser("export", help="quantize a trained run and write the network")
+    x.add_argument("network", help="training run directory")
+    x.add_argument("--format", default="npz", choices=["npz"], help="npz: spikeport's integer network record")
+    x.add_argument("--out", required=True)
+    x.set_defaults(func=_cmd_export)
+
+    m = sub.add_parser("simulate", help="run the integer network in the bit-accurate simulator")
+    _add_input_args(m)
+    m.add_argument("--timing", default="hardware", choices=["hardware", "ideal"],
+                   help="hardware: Lava's one-step delay per synaptic layer (default); ideal: no delays")
+    m.add_argument("--record", help="folder for every layer's spikes, u and v")
+    m.set_defaults(func=_cmd_simulate)
+
+    d = sub.add_parser("deploy", help="run the integer network on a target (Lava fixed_pt)")
+    _add_input_args(d)
+    d.add_argument("--target", default="lava")
+    d.set_defaults(func=_cmd_deploy)
+
+    v = sub.add_parser("validate", help="float vs fake-quantized vs integer vs Lava on the test split")
+    v.add_argument("run_dir")
+    v.add_argument("--samples", type=int, help="test samples (default: all)")
+    v.add_argument("--lava-samples", type=int, help="samples run in Lava (default: as --samples)")
+    v.add_argument("--data-dir")
+    v.add_argument("--no-progress", action="store_true")
+    v.set_defaults(func=_cmd_validate)
     return p
 
 

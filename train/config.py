@@ -7,6 +7,7 @@ A configuration has five sections; ``--set`` addresses fields with dots::
     [neuron]  model, decay, decay_syn, decay_mem, v_threshold, surrogate, surrogate_width, ...
     [loss]    name, tau, target_rate
     [optim]   epochs, batch_size, lr, optimizer, weight_decay, schedule, seed, device, ...
+    [quant]   qat, synaptic_delay, num_weight_bits, rounding, target_vth
 
 Precedence: preset < config file < ``--set`` overrides (< ``--data-dir``).
 """
@@ -56,12 +57,30 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class QuantConfig:
+    """Deployment-aware training and export options.
+
+    ``qat`` trains with fake quantization (the forward pass uses the integer values export will
+    produce; needs the export stage, attached by ``spikeport train``); ``synaptic_delay`` trains
+    with Loihi's one-step delay per synaptic layer. ``num_weight_bits``, ``rounding`` and
+    ``target_vth`` are the quantizer's options (``export.quantize.QuantSpec``).
+    """
+
+    qat: bool = False
+    synaptic_delay: bool = False
+    num_weight_bits: int = 8
+    rounding: str = "nearest"
+    target_vth: int = 1024
+
+
+@dataclass(frozen=True)
 class Config:
     network: str = "64-400-10"
     data: DataConfig = field(default_factory=DataConfig)
     neuron: NeuronSpec = field(default_factory=NeuronSpec)
     loss: LossSpec = field(default_factory=LossSpec)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -83,9 +83,9 @@ def load_test_split(cfg: Config) -> Split:
     return test.subset(cfg.data.test_samples) if cfg.data.test_samples else test
 
 
-def make_model(cfg: Config, input_shape) -> SpikingNetwork:
+def make_model(cfg: Config, input_shape=None) -> SpikingNetwork:
     torch.manual_seed(derived_seed(cfg.optim.seed, 0xC0FFEE))  # weight init
-    return build_network(cfg.network, cfg.neuron, input_shape)
+    return build_network(cfg.network, cfg.neuron, input_shape, synaptic_delay=cfg.quant.synaptic_delay)
 
 
 def encode_batch(cfg: Config, inputs, seed: int) -> torch.Tensor:
@@ -150,12 +150,18 @@ class _Dist:
         return self.rank == 0
 
 
-def train(cfg: Config, out_dir, resume: bool = False, progress: bool = True, log=print) -> dict:
+def train(cfg: Config, out_dir, resume: bool = False, progress: bool = True, log=print,
+          fake_quant=None) -> dict:
     """Train ``cfg`` into ``out_dir``; returns the metrics record (also in ``out_dir/metrics.json``).
 
     With ``resume=True`` and a checkpoint in ``out_dir``, continues from it (the configuration
-    must match the saved one except for ``optim.epochs``, which may grow).
+    must match the saved one except for ``optim.epochs``, which may grow). ``fake_quant`` is a
+    callable ``model -> model`` that attaches fake quantization (required when ``quant.qat``;
+    ``spikeport train`` passes ``export.quantize.attach_fake_quant``).
     """
+    if cfg.quant.qat and fake_quant is None:
+        raise ValueError("quant.qat needs a fake quantizer: train through `spikeport train` or pass "
+                         "fake_quant=export.quantize attach function")
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
@@ -182,6 +188,8 @@ def train(cfg: Config, out_dir, resume: bool = False, progress: bool = True, log
 
     train_split, test_split = load_splits(cfg)
     model = make_model(cfg, train_split.input_shape).to(device)
+    if cfg.quant.qat:
+        model = fake_quant(model)
     opt = _optimizer(cfg, model.parameters())
     per_rank = cfg.optim.batch_size // dd.world
     steps_per_epoch = len(train_split) // cfg.optim.batch_size
@@ -293,7 +301,7 @@ def load_run(run_dir, device: str = "cpu") -> tuple[Config, SpikingNetwork]:
         raise ValueError(f"{run} is not a training run: {CHECKPOINT} is missing")
     state = torch.load(path, map_location="cpu")
     cfg = Config.from_dict(state["config"])
-    model = build_network(cfg.network, cfg.neuron)
+    model = make_model(cfg)
     model.load_state_dict(state["model"])
     return cfg, model.to(device).eval()
 

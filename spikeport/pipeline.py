@@ -1,0 +1,180 @@
+"""The user-facing pipeline: trained run -> integer network -> simulator / Lava, and validation.
+
+``NETWORK`` arguments are either a training run directory (quantized on the fly with the run's
+``quant`` options) or an integer network file written by ``spikeport export --format npz``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from export.quantize import QuantSpec, attach_fake_quant, quantize_network
+from sim.network import IntNetwork
+from sim.simulator import simulate
+from train.config import Config
+from train.trainer import CHECKPOINT, derived_seed, encode_batch, load_run, load_test_split
+
+
+def quant_spec(cfg: Config) -> QuantSpec:
+    q = cfg.quant
+    return QuantSpec(num_weight_bits=q.num_weight_bits, rounding=q.rounding, target_vth=q.target_vth)
+
+
+@dataclass
+class Loaded:
+    net: IntNetwork
+    cfg: Optional[Config] = None          # present for run directories
+    model: Optional[torch.nn.Module] = None
+    report: Optional[list] = None
+
+
+def load_network(path) -> Loaded:
+    """A run directory (quantized with its own options) or an integer network file."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / CHECKPOINT).exists():
+            raise ValueError(f"{p} is neither a training run (no {CHECKPOINT}) nor a network file")
+        cfg, model = load_run(p)
+        net, report = quantize_network(model, quant_spec(cfg), meta={"run": str(p)})
+        return Loaded(net, cfg, model, report)
+    if not p.exists():
+        raise ValueError(f"network {p} does not exist")
+    if p.suffix == ".npz":
+        return Loaded(IntNetwork.load(p))
+    raise ValueError(f"cannot read network {p}: expected a run directory or an .npz integer network "
+                     "(NIR, netx and ONNX files come with `spikeport export`)")
+
+
+def encode_split(cfg: Config, samples: Optional[int] = None, data_dir=None):
+    """The test split encoded exactly as ``spikeport evaluate`` does: ``(x (S, T, *shape) int8, labels)``."""
+    if data_dir is not None:
+        cfg = cfg.with_overrides({"data.data_dir": str(data_dir)})
+    split = load_test_split(cfg)
+    n = len(split) if samples is None else min(samples, len(split))
+    bs = cfg.optim.eval_batch_size
+    xs, ys = [], []
+    for k, start in enumerate(range(0, n, bs)):
+        idx = torch.arange(start, min(start + bs, n))
+        inputs, labels = split.batch(idx)
+        xs.append(encode_batch(cfg, inputs, derived_seed(cfg.optim.seed, 0xE7A1, k)))
+        ys.append(labels)
+    x = torch.cat(xs, dim=1).transpose(0, 1).numpy()  # (S, T, *shape)
+    if not np.all((x == 0) | (x == 1)):
+        raise ValueError(f"encoder {cfg.data.encoder!r} gives analog inputs; the integer network takes 0/1 spikes "
+                         "(use the bernoulli or events encoder for deployment)")
+    return x.astype(np.int8), torch.cat(ys).numpy()
+
+
+def pad_for_delay(x: np.ndarray, net: IntNetwork) -> np.ndarray:
+    """Append one empty step per synaptic layer, so hardware timing delivers every output."""
+    L = len(net.layers)
+    return np.concatenate([x, np.zeros((x.shape[0], L, *x.shape[2:]), dtype=x.dtype)], axis=1)
+
+
+def align_delayed(out: np.ndarray, net: IntNetwork) -> np.ndarray:
+    """Hardware-timed output of a padded run ``(S, T + L, C)`` -> ``(S, T, C)`` on the input's time axis."""
+    return out[:, len(net.layers):]
+
+
+def accuracy(out_spikes: np.ndarray, labels: np.ndarray, cfg: Optional[Config] = None) -> float:
+    """Decode ``(S, T, C)`` spikes as the run's loss does (count or nearest target train)."""
+    if cfg is None:
+        pred = out_spikes.sum(1).argmax(-1)
+    else:
+        pred = cfg.loss.decode(torch.as_tensor(out_spikes, dtype=torch.float32).transpose(0, 1)).numpy()
+    return float((pred == labels).mean())
+
+
+def _float_run(model, x: np.ndarray, bs: int = 256):
+    """Float model on ``x`` ``(S, T, *shape)``: output spikes ``(S, T, C)`` and per-layer spikes."""
+    outs, layers = [], None
+    with torch.no_grad():
+        for s in range(0, x.shape[0], bs):
+            xt = torch.as_tensor(x[s:s + bs], dtype=torch.float32).transpose(0, 1)
+            out, rec = model(xt, record=True)
+            outs.append(out.transpose(0, 1).numpy())
+            rec = [r.reshape(r.shape[0], r.shape[1], -1).transpose(0, 1).numpy() for r in rec]
+            layers = rec if layers is None else [np.concatenate([a, b]) for a, b in zip(layers, rec)]
+    return np.concatenate(outs), layers
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def validate(run_dir, samples: Optional[int] = None, lava_samples: Optional[int] = None, data_dir=None,
+             progress: bool = False) -> dict:
+    """Float, fake-quantized, integer (simulator) and Lava accuracy on the same encoded test inputs.
+
+    Also: output-spike agreement and per-layer firing-rate correlation between the float model and
+    the integer network (ideal timing, step for step), and exact agreement of simulator and Lava
+    (hardware timing, inputs padded by one step per layer so late outputs are counted).
+    """
+    loaded = load_network(run_dir)
+    if loaded.cfg is None:
+        raise ValueError("validate needs a training run directory (it compares against the float model)")
+    cfg, model, net = loaded.cfg, loaded.model, loaded.net
+    x, labels = encode_split(cfg, samples, data_dir)
+    rows = {}
+    f_out, f_layers = _float_run(model, x)
+    rows["float"] = accuracy(f_out, labels, cfg)
+    attach_fake_quant(model, quant_spec(cfg))
+    fq_out, _ = _float_run(model, x)
+    model.fake_quant = None
+    rows["fake-quantized"] = accuracy(fq_out, labels, cfg)
+    timing = "hardware" if cfg.quant.synaptic_delay else "ideal"
+    ideal = simulate(net, x, timing=timing, record=True, progress=progress)
+    rows[f"integer sim ({timing})"] = accuracy(ideal.output, labels, cfg)
+    xp = pad_for_delay(x, net)
+    hw = simulate(net, xp, timing="hardware")
+    rows["integer sim (hardware)"] = accuracy(align_delayed(hw.output, net), labels, cfg)
+    result = {"samples": int(x.shape[0]), "T": int(x.shape[1]), "accuracy": rows,
+              "output_agreement": float((ideal.output == f_out).mean()),
+              "rate_correlation": [_corr(a.mean(1).ravel(), b.mean(1).ravel())
+                                   for a, b in zip(f_layers, ideal.spikes)],
+              "quantization": loaded.report}
+    try:
+        from targets.lava import run_lava
+    except ImportError as err:  # pragma: no cover - the lava extra is part of the project's environment
+        result["lava_error"] = f"Lava not available: {err}"
+        return result
+    n = x.shape[0] if lava_samples is None else min(lava_samples, x.shape[0])
+    lava = run_lava(net, xp[:n], progress=progress)
+    rows[f"Lava fixed_pt ({n} samples)"] = accuracy(align_delayed(lava.output, net), labels[:n], cfg)
+    result["lava_mismatches"] = int(np.count_nonzero(lava.output != hw.output[:n]))
+    return result
+
+
+def format_validation(res: dict) -> str:
+    lines = [f"validation on {res['samples']} test samples, T = {res['T']}", "",
+             f"{'model':32s} {'accuracy':>9s}", "-" * 42]
+    for name, acc in res["accuracy"].items():
+        lines.append(f"{name:32s} {100 * acc:8.2f}%")
+    lines += ["", f"output spikes equal to float (step by step): {100 * res['output_agreement']:.2f}%",
+              "firing-rate correlation float vs integer per layer: "
+              + ", ".join("n/a" if math.isnan(c) else f"{c:.3f}" for c in res["rate_correlation"])]
+    if "lava_mismatches" in res:
+        lines.append(f"simulator vs Lava output spikes: {res['lava_mismatches']} mismatches")
+    if "lava_error" in res:
+        lines.append(res["lava_error"])
+    if res.get("quantization"):
+        lines += ["", "quantization per layer (relative error, clipped values):"]
+        for r in res["quantization"]:
+            lines.append(f"  {r['layer']} {r['kind']:8s} scale {r['scale']:9.2f} exp {r['weight_exp']}  "
+                         f"w {r['weights']['rel_error']:.4f} ({r['weights']['clipped']})  "
+                         f"vth {r['v_threshold']['rel_error']:.4f} ({r['v_threshold']['clipped']})  "
+                         f"bias {r['bias']['rel_error']:.4f} ({r['bias']['clipped']})  "
+                         f"dv {r['decay_mem']['rel_error']:.4f}")
+    return "\n".join(lines)
+
+
+def write_json(path, obj) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2))
