@@ -33,7 +33,10 @@ the RSS ("after setup"), reset the kernel's peak-RSS mark (``/proc/self/clear_re
 allowed, do ``--warmup`` iterations, then time whole iterations (forward, loss, zero_grad,
 backward, Adam step) until ``--seconds`` have passed. Peak MB = peak RSS (VmHWM, or
 ``getrusage(RUSAGE_SELF).ru_maxrss`` when the mark could not be reset) minus RSS after setup.
-With ``--repeats R`` the contenders run in R interleaved rounds and the median is reported.
+With ``--repeats R`` the contenders run in R interleaved rounds and the median is reported. The
+CPU time other processes used during the timed window (``/proc/stat`` minus this process) is
+recorded; a round disturbed by more than ``--max-other`` cores is retried after a pause, and the
+table marks contenders whose every round was disturbed.
 torch's default thread count is used unless ``--threads`` is given.
 
 A missing peer prints "not installed" and the rest still runs.
@@ -88,6 +91,23 @@ def _reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def _cpu_busy_s():
+    """Seconds of CPU time all processes of the machine have used (from /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(a) for a in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy = v[0] + v[1] + v[2] + sum(v[5:8])  # user nice system irq softirq steal (not idle, iowait)
+    return busy / hz
+
+
+def _own_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _maxrss_kb() -> int:
@@ -280,6 +300,7 @@ def run_one(name: str, args) -> dict:
 
     for i in range(args.warmup):
         iteration(i)
+    busy0, own0 = _cpu_busy_s(), _own_cpu_s()
     n, t0 = 0, time.perf_counter()
     while True:
         loss = iteration(n)
@@ -287,6 +308,9 @@ def run_one(name: str, args) -> dict:
         elapsed = time.perf_counter() - t0
         if elapsed >= args.seconds and n >= args.min_iters:
             break
+    busy1, own1 = _cpu_busy_s(), _own_cpu_s()
+    # CPU used by other processes during the timed window, in cores (noise from concurrent jobs)
+    other = None if busy0 is None else max(0.0, ((busy1 - busy0) - (own1 - own0)) / elapsed)
     if hwm_reset:
         peak = _status_kb("VmHWM")
         method = "VmHWM after clear_refs - VmRSS after setup"
@@ -297,7 +321,7 @@ def run_one(name: str, args) -> dict:
             method += f" (setup peak was already {(maxrss_setup - rss0) / 1024:.1f} MB above)"
     rec.update(status="ok", iters=n, seconds=elapsed, samples_per_s=n * args.batch / elapsed,
                ms_per_iter=1000 * elapsed / n, rss_setup_mb=rss0 / 1024, peak_mb=max(0, peak - rss0) / 1024,
-               peak_method=method, final_loss=float(loss))
+               peak_method=method, final_loss=float(loss), other_cpu_cores=other)
     return rec
 
 
@@ -391,6 +415,10 @@ def main(argv=None) -> int:
     ap.add_argument("--pool", type=int, default=8, help="pre-encoded batches, cycled")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--max-other", type=float, default=0.25,
+                    help="a round during which other processes used more CPU cores than this is retried")
+    ap.add_argument("--retries", type=int, default=2, help="retries of a disturbed round")
+    ap.add_argument("--retry-wait", type=float, default=15.0, help="seconds to wait before a retry")
     ap.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
     ap.add_argument("--json", metavar="PATH", help="write all results as JSON")
     ap.add_argument("--only", choices=CONTENDERS, help=argparse.SUPPRESS)  # worker mode
@@ -414,22 +442,34 @@ def main(argv=None) -> int:
         for n in names:
             if runs[n] and runs[n][-1]["status"] != "ok":
                 continue  # not installed / failed: no point repeating
-            res = _spawn(n, args)
+            for attempt in range(args.retries + 1):
+                res = _spawn(n, args)
+                other = res.get("other_cpu_cores")
+                res["contended"] = bool(other is not None and other > args.max_other)
+                msg = (f"{res['samples_per_s']:.0f} samples/s, peak {res['peak_mb']:.1f} MB, "
+                       f"other processes {other if other is not None else float('nan'):.2f} cores"
+                       if res["status"] == "ok" else res["status"])
+                print(f"  round {r + 1}/{args.repeats}  {n:<13s} {msg}" + ("  [contended]" if res["contended"] else ""),
+                      file=sys.stderr, flush=True)
+                if res["status"] != "ok" or not res["contended"] or attempt == args.retries:
+                    break
+                time.sleep(args.retry_wait)  # another job is using the CPUs: wait, then run this one again
             runs[n].append(res)
-            msg = (f"{res['samples_per_s']:.0f} samples/s, peak {res['peak_mb']:.1f} MB"
-                   if res["status"] == "ok" else res["status"])
-            print(f"  round {r + 1}/{args.repeats}  {n:<13s} {msg}", file=sys.stderr, flush=True)
 
     summary = {}
     threads = None
     for n in names:
         ok = [x for x in runs[n] if x["status"] == "ok"]
+        clean = [x for x in ok if not x["contended"]]
+        contended = bool(ok) and not clean
+        ok = clean or ok  # prefer rounds no other process disturbed
         if ok:
             sps = [x["samples_per_s"] for x in ok]
             summary[n] = {"status": "ok", "samples_per_s": statistics.median(sps), "samples_per_s_min": min(sps),
                           "samples_per_s_max": max(sps), "ms_per_iter": statistics.median(x["ms_per_iter"] for x in ok),
                           "peak_mb": statistics.median(x["peak_mb"] for x in ok), "rounds": len(ok),
-                          "versions": ok[0].get("versions", {}), "peak_method": ok[0]["peak_method"]}
+                          "versions": ok[0].get("versions", {}), "peak_method": ok[0]["peak_method"],
+                          "other_cpu_cores": max((x["other_cpu_cores"] or 0.0) for x in ok), "contended": contended}
             threads = ok[0]["threads"]
         else:
             last = runs[n][-1]
@@ -447,13 +487,18 @@ def main(argv=None) -> int:
     print("# peers: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "none"))
     print(f"# 784-800-10, T={args.T}, batch {args.batch}, rate-MSE, Adam; median of {args.repeats} "
           f"round(s) x {args.seconds:g} s; peak MB = peak RSS increase over post-setup RSS")
-    print(f"{'contender':<14s}{'samples/s':>11s}{'ms/iter':>10s}{'ratio to floor':>16s}{'peak MB':>10s}")
+    print(f"{'contender':<14s}{'samples/s':>11s}{'ms/iter':>10s}{'ratio to floor':>16s}{'peak MB':>10s}"
+          f"{'other CPU':>11s}")
     for n, s in summary.items():
         if s["status"] == "ok":
             ratio = f"{s['ratio_to_floor']:.2f}" if "ratio_to_floor" in s else "-"
-            print(f"{n:<14s}{s['samples_per_s']:>11.0f}{s['ms_per_iter']:>10.1f}{ratio:>16s}{s['peak_mb']:>10.1f}")
+            flag = " *" if s["contended"] else ""
+            print(f"{n:<14s}{s['samples_per_s']:>11.0f}{s['ms_per_iter']:>10.1f}{ratio:>16s}{s['peak_mb']:>10.1f}"
+                  f"{s['other_cpu_cores']:>11.2f}{flag}")
         else:
             print(f"{n:<14s}{s['status']:>11s}" + (f"   ({s['detail']})" if s["status"] == "error" else ""))
+    print(f"# other CPU: cores used by other processes while timing (max over the rounds used); rounds above "
+          f"{args.max_other:g} were retried{'; * = every round was disturbed, numbers unreliable' if any(s.get('contended') for s in summary.values()) else ''}")
     sp = summary.get("spikeport", {})
     if "ratio_to_floor" in sp:
         print(f"spikeport / floor = {sp['ratio_to_floor']:.2f} (goal >= 0.90)")
@@ -464,7 +509,7 @@ def main(argv=None) -> int:
         out = {"date": date, "torch": torch.__version__, "threads": threads, "cpu": _cpu_name(),
                "cpu_count": os.cpu_count(), "python": platform.python_version(),
                "settings": {k: getattr(args, k) for k in ("seconds", "warmup", "repeats", "T", "batch", "pool",
-                                                          "seed", "threads")},
+                                                          "seed", "threads", "max_other", "retries")},
                "summary": summary, "runs": runs}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2))

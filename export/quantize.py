@@ -97,11 +97,6 @@ def neuron_floats(neuron) -> dict:
             "bias": _np(p.bias)}
 
 
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    n = float(np.linalg.norm(b))
-    return float(np.linalg.norm(a - b) / n) if n > 0 else float(np.linalg.norm(a - b))
-
-
 def quantize_block(w: np.ndarray, nf: dict, spec: QuantSpec) -> BlockQuant:
     """Quantize one layer: float weights ``w`` (torch layout) and neuron floats ``nf``."""
     vth_f = nf["v_threshold"]
@@ -116,11 +111,11 @@ def quantize_block(w: np.ndarray, nf: dict, spec: QuantSpec) -> BlockQuant:
     fake = {"decay_syn": F.du_to_decay(du), "decay_mem": F.dv_to_decay(dv), "v_threshold": vth / lam,
             "bias": (bias_mant * 2.0 ** bias_exp) / (lam * 2 ** F.ACT_SHIFT)}
     report = {"scale": lam, "weight_exp": e,
-              "weights": {"clipped": wrep["clipped"], "rel_error": _rel(fake_w, w), "max_abs": float(np.abs(w).max())},
-              "v_threshold": {"clipped": vth_clip, "rel_error": _rel(fake["v_threshold"], vth_f)},
-              "bias": {"clipped": bias_clip, "rel_error": _rel(fake["bias"], nf["bias"])},
-              "decay_syn": {"rel_error": _rel(fake["decay_syn"], nf["decay_syn"])},
-              "decay_mem": {"rel_error": _rel(fake["decay_mem"], nf["decay_mem"])}}
+              "weights": {"clipped": wrep["clipped"], "rel_error": F.relative_error(fake_w, w), "max_abs": float(np.abs(w).max())},
+              "v_threshold": {"clipped": vth_clip, "rel_error": F.relative_error(fake["v_threshold"], vth_f)},
+              "bias": {"clipped": bias_clip, "rel_error": F.relative_error(fake["bias"], nf["bias"])},
+              "decay_syn": {"rel_error": F.relative_error(fake["decay_syn"], nf["decay_syn"])},
+              "decay_mem": {"rel_error": F.relative_error(fake["decay_mem"], nf["decay_mem"])}}
 
     def flat(a):
         return np.asarray(a).reshape(-1)

@@ -246,6 +246,14 @@ def quantize_weights(w: np.ndarray, weight_exp: int, num_weight_bits: int = 8,
     clipped = int(np.count_nonzero((q < lo) | (q > hi)))
     m = (np.clip(q, lo, hi) * step).astype(np.int64)
     rep = m * 2.0 ** weight_exp
-    norm = float(np.linalg.norm(w))
     return m, {"clipped": clipped, "max_abs_error": float(np.max(np.abs(rep - w))) if w.size else 0.0,
-               "rel_error": float(np.linalg.norm(rep - w) / norm) if norm > 0 else 0.0}
+               "rel_error": relative_error(rep, w)}
+
+
+def relative_error(approx, exact) -> float:
+    """``||approx - exact|| / ||exact||`` (absolute when ``exact`` is all zero). Plain sums, no BLAS:
+    this runs inside training steps, where waking numpy's BLAS threads would compete with torch's."""
+    a, b = np.asarray(approx, dtype=np.float64), np.asarray(exact, dtype=np.float64)
+    diff = float(np.sqrt(np.sum((a - b) ** 2)))
+    norm = float(np.sqrt(np.sum(b * b)))
+    return diff / norm if norm > 0 else diff
