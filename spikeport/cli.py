@@ -52,6 +52,17 @@ def _cmd_export(args) -> int:
     loaded = load_network(args.network)
     if args.format == "npz":
         loaded.net.save(args.out)
+    elif args.format == "nir":
+        from export.nir import write_nir
+
+        if loaded.model is None:
+            raise ValueError("NIR export needs a training run directory (the float model travels with the integers)")
+        if loaded.cfg is not None and loaded.cfg.quant.qat:
+            from export.quantize import attach_fake_quant
+            from spikeport.pipeline import quant_spec
+
+            attach_fake_quant(loaded.model, quant_spec(loaded.cfg))
+        write_nir(args.out, loaded.model, loaded.net, args.dt)
     else:
         raise ValueError(f"unknown format {args.format!r}")
     print(f"wrote {args.out}: {len(loaded.net.layers)} layers, input {loaded.net.input_shape}, "
@@ -100,7 +111,7 @@ def _cmd_simulate(args) -> int:
     from sim.simulator import simulate
     from spikeport.pipeline import load_network
 
-    loaded = load_network(args.network)
+    loaded = load_network(args.network, dt=args.dt)
     x, labels = _inputs(args, loaded)
     res = simulate(loaded.net, x, timing=args.timing, record=bool(args.record), progress=not args.no_progress)
     if args.record:
@@ -120,7 +131,7 @@ def _cmd_deploy(args) -> int:
         raise ValueError(f"unknown target {args.target!r}; available: lava")
     from targets.lava import run_lava
 
-    loaded = load_network(args.network)
+    loaded = load_network(args.network, dt=args.dt)
     x, labels = _inputs(args, loaded)
     res = run_lava(loaded.net, x, progress=not args.no_progress)
     _report_outputs(args, res.output, labels, loaded)
@@ -140,7 +151,8 @@ def _cmd_validate(args) -> int:
 
 
 def _add_input_args(p) -> None:
-    p.add_argument("network", help="training run directory or integer network file (.npz)")
+    p.add_argument("network", help="training run directory, NIR file (.nir) or integer network file (.npz)")
+    p.add_argument("--dt", type=float, help="seconds per step for NIR files that do not say it")
     p.add_argument("--input", help="input spikes .npy of shape (samples, T, *input_shape), 0/1")
     p.add_argument("--output", help="write output spikes (samples, T, n_out) int8 to this .npy")
     p.add_argument("--dataset", help="encode this dataset's test split instead of --input")
@@ -189,7 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="quantize a trained run and write the network")
     x.add_argument("network", help="training run directory")
-    x.add_argument("--format", default="npz", choices=["npz"], help="npz: spikeport's integer network record")
+    x.add_argument("--format", default="nir", choices=["nir", "npz"],
+                   help="nir: NIR graph with the integer network in its metadata (default); "
+                        "npz: spikeport's integer network record")
+    x.add_argument("--dt", type=float, default=1e-3, help="seconds per time step written to NIR (default 1e-3)")
     x.add_argument("--out", required=True)
     x.set_defaults(func=_cmd_export)
 

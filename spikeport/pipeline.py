@@ -1,7 +1,8 @@
 """The user-facing pipeline: trained run -> integer network -> simulator / Lava, and validation.
 
-``NETWORK`` arguments are either a training run directory (quantized on the fly with the run's
-``quant`` options) or an integer network file written by ``spikeport export --format npz``.
+``NETWORK`` arguments are a training run directory (quantized on the fly with the run's ``quant``
+options), an integer network file (``.npz``, ``spikeport export --format npz``) or a NIR file
+(``.nir``: ours carry the exact integer network; other tools' are quantized on the fly).
 """
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ class Loaded:
     report: Optional[list] = None
 
 
-def load_network(path) -> Loaded:
-    """A run directory (quantized with its own options) or an integer network file."""
+def load_network(path, dt: Optional[float] = None) -> Loaded:
+    """A run directory (quantized with its own options), an integer network file or a NIR file
+    (``dt``: seconds per step, for NIR files that do not say it)."""
     p = Path(path)
     if p.is_dir():
         if not (p / CHECKPOINT).exists():
@@ -47,8 +49,12 @@ def load_network(path) -> Loaded:
         raise ValueError(f"network {p} does not exist")
     if p.suffix == ".npz":
         return Loaded(IntNetwork.load(p))
-    raise ValueError(f"cannot read network {p}: expected a run directory or an .npz integer network "
-                     "(NIR, netx and ONNX files come with `spikeport export`)")
+    if p.suffix == ".nir":
+        from export.nir import read_nir
+
+        net, info = read_nir(p, dt=dt)
+        return Loaded(net, report=info.get("quantization"), model=info.get("model"))
+    raise ValueError(f"cannot read network {p}: expected a run directory, an .npz integer network or a .nir file")
 
 
 def encode_split(cfg: Config, samples: Optional[int] = None, data_dir=None):

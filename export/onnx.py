@@ -1,0 +1,268 @@
+"""ONNX export of one time step of an ``IntNetwork``, integer-exact (int64 throughout).
+
+The exported graph is one step of ``sim.simulator``; stepping it over a sequence reproduces
+``simulate`` bit for bit. Per layer ``k`` (``s_-1 = s_in``), with this step's synaptic output
+``x_k = syn_k(s_{k-1})`` and the input the neurons receive ``a = a_k`` (``hardware`` timing: the
+buffer computed at the previous step) or ``a = x_k`` (``ideal``)::
+
+    u = sign(u) * ((|u| * (4096 - (du + 1))) / 4096)     # decay toward zero
+    u = wrap32(u + a * 2**6)                             # Lava adds in int32
+    u = u - 2**24 if u > 2**23 else u                    # one conditional 24-bit wrap
+    u = u + 2**24 if u <= -2**23 else u
+    v = wrap32(sign(v) * ((|v| * (4096 - dv)) / 4096) + u + bias_mant * 2**bias_exp)
+    v = clip(v, -(2**23 - 1), 2**23 - 1)
+    s_k = v > vth * 2**6;  v = 0 where s_k
+    a_k_out = x_k                                        # hardware timing only
+
+    dense    x = floor((s @ W_eff.T) / 2**-weight_exp)   or  s @ (W_eff.T * 2**weight_exp)
+    conv     x = wrap24(conv(s, w * 2**weight_exp))      (sum pooling: SumPool2d.as_conv)
+
+``wrapB(x) = ((x + 2**(B-1)) mod 2**B) - 2**(B-1)``; ``W_eff = Dense.effective_weight()`` (Lava's
+clipping and low-bit truncation included).
+
+Graph interface (batch dimension ``batch``, layer sizes ``N_k`` flattened in C order)
+    inputs   ``s_in`` (batch, N_in) uint8 0/1; per layer ``u_k``, ``v_k`` (batch, N_k) int64 and,
+             for ``hardware`` timing, ``a_k`` (batch, N_k) int64
+    outputs  per layer ``s_k`` (batch, N_k) uint8, ``u_k_out``, ``v_k_out`` and (``hardware``)
+             ``a_k_out``, all int64
+    metadata ``spikeport.timing`` and ``spikeport.input_shape`` (JSON list)
+Rest is all zeros (``u = v = a = 0``).
+
+Exactness: every tensor is int64 and every op is an integer op; no value is ever held in floating
+point. Bounds: ``|u| < 2**31`` after its wraps, ``|v| < 2**23``, ``|u * 4095| < 2**43`` and a dense
+sum is at most ``2**15 * N_in`` before ``* 2**6``, so nothing approaches ``2**63`` for
+``N_in < 2**40``. The op choices:
+
+- ``MatMul`` on int64 (onnxruntime's CPU kernel supports it) for dense and convolution.
+- Convolution is im2col, not ``Conv``: onnxruntime has CPU ``Conv`` kernels for float only (a
+  double ``Conv`` is NOT_IMPLEMENTED in 1.23), and float32 is exact only below ``2**24``. The
+  channel-last input is padded (``Pad``), one strided ``Slice`` per kernel offset is taken, the
+  slices are concatenated on the channel axis and multiplied by the reordered kernel.
+- ``Mod`` with ``fmod=0``: for integers the remainder takes the sign of the divisor (the ONNX
+  spec), i.e. floor semantics; it implements the wraps and the floor shift
+  ``floor(y / 2**e) = (y - (y mod 2**e)) / 2**e``.
+- Integer ``Div`` only where its rounding cannot matter (the spec does not fix it for negative
+  operands; onnxruntime truncates): an exact multiple (floor shift) or a non-negative dividend
+  (decay, ``sign(x) * ((|x| * k) / 4096)`` is Lava's truncation toward zero).
+- ``BitShift`` is not used (unsigned types only); shifts are multiplications by powers of two.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from sim import formats as F
+from sim.network import Conv2d, Dense, IntNetwork, SumPool2d
+from sim.simulator import TIMINGS, SimResult
+
+OPSET = 17
+IR_VERSION = 8  # onnx's default for opset 17; newer IR versions are refused by older runtimes
+_BATCH = "batch"
+
+
+class _Graph:
+    """Accumulates nodes and int64 initializers under unique names."""
+
+    def __init__(self):
+        self.nodes, self.initializers = [], []
+        self._scalars = {}
+
+    def const(self, value) -> str:
+        arr = np.asarray(value, dtype=np.int64)
+        if arr.ndim == 0 and int(arr) in self._scalars:
+            return self._scalars[int(arr)]
+        name = f"c{len(self.initializers)}"
+        self.initializers.append(numpy_helper.from_array(arr, name))
+        if arr.ndim == 0:
+            self._scalars[int(arr)] = name
+        return name
+
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs) -> str:
+        name = out or f"t{len(self.nodes)}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=f"n{len(self.nodes)}", **attrs))
+        return name
+
+
+def _wrap(g: _Graph, x: str, bits: int) -> str:
+    half = g.const(2 ** (bits - 1))
+    return g.op("Sub", g.op("Mod", g.op("Add", x, half), g.const(2 ** bits), fmod=0), half)
+
+
+def _decay(g: _Graph, x: str, k: str) -> str:
+    magnitude = g.op("Div", g.op("Mul", g.op("Abs", x), k), g.const(F.DECAY_UNITY))
+    return g.op("Mul", g.op("Sign", x), magnitude)
+
+
+def _dense(g: _Graph, s: str, syn: Dense) -> str:
+    e = int(syn.weight_exp)
+    w = syn.effective_weight().T * 2 ** max(e, 0)  # (in, out); a positive exponent folds exactly
+    y = g.op("MatMul", s, g.const(w))
+    if e >= 0:
+        return y
+    step = g.const(2 ** -e)
+    return g.op("Div", g.op("Sub", y, g.op("Mod", y, step, fmod=0)), step)
+
+
+def _conv(g: _Graph, s: str, syn: Conv2d, in_shape: tuple, out_shape: tuple) -> str:
+    c, h, w = in_shape
+    c_out, oh, ow = out_shape
+    kernel = syn.effective_weight()  # (C_out, C_in, kH, kW), exponent folded
+    kh, kw = kernel.shape[2:]
+    (sh, sw), (ph, pw) = tuple(syn.stride), tuple(syn.padding)
+    x = g.op("Transpose", g.op("Reshape", s, g.const([0, c, h, w])), perm=[0, 2, 3, 1])  # (B, H, W, C)
+    if ph or pw:
+        x = g.op("Pad", x, g.const([0, ph, pw, 0, 0, ph, pw, 0]))
+    cols = [g.op("Slice", x, g.const([i, j]), g.const([i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1]),
+                 g.const([1, 2]), g.const([sh, sw]))
+            for i in range(kh) for j in range(kw)]  # each (B, oh, ow, C)
+    x = g.op("Concat", *cols, axis=3) if len(cols) > 1 else cols[0]
+    y = g.op("MatMul", x, g.const(kernel.transpose(2, 3, 1, 0).reshape(kh * kw * c, c_out)))
+    y = g.op("Flatten", g.op("Transpose", y, perm=[0, 3, 1, 2]), axis=1)  # (B, C_out * oh * ow)
+    return _wrap(g, y, F.CONV_BITS)
+
+
+def _synapse(g: _Graph, s: str, syn, in_shape: tuple, out_shape: tuple) -> str:
+    if isinstance(syn, Dense):
+        return _dense(g, s, syn)
+    if isinstance(syn, SumPool2d):
+        syn = syn.as_conv(in_shape[0])
+    return _conv(g, s, syn, in_shape, out_shape)
+
+
+def _neurons(g: _Graph, k: int, a: str, neurons, out_shape: tuple) -> str:
+    """Emit one neuron step of layer ``k`` driven by ``a``; returns the int64 spike tensor name."""
+    def per_neuron(name):
+        return neurons.expand(name, out_shape)
+
+    k_u = g.const(F.DECAY_UNITY - (per_neuron("du") + F.DS_OFFSET))
+    k_v = g.const(F.DECAY_UNITY - (per_neuron("dv") + F.DM_OFFSET))
+    bias = g.const(per_neuron("bias_mant") * 2 ** per_neuron("bias_exp"))
+    vth = g.const(per_neuron("vth") * 2 ** F.VTH_SHIFT)
+    u = _decay(g, f"u_{k}", k_u)
+    u = _wrap(g, g.op("Add", u, g.op("Mul", a, g.const(2 ** F.ACT_SHIFT))), 32)
+    u = g.op("Where", g.op("Greater", u, g.const(F.UV_MAX)), g.op("Sub", u, g.const(2 ** F.UV_BITS)), u)
+    u = g.op("Where", g.op("LessOrEqual", u, g.const(-F.UV_MAX)), g.op("Add", u, g.const(2 ** F.UV_BITS)), u,
+             out=f"u_{k}_out")
+    v = _wrap(g, g.op("Add", g.op("Add", _decay(g, f"v_{k}", k_v), u), bias), 32)
+    v = g.op("Clip", v, g.const(-(F.UV_MAX - 1)), g.const(F.UV_MAX - 1))
+    fired = g.op("Greater", v, vth)
+    g.op("Where", fired, g.const(0), v, out=f"v_{k}_out")
+    g.op("Cast", fired, to=TensorProto.UINT8, out=f"s_{k}")
+    return g.op("Cast", fired, to=TensorProto.INT64)
+
+
+def to_onnx(net: IntNetwork, path, timing: str = "hardware") -> onnx.ModelProto:
+    """Write an ONNX model of one time step of ``net`` to ``path`` and return it.
+
+    Parameters
+    ----------
+    net : IntNetwork
+        The integer network.
+    path : str or Path
+        Where the ``.onnx`` file is written.
+    timing : {"hardware", "ideal"}
+        ``hardware`` (Lava's): each layer's synaptic output is delivered one step later, carried
+        in the state ``a_k``; ``ideal``: delivered in the same step.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model, checked by ``onnx.checker``; its interface is described in the module docstring.
+    """
+    if timing not in TIMINGS:
+        raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
+    if not isinstance(net, IntNetwork):
+        raise ValueError(f"to_onnx needs an IntNetwork, got {type(net).__name__}")
+    g = _Graph()
+    inputs = [helper.make_tensor_value_info("s_in", TensorProto.UINT8, [_BATCH, math.prod(net.input_shape)])]
+    outputs = []
+    s = g.op("Cast", "s_in", to=TensorProto.INT64)
+    for k, layer in enumerate(net.layers):
+        n = math.prod(net.shapes[k + 1])
+        states = ["u", "v"] + (["a"] if timing == "hardware" else [])
+        inputs += [helper.make_tensor_value_info(f"{x}_{k}", TensorProto.INT64, [_BATCH, n]) for x in states]
+        outputs.append(helper.make_tensor_value_info(f"s_{k}", TensorProto.UINT8, [_BATCH, n]))
+        outputs += [helper.make_tensor_value_info(f"{x}_{k}_out", TensorProto.INT64, [_BATCH, n]) for x in states]
+        x = _synapse(g, s, layer.synapse, net.shapes[k], net.shapes[k + 1])
+        if timing == "hardware":
+            g.op("Identity", x, out=f"a_{k}_out")
+            x = f"a_{k}"
+        s = _neurons(g, k, x, layer.neurons, net.shapes[k + 1])
+    graph = helper.make_graph(g.nodes, "spikeport_step", inputs, outputs, g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
+                              producer_name="spikeport")
+    helper.set_model_props(model, {"spikeport.timing": timing,
+                                   "spikeport.input_shape": json.dumps(list(net.input_shape))})
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return model
+
+
+class OnnxStepper:
+    """Runs an exported step model in onnxruntime, carrying the state from one call to the next.
+
+    Parameters
+    ----------
+    path : str or Path
+        A model written by ``to_onnx``.
+    """
+
+    def __init__(self, path):
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(Path(path)), providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "spikeport.timing" not in meta:
+            raise ValueError(f"{path} is not a spikeport step model (no spikeport.timing metadata)")
+        self.timing = meta["spikeport.timing"]
+        self.input_shape = tuple(json.loads(meta["spikeport.input_shape"]))
+        self.state_sizes = {i.name: i.shape[1] for i in self.session.get_inputs() if i.name != "s_in"}
+        self.sizes = [n for name, n in self.state_sizes.items() if name.startswith("u_")]
+        self.state = {}
+
+    def reset(self, batch: int) -> None:
+        """Put ``batch`` samples at rest (all state zero)."""
+        self.state = {name: np.zeros((batch, n), dtype=np.int64) for name, n in self.state_sizes.items()}
+
+    def step(self, s_in: np.ndarray) -> list:
+        """Advance one step on input spikes ``(batch, N_in)`` 0/1; returns each layer's spikes
+        ``(batch, N_k)`` uint8. The new state is in ``self.state``."""
+        results = self.session.run(None, {"s_in": np.asarray(s_in, dtype=np.uint8), **self.state})
+        named = dict(zip((o.name for o in self.session.get_outputs()), results))
+        self.state = {name: named[f"{name}_out"] for name in self.state_sizes}
+        return [named[f"s_{k}"] for k in range(len(self.sizes))]
+
+
+def run_onnx(path, x) -> SimResult:
+    """Step the model at ``path`` over input spike trains ``x`` ``(S, T, *input_shape)`` from rest.
+
+    Returns
+    -------
+    SimResult
+        ``output`` ``(S, T, n_out)`` int8 and, per layer, ``spikes`` (int8), ``u`` and ``v`` (int32)
+        as ``(S, T, N_k)`` arrays, like ``simulate(..., record=True)``.
+    """
+    stepper = OnnxStepper(path)
+    x = np.asarray(x)
+    n_in = math.prod(stepper.input_shape)
+    if x.ndim < 3 or math.prod(x.shape[2:]) != n_in:
+        raise ValueError(f"input must have shape (samples, T, {', '.join(map(str, stepper.input_shape))}), "
+                         f"got {x.shape}")
+    if x.dtype.kind not in "biuf" or (x.size and not np.all((x == 0) | (x == 1))):
+        raise ValueError("input spikes must be 0/1 (graded spikes are not supported)")
+    S, T = x.shape[:2]
+    x = x.reshape(S, T, n_in).astype(np.uint8)
+    rec = {k: [np.zeros((S, T, n), dtype=np.int8 if k == "spikes" else np.int32) for n in stepper.sizes]
+           for k in ("spikes", "u", "v")}
+    stepper.reset(S)
+    for t in range(T):
+        for k, s in enumerate(stepper.step(x[:, t])):
+            rec["spikes"][k][:, t] = s
+            rec["u"][k][:, t] = stepper.state[f"u_{k}"]
+            rec["v"][k][:, t] = stepper.state[f"v_{k}"]
+    return SimResult(rec["spikes"][-1].copy(), rec["spikes"], rec["u"], rec["v"])
