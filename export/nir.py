@@ -122,6 +122,7 @@ def to_nir(model: SpikingNetwork, net: IntNetwork, dt: float):
         raise ValueError("the integer network does not belong to this model (layer counts differ)")
     nodes = {"input": nir.Input(input_type={"input": np.array(model.input_shape)})}
     edges, prev = [], "input"
+    prev_shape = tuple(model.input_shape)
 
     def add(name, node):
         nonlocal prev
@@ -141,8 +142,8 @@ def to_nir(model: SpikingNetwork, net: IntNetwork, dt: float):
             nf.setdefault("decay_syn", np.zeros(()))
         smeta = {META_KEY: _synapse_meta(layer.synapse)}
         if isinstance(syn, TLinear):
-            if len(in_shape) > 1:
-                add(f"flatten{i}", nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1))
+            if len(prev_shape) > 1:
+                add(f"flatten{i}", nir.Flatten(input_type={"input": np.array(prev_shape)}, start_dim=0, end_dim=-1))
             add(f"fc{i}", nir.Linear(weight=weight.astype(np.float32), metadata=smeta))
         elif isinstance(syn, TConv2d):
             add(f"conv{i}", nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=weight.astype(np.float32),
@@ -168,6 +169,7 @@ def to_nir(model: SpikingNetwork, net: IntNetwork, dt: float):
                                         w_in=_full(tau_syn / dt, out_shape), **common))
         else:
             add(f"lif{i}", nir.LIF(tau=_full(tau, out_shape), **common))
+        prev_shape = tuple(out_shape)
     nodes["output"] = nir.Output(output_type={"output": np.array(model.shapes[-1])})
     edges.append((prev, "output"))
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={DT_KEY: float(dt), "spikeport.format": FORMAT})
@@ -435,7 +437,7 @@ def _fold_gain(syn, gain: np.ndarray, name: str, out_shape) -> None:
     g = _compact(gain, out_shape)
     if isinstance(syn, TLinear):
         with torch.no_grad():
-            syn.weight.mul_(torch.as_tensor(np.broadcast_to(g, out_shape), dtype=torch.float32)[:, None])
+            syn.weight.mul_(torch.tensor(np.broadcast_to(g, out_shape), dtype=torch.float32)[:, None])
         return
     if np.ndim(g) == 3 and g.shape[1:] != (1, 1):
         raise ValueError(f"NIR node {name!r}: an input gain that differs within a channel cannot be folded into "
