@@ -61,7 +61,7 @@ from sim.network import Conv2d, Dense, IntNetwork, SumPool2d
 from sim.simulator import TIMINGS, SimResult
 
 OPSET = 17
-IR_VERSION = 8  # onnx's default for opset 17; newer IR versions are refused by older runtimes
+IR_VERSION = 8  # opset 17's IR; onnx 1.23 would write IR 14, which onnxruntime 1.23 refuses (max 11)
 _BATCH = "batch"
 
 

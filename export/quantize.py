@@ -18,11 +18,44 @@ use fewer bits). Pooling is quantized as the convolution it is (``train.layers.P
 (``quantize_network``) and quantization-aware training (``attach_fake_quant``, which feeds the
 forward pass with ``integer / scale`` values and passes gradients straight through) both call it,
 so a QAT-trained model exports with no further rounding.
+
+Reduced-precision options (``QuantSpec``; their defaults give exactly the rules above)
+    num_weight_bits   8..1: mantissas on the grid Lava keeps when it drops ``8 - num_weight_bits
+                      (+1 for mixed signs)`` low bits (``formats.quantize_weights``). Dense records
+                      carry ``num_weight_bits`` and Lava/the simulator drop those (already zero)
+                      bits again; should the integer matrix's sign mode differ from the float one's
+                      (e.g. every positive weight rounded to 0, leaving -256), the block applies
+                      Lava's clip for it (``formats.dense_effective_weights``, counted as clipped),
+                      so the integers are exactly the effective weights. Convolution and pooling
+                      weights, which Lava uses as given, are put on the same coarser grid directly.
+                      The scale rule is unchanged (largest |W| -> 254), so with few bits the largest
+                      positive weights saturate at the grid's top (counted as clipped).
+    rounding          'nearest' (half to even) or 'floor', for the weights only; thresholds, biases
+                      and decays always round to nearest.
+    decay_bits        12..1: the decay factors get ``decay_bits`` fractional bits, i.e. the decrement
+                      Lava applies, ``du + 1`` and ``dv``, is a multiple of ``q = 2**(12 - decay_bits)``:
+                      ``du = k q - 1`` with ``k = round((1 - decay_syn) 2**decay_bits)`` in
+                      ``[1, 2**decay_bits]`` and ``dv = k q`` with ``k = round((1 - decay_mem) 2**decay_bits)``
+                      in ``[0, 2**decay_bits - 1]``. The registers stay 12-bit (Lava's); decay 0
+                      (STBP's LIF: ``du = 4095``) stays exact.
+    vth_bits          17..1: thresholds fit ``vth_bits`` bits, ``vth <= vmax = 2**vth_bits - 1``. The
+                      scale rule above runs with ``vmax`` for the register maximum and
+                      ``min(target_vth, 2**(vth_bits - 1))`` for the target (so the chosen exponent
+                      cannot push the threshold past ``vmax``); should ``round(lam V_th)`` still
+                      exceed ``vmax``, ``lam`` is lowered to ``vmax / V_th``. A coarser threshold
+                      means a coarser unit for everything, so weights may then use fewer bits.
+    shared_exponent   False: every layer has its own ``(lam, e)`` (the rule above). True: ONE
+                      ``(lam, e)`` for the whole network, ``layer_scale`` of the largest |W| over
+                      all layers and the largest threshold over all layers (``network_scale``).
+                      Layers with smaller weights then use fewer mantissa bits, layers with smaller
+                      thresholds get fewer threshold steps. (Sharing only the exponent while keeping
+                      a per-layer ``lam`` would change nothing but the threshold resolution: layers
+                      are connected by 0/1 spikes, so their units are independent.)
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -38,16 +71,22 @@ from train.neurons import LIF
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """Quantization options.
+    """Quantization options (see the module docstring for the exact rules).
 
     num_weight_bits : 1..8, weight mantissa precision (Lava's ``num_weight_bits``)
     rounding : 'nearest' or 'floor' for weights
     target_vth : smallest threshold mantissa wanted (resolution of threshold and bias)
+    decay_bits : 1..12, fractional bits of the decay factors (12: Lava's full ``du``/``dv``)
+    vth_bits : 1..17, bits the threshold mantissa may use (17: Lava's full ``vth``)
+    shared_exponent : one scale and weight exponent for all layers instead of one per layer
     """
 
     num_weight_bits: int = 8
     rounding: str = "nearest"
     target_vth: int = 1024
+    decay_bits: int = F.DECAY_SHIFT
+    vth_bits: int = F.VTH.bits
+    shared_exponent: bool = False
 
     def __post_init__(self):
         if not 1 <= self.num_weight_bits <= 8:
@@ -56,18 +95,71 @@ class QuantSpec:
             raise ValueError(f"rounding must be 'nearest' or 'floor', got {self.rounding!r}")
         if not 1 <= self.target_vth <= F.VTH.max:
             raise ValueError(f"target_vth must be in [1, {F.VTH.max}], got {self.target_vth}")
+        if isinstance(self.decay_bits, bool) or not 1 <= self.decay_bits <= F.DECAY_SHIFT:
+            raise ValueError(f"decay_bits must be in [1, {F.DECAY_SHIFT}], got {self.decay_bits}")
+        if isinstance(self.vth_bits, bool) or not 1 <= self.vth_bits <= F.VTH.bits:
+            raise ValueError(f"vth_bits must be in [1, {F.VTH.bits}], got {self.vth_bits}")
+        if not isinstance(self.shared_exponent, bool):
+            raise ValueError(f"shared_exponent must be True or False, got {self.shared_exponent!r}")
+
+
+_NEW_OPTIONS = ("decay_bits", "vth_bits", "shared_exponent")
+
+
+def spec_dict(spec: QuantSpec) -> dict:
+    """``spec`` as a dict for records: the reduced-precision options only when they differ from
+    their defaults, so networks exported with default options carry exactly the metadata they did."""
+    default = QuantSpec()
+    return {f.name: getattr(spec, f.name) for f in fields(spec)
+            if f.name not in _NEW_OPTIONS or getattr(spec, f.name) != getattr(default, f.name)}
+
+
+def vth_format(spec: QuantSpec) -> F.IntFormat:
+    """The threshold register as ``spec`` may use it (``vth_bits`` unsigned bits)."""
+    return F.VTH if spec.vth_bits == F.VTH.bits else F.IntFormat("vth", spec.vth_bits, False)
 
 
 def layer_scale(w_max: float, vth_max: float, spec: QuantSpec) -> tuple[float, int]:
     """``(lam, weight_exp)`` for a layer with largest |weight| ``w_max`` and threshold ``vth_max``."""
     mant_max = 2 ** F.WEIGHT_BITS - 2  # 254, the largest even mantissa
+    full = spec.vth_bits == F.VTH.bits
+    vmax = vth_format(spec).max
+    target = spec.target_vth if full else min(spec.target_vth, 2 ** (spec.vth_bits - 1))
     lam0 = mant_max / w_max if w_max > 0 else 1.0
-    if vth_max > 0 and lam0 * vth_max > F.VTH.max:
-        return F.VTH.max / vth_max, 0
+    if vth_max > 0 and lam0 * vth_max > vmax:
+        return vmax / vth_max, 0
     e = 0
     if vth_max > 0:
-        e = int(min(max(math.ceil(math.log2(spec.target_vth / (lam0 * vth_max))), 0), F.WEIGHT_EXP.max))
-    return lam0 * 2 ** e, e
+        e = int(min(max(math.ceil(math.log2(target / (lam0 * vth_max))), 0), F.WEIGHT_EXP.max))
+    lam = lam0 * 2 ** e
+    if not full and vth_max > 0 and np.round(lam * vth_max) > vmax:
+        lam = vmax / vth_max
+    return lam, e
+
+
+def network_scale(weights: list, neuron_floats_list: list, spec: QuantSpec) -> tuple[float, int]:
+    """The one ``(lam, weight_exp)`` of ``shared_exponent``: ``layer_scale`` of the largest |weight|
+    and the largest threshold over all layers."""
+    w_max = max((float(np.abs(w).max()) for w in weights if np.asarray(w).size), default=0.0)
+    vth_max = max((float(np.max(nf["v_threshold"])) for nf in neuron_floats_list), default=0.0)
+    return layer_scale(w_max, vth_max, spec)
+
+
+def decay_registers(decay_syn, decay_mem, bits: int = F.DECAY_SHIFT) -> tuple[np.ndarray, np.ndarray]:
+    """Decay factors -> ``(du, dv)`` with ``bits`` fractional bits (module docstring, ``decay_bits``).
+
+    ``bits = 12`` is exactly ``formats.decay_to_du`` / ``formats.decay_to_dv``.
+    """
+    du, dv = F.decay_to_du(decay_syn), F.decay_to_dv(decay_mem)  # also checks the range
+    if bits == F.DECAY_SHIFT:
+        return du, dv
+    q, n = 2 ** (F.DECAY_SHIFT - bits), 2 ** bits
+    ku = np.round((1.0 - np.asarray(decay_syn, dtype=np.float64)) * n)
+    kv = np.round((1.0 - np.asarray(decay_mem, dtype=np.float64)) * n)
+    # the decrement Lava applies, du + DS_OFFSET and dv + DM_OFFSET, is k * q with the register in range
+    ku = np.clip(ku, -(-F.DS_OFFSET // q), (F.DU.max + F.DS_OFFSET) // q)
+    kv = np.clip(kv, -(-F.DM_OFFSET // q), (F.DV.max + F.DM_OFFSET) // q)
+    return (ku * q - F.DS_OFFSET).astype(np.int64), (kv * q - F.DM_OFFSET).astype(np.int64)
 
 
 @dataclass
@@ -97,16 +189,30 @@ def neuron_floats(neuron) -> dict:
             "bias": _np(p.bias)}
 
 
-def quantize_block(w: np.ndarray, nf: dict, spec: QuantSpec) -> BlockQuant:
-    """Quantize one layer: float weights ``w`` (torch layout) and neuron floats ``nf``."""
+def quantize_block(w: np.ndarray, nf: dict, spec: QuantSpec, scale: tuple | None = None) -> BlockQuant:
+    """Quantize one layer: float weights ``w`` (torch layout; 2-d = dense) and neuron floats ``nf``.
+
+    ``scale``: a given ``(lam, weight_exp)`` (``shared_exponent``) instead of the layer's own.
+    """
     vth_f = nf["v_threshold"]
     if np.any(vth_f < 0):
         raise ValueError(f"negative threshold {float(vth_f.min())}: Loihi thresholds are unsigned")
-    lam, e = layer_scale(float(np.abs(w).max()) if w.size else 0.0, float(vth_f.max()), spec)
+    if scale is None:
+        lam, e = layer_scale(float(np.abs(w).max()) if w.size else 0.0, float(vth_f.max()), spec)
+    else:
+        lam, e = float(scale[0]), int(scale[1])
     m, wrep = F.quantize_weights(w * lam, e, spec.num_weight_bits, spec.rounding)
-    vth, vth_clip = F.threshold_to_vth(vth_f, lam)
+    if m.ndim == 2:  # dense: the integers must be Lava's effective weights for their own sign mode
+        eff = F.dense_effective_weights(m, spec.num_weight_bits)
+        changed = int(np.count_nonzero(eff != m))
+        if changed:
+            m, wrep["clipped"] = eff, wrep["clipped"] + changed
+    if spec.vth_bits == F.VTH.bits:
+        vth, vth_clip = F.threshold_to_vth(vth_f, lam)
+    else:
+        vth, vth_clip = vth_format(spec).saturate(np.round(np.asarray(vth_f, dtype=np.float64) * lam))
     bias_mant, bias_exp, bias_clip = F.split_bias(np.round(nf["bias"] * lam * 2 ** F.ACT_SHIFT))
-    du, dv = F.decay_to_du(nf["decay_syn"]), F.decay_to_dv(nf["decay_mem"])
+    du, dv = decay_registers(nf["decay_syn"], nf["decay_mem"], spec.decay_bits)
     fake_w = m * 2.0 ** e / lam
     fake = {"decay_syn": F.du_to_decay(du), "decay_mem": F.dv_to_decay(dv), "v_threshold": vth / lam,
             "bias": (bias_mant * 2.0 ** bias_exp) / (lam * 2 ** F.ACT_SHIFT)}
@@ -135,8 +241,12 @@ def quantize_network(model: SpikingNetwork, spec: QuantSpec = QuantSpec(), dt: f
                      meta: dict | None = None) -> tuple[IntNetwork, list]:
     """Post-training quantization of a trained float network; returns the record and a per-layer report."""
     layers, reports = [], []
-    for i, (syn, neuron, in_shape, _) in enumerate(model.blocks()):
-        q = quantize_block(block_weight(syn, in_shape), neuron_floats(neuron), spec)
+    blocks = model.blocks()
+    ws = [block_weight(syn, in_shape) for syn, _, in_shape, _ in blocks]
+    nfs = [neuron_floats(neuron) for _, neuron, _, _ in blocks]
+    scale = network_scale(ws, nfs, spec) if spec.shared_exponent else None
+    for i, ((syn, neuron, in_shape, _), w, nf) in enumerate(zip(blocks, ws, nfs)):
+        q = quantize_block(w, nf, spec, scale=scale)
         if isinstance(syn, TorchLinear):
             rec = Dense(q.weight, weight_exp=q.weight_exp, num_weight_bits=spec.num_weight_bits)
             kind = "dense"
@@ -149,7 +259,7 @@ def quantize_network(model: SpikingNetwork, spec: QuantSpec = QuantSpec(), dt: f
             kind = f"{syn.mode}pool"
         layers.append(Layer(rec, q.neurons, name=f"{kind}{i}"))
         reports.append({"layer": i, "kind": kind, **q.report})
-    info = {"source": "spikeport", "network": model.spec, "quantization": asdict(spec), **(meta or {})}
+    info = {"source": "spikeport", "network": model.spec, "quantization": spec_dict(spec), **(meta or {})}
     return IntNetwork(model.input_shape, tuple(layers), dt=dt, meta=info), reports
 
 
@@ -162,29 +272,69 @@ def _ste(x: torch.Tensor, q: np.ndarray) -> torch.Tensor:
 
 
 class FakeQuantizer:
-    """The ``fake_quant`` hook of ``train.network.SpikingNetwork`` (see ``attach_fake_quant``)."""
+    """The ``fake_quant`` hook of ``train.network.SpikingNetwork`` (see ``attach_fake_quant``).
 
-    def __init__(self, spec: QuantSpec, in_shapes: list):
+    ``blocks``: the network's ``(synapse, neuron)`` pairs, needed by ``shared_exponent`` (the scale
+    depends on every layer's current values, recomputed at every call).
+
+    Pooling has no weight parameter to replace: when its quantized taps differ from the float ones
+    by a factor ``c`` (fewer weight bits, shared exponent), the neuron gets threshold and bias
+    divided by ``c`` instead, which spikes exactly as input scaled by ``c`` would.
+    """
+
+    def __init__(self, spec: QuantSpec, in_shapes: list, blocks: list | None = None):
         self.spec = spec
         self.in_shapes = in_shapes  # input shape of each block (pooling needs its channel count)
+        self.blocks = blocks
+
+    def _shared_scale(self) -> tuple[float, int]:
+        if self.blocks is None:
+            raise ValueError("shared_exponent fake quantization needs the network's blocks "
+                             "(use attach_fake_quant)")
+        ws = [block_weight(syn, shape) if isinstance(syn, Pool2d) else _np(syn.weight)
+              for (syn, _), shape in zip(self.blocks, self.in_shapes)]
+        return network_scale(ws, [neuron_floats(n) for _, n in self.blocks], self.spec)
 
     def __call__(self, index: int, syn, neuron):
         w = syn.weight if not isinstance(syn, Pool2d) else None
         w_np = block_weight(syn, self.in_shapes[index]) if w is None else _np(w)
-        q = quantize_block(w_np, neuron_floats(neuron), self.spec)
+        scale = self._shared_scale() if self.spec.shared_exponent else None
+        q = quantize_block(w_np, neuron_floats(neuron), self.spec, scale=scale)
+        fake = q.fake
+        if w is None:
+            c = _pool_factor(w_np, q.fake_weight)
+            if c != 1.0:
+                fake = {**fake, "v_threshold": fake["v_threshold"] / c, "bias": fake["bias"] / c}
         p = neuron.params()
         if isinstance(neuron, LIF):
-            fp = type(p)(_ste(p.decay, q.fake["decay_mem"]), _ste(p.v_threshold, q.fake["v_threshold"]),
-                         _ste(p.bias, q.fake["bias"]))
+            fp = type(p)(_ste(p.decay, fake["decay_mem"]), _ste(p.v_threshold, fake["v_threshold"]),
+                         _ste(p.bias, fake["bias"]))
         else:
-            fp = type(p)(_ste(p.decay_syn, q.fake["decay_syn"]), _ste(p.decay_mem, q.fake["decay_mem"]),
-                         _ste(p.v_threshold, q.fake["v_threshold"]), _ste(p.bias, q.fake["bias"]))
+            fp = type(p)(_ste(p.decay_syn, fake["decay_syn"]), _ste(p.decay_mem, fake["decay_mem"]),
+                         _ste(p.v_threshold, fake["v_threshold"]), _ste(p.bias, fake["bias"]))
         return (None if w is None else _ste(w, q.fake_weight)), fp
+
+
+def _pool_factor(w: np.ndarray, fake_w: np.ndarray) -> float:
+    """The factor ``c`` with ``fake_w = c * w`` for a pooling kernel (one tap value on the channel
+    diagonal); 1.0 when they agree to rounding error, so default quantization changes nothing."""
+    nz = w != 0
+    ratios = fake_w[nz] / w[nz]
+    if ratios.size == 0 or np.all(np.abs(ratios - 1.0) <= 1e-9):
+        return 1.0
+    c = float(ratios.flat[0])
+    if not np.allclose(ratios, c, rtol=1e-12, atol=0) or np.any(fake_w[~nz] != 0):
+        raise ValueError("pooling kernel quantized to unequal taps; cannot fake-quantize it")
+    if c == 0.0:
+        raise ValueError("pooling taps quantize to 0 (the layer would receive no input); QAT cannot "
+                         "model it: use more weight bits or per-layer exponents")
+    return c
 
 
 def attach_fake_quant(model: SpikingNetwork, spec: QuantSpec = QuantSpec()) -> SpikingNetwork:
     """Quantization-aware training: the forward pass uses the values export will produce."""
-    model.fake_quant = FakeQuantizer(spec, [b[2] for b in model.blocks()])
+    blocks = model.blocks()
+    model.fake_quant = FakeQuantizer(spec, [b[2] for b in blocks], [(b[0], b[1]) for b in blocks])
     return model
 
 

@@ -138,6 +138,13 @@ def dv_to_decay(dv) -> np.ndarray:
     return 1.0 - (np.asarray(dv, dtype=np.float64) + DM_OFFSET) / DECAY_UNITY
 
 
+def _check_finite(values, name: str) -> np.ndarray:
+    a = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} has a non-finite value ({a.flat[int(np.argmax(~np.isfinite(a)))]!r})")
+    return a
+
+
 def _check_decay(decay, name: str) -> np.ndarray:
     d = np.asarray(decay, dtype=np.float64)
     if not np.all((d >= 0.0) & (d <= 1.0)):
@@ -154,6 +161,7 @@ def threshold_to_vth(v_threshold, scale: float) -> tuple[np.ndarray, int]:
 
     Lava compares ``v > vth << 6`` while ``v`` accumulates ``a << 6``, so ``vth = round(scale * V_th)``.
     """
+    _check_finite(v_threshold, "v_threshold")
     return VTH.saturate(np.round(np.asarray(v_threshold, dtype=np.float64) * scale))
 
 
@@ -167,7 +175,7 @@ def split_bias(value, mant: IntFormat = BIAS_MANT, exp: IntFormat = BIAS_EXP) ->
     >>> m.tolist(), e.tolist(), n
     ([100, 2500, -4096], [0, 1, 7], 1)
     """
-    v = np.asarray(value, dtype=np.float64)
+    v = _check_finite(value, "bias")
     m_out = np.zeros(v.shape, dtype=np.int64)
     e_out = np.full(v.shape, exp.max, dtype=np.int64)
     done = np.zeros(v.shape, dtype=bool)

@@ -237,10 +237,17 @@ class IntNetwork:
             header = json.loads(bytes(data["header"]).decode())
         except Exception as err:  # noqa: BLE001 - any failure means "not our file"
             raise ValueError(f"{path} is not a spikeport integer network file ({err})") from None
-        if header.get("format") != "spikeport.intnet":
+        if not isinstance(header, dict) or header.get("format") != "spikeport.intnet":
             raise ValueError(f"{path} is not a spikeport integer network file")
         if header.get("version", 0) > FORMAT_VERSION:
             raise ValueError(f"{path} was written by a newer spikeport (format {header['version']})")
+        try:
+            return cls._from_header(path, header, data)
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{path}: damaged spikeport integer network file (missing or malformed {err})") from None
+
+    @classmethod
+    def _from_header(cls, path, header: dict, data) -> "IntNetwork":
         layers = []
         for i, e in enumerate(header["layers"]):
             if e["kind"] == "dense":

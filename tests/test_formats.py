@@ -337,3 +337,10 @@ def test_relative_error():
     # exact all zero: the absolute error
     assert F.relative_error([3.0, 4.0], [0.0, 0.0]) == pytest.approx(5.0)
     assert F.relative_error([], []) == 0.0
+
+
+def test_non_finite_thresholds_and_biases_are_refused():
+    with pytest.raises(ValueError, match="v_threshold.*nan"):
+        F.threshold_to_vth(np.array([0.5, np.nan]), 10.0)
+    with pytest.raises(ValueError, match="bias.*inf"):
+        F.split_bias(np.array([np.inf]))

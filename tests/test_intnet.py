@@ -266,3 +266,11 @@ def test_load_rejects_newer_format(tmp_path):
     np.savez(path, **data)
     with pytest.raises(ValueError, match="newer"):
         IntNetwork.load(path)
+
+
+def test_damaged_spikeport_files_raise_value_error(tmp_path):
+    for header in ([1, 2], {"format": "spikeport.intnet", "version": 1}):
+        p = tmp_path / "bad.npz"
+        np.savez(p, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+        with pytest.raises(ValueError, match="bad.npz"):
+            IntNetwork.load(p)

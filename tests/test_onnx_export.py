@@ -93,6 +93,15 @@ def test_u_wraps_past_int32_and_v_saturates(timing, tmp_path):
 
 
 @pytest.mark.parametrize("timing", TIMINGS)
+def test_u_wrap_boundaries(timing, tmp_path):
+    w = np.zeros((2, 32), dtype=np.int64)
+    w[0, :16], w[1] = -256, 128  # << 5 << 6: u = -2**23 (wraps to +2**23) and +2**23 (stays)
+    net = IntNetwork((32,), (Layer(Dense(w, weight_exp=5), Neurons(du=4095, dv=0, vth=131071)),))
+    ref = assert_identical(net, np.ones((1, 3, 32), dtype=np.int8), timing, tmp_path)
+    assert ref.u[0][0, -1].tolist() == [2 ** 23, 2 ** 23]
+
+
+@pytest.mark.parametrize("timing", TIMINGS)
 def test_conv_output_wraps_at_24_bits(timing, tmp_path):
     rng = np.random.default_rng(5)
     w = rng.integers(-256, 256, (3, 8, 6, 6))
