@@ -30,4 +30,4 @@ fi
 echo "creating $venv with $py"
 "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
-"$venv/bin/python" -m pip install -q -e ".[lava,dev]"
+"$venv/bin/python" -m pip install -q -e ".[lava,dev,onnx]"

@@ -49,7 +49,7 @@ def _cmd_evaluate(args) -> int:
 def _cmd_export(args) -> int:
     from spikeport.pipeline import load_network
 
-    loaded = load_network(args.network)
+    loaded = load_network(args.network, dt=args.dt)
     if args.format == "npz":
         loaded.net.save(args.out)
     elif args.format == "nir":
@@ -63,6 +63,10 @@ def _cmd_export(args) -> int:
 
             attach_fake_quant(loaded.model, quant_spec(loaded.cfg))
         write_nir(args.out, loaded.model, loaded.net, args.dt)
+    elif args.format == "onnx":
+        from export.onnx import to_onnx
+
+        to_onnx(loaded.net, args.out, timing=args.timing)
     else:
         raise ValueError(f"unknown format {args.format!r}")
     print(f"wrote {args.out}: {len(loaded.net.layers)} layers, input {loaded.net.input_shape}, "
@@ -200,10 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_presets)
 
     x = sub.add_parser("export", help="quantize a trained run and write the network")
-    x.add_argument("network", help="training run directory")
-    x.add_argument("--format", default="nir", choices=["nir", "npz"],
+    x.add_argument("network", help="training run directory (npz/onnx also take a .nir or .npz network)")
+    x.add_argument("--format", default="nir", choices=["nir", "npz", "onnx"],
                    help="nir: NIR graph with the integer network in its metadata (default); "
-                        "npz: spikeport's integer network record")
+                        "npz: spikeport's integer network record; onnx: one integer time step with state I/O")
+    x.add_argument("--timing", default="hardware", choices=["hardware", "ideal"],
+                   help="onnx only: synaptic delay per layer as Lava (hardware) or none (ideal)")
     x.add_argument("--dt", type=float, default=1e-3, help="seconds per time step written to NIR (default 1e-3)")
     x.add_argument("--out", required=True)
     x.set_defaults(func=_cmd_export)

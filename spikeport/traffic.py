@@ -96,10 +96,20 @@ def _mesh_grid(traffic: Traffic, values: np.ndarray, host_value: float | None) -
     return grid
 
 
-def _chip_boundaries(ax, traffic: Traffic) -> None:
-    cols = traffic.mapping.profile.mesh[0]
-    for k in range(traffic.mapping.n_chips + 1):
+def _mesh_axes(ax, traffic: Traffic) -> None:
+    """Grey unused nodes, cell edges, chip boundaries and labels on a ``_mesh_grid`` image."""
+    cols, rows = traffic.mapping.profile.mesh
+    chips = traffic.mapping.n_chips
+    ax.set_facecolor("0.92")
+    ax.set_xticks(np.arange(chips * cols + 1) + 0.5, minor=True)
+    ax.set_yticks(np.arange(rows) + 0.5, minor=True)
+    ax.grid(which="minor", color="white", lw=0.5)
+    ax.tick_params(which="minor", length=0)
+    for k in range(chips + 1):
         ax.axvline(0.5 + k * cols, color="black", lw=1.5)
+    ax.set_xticks([0] + [1 + k * cols + (cols - 1) / 2 for k in range(chips)],
+                  ["host"] + [f"chip {k}" for k in range(chips)])
+    ax.set_ylabel("y")
 
 
 def _plot_occupancy(traffic: Traffic, path: Path) -> None:
@@ -113,8 +123,7 @@ def _plot_occupancy(traffic: Traffic, path: Path) -> None:
         for c in m.cores:
             ax.text(c.chip * m.profile.mesh[0] + c.x + 1, c.y, f"{c.index}\nL{','.join(map(str, c.layers))}",
                     ha="center", va="center", fontsize=6, color="white")
-    _chip_boundaries(ax, traffic)
-    ax.set_xticks([0], ["host"])
+    _mesh_axes(ax, traffic)
     ax.set_title(f"{m.profile.name}: {m.n_cores} cores on {m.n_chips} chip(s); fraction of "
                  f"{m.profile.neurons_per_core} neurons used (label: core, layers)", fontsize=8)
     fig.colorbar(im, ax=ax, label="neurons used / neurons per core")
@@ -139,8 +148,7 @@ def _plot_traffic(traffic: Traffic, path: Path) -> None:
             (ox, oy), (sx, sy) = offset[d], step[d]
             ax.plot([xx + ox, xx + sx + ox], [y + oy, y + sy + oy], color="tab:cyan", alpha=0.8,
                     lw=0.5 + 3.5 * float(v[y, xx]) / peak)
-    _chip_boundaries(ax, traffic)
-    ax.set_xticks([0], ["host"])
+    _mesh_axes(ax, traffic)
     ax.set_title(f"messages received per core per inference (host sends {sent_by_host:.1f});\n"
                  f"lines: directed link loads, width up to {peak:.1f} messages per inference", fontsize=8)
     fig.colorbar(im, ax=ax, label="messages received per inference")
