@@ -132,7 +132,7 @@ def layer_bounds(a64_max: float, c: NeuronConstants) -> tuple[bool, bool, bool]:
     cu_max = float(c.cu.max()) if c.cu.size else 0.0
     cv_max = float(c.cv.max()) if c.cv.size else 0.0
     u_max = a64_max / (1.0 - cu_max) if cu_max < 1.0 else np.inf
-    wrap24 = u_max > F.UV_MAX
+    wrap24 = u_max >= F.UV_MAX  # u = -2**23 wraps too (Lava: u <= -2**23 -> u + 2**24)
     bias_max = float(np.abs(c.bias).max()) if c.bias.size else 0.0
     v_max = (min(u_max, 2.0 ** 31) + bias_max) / (1.0 - cv_max) if cv_max < 1.0 else np.inf
     saturate = wrap24 or v_max > F.UV_MAX - 1

@@ -118,3 +118,11 @@ def test_odd_mixed_weights_lose_their_lowest_bit_like_lava():
     net = IntNetwork((3,), (Layer(Dense(np.array([[1, 3, -1]])), Neurons(du=4095, dv=4095, vth=131071)),))
     out = assert_identical(net, np.ones((1, 3, 3), dtype=np.int8))
     assert out.u[0][0, 1, 0] == (0 + 2 - 2) << 6  # W = [1, 3, -1] acts as [0, 2, -2]
+
+
+def test_u_exactly_at_the_24_bit_boundaries():
+    w = np.zeros((2, 32), dtype=np.int64)
+    w[0, :16], w[1] = -256, 128  # << 5 << 6: u = -2**23 (wraps to +2**23) and +2**23 (stays)
+    net = IntNetwork((32,), (Layer(Dense(w, weight_exp=5), Neurons(du=4095, dv=0, vth=131071)),))
+    out = assert_identical(net, np.ones((1, 3, 32), dtype=np.int8))
+    assert out.u[0][0, 1].tolist() == [2 ** 23, 2 ** 23]
