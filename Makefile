@@ -8,7 +8,7 @@ RUN   ?= runs/digits-mlp
 .PHONY: demo test venv bench-deps clean
 
 demo: $(VENV)/.installed
-	$(PY) -m spikeport train --preset digits-mlp --out $(RUN)
+	$(PY) -m spikeport pipeline --preset digits-mlp --out $(RUN)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -628,7 +628,7 @@ def _link_loads(pairs: np.ndarray, X: np.ndarray, Y: np.ndarray, width: int, row
         np.add.at(horizontal[d], (ya[sel], hi[sel]), -c[sel])
     for d, sel, lo, hi in ((0, yb > ya, ya, yb), (1, yb < ya, yb, ya)):  # Y leg, on the destination column
         np.add.at(vertical[d], (lo[sel], xb[sel]), c[sel])
-        np.add.at(vertical[d], (hi[sel], xb[sel]), -c[sel])
+        np.add.at(vertical[d], (hi[sel], xa[sel]), -c[sel])
     h = np.cumsum(horizontal, axis=2)[:, :, :width - 1].transpose(0, 3, 1, 2)
     v = np.cumsum(vertical, axis=1)[:, :rows - 1].transpose(0, 3, 1, 2)
     return {"+x": h[0], "-x": h[1], "+y": v[0], "-y": v[1]}

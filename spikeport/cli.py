@@ -154,6 +154,19 @@ def _cmd_validate(args) -> int:
     return 0
 
 
+def _cmd_pipeline(args) -> int:
+    from train.config import parse_set
+
+    from spikeport.pipeline import run_pipeline
+
+    over = parse_set(args.set)
+    if not args.no_qat:
+        over.setdefault("quant.qat", True)
+    run_pipeline(args.preset, args.out, over, lava_samples=args.lava_samples, dt=args.dt,
+                 progress=not args.no_progress)
+    return 0
+
+
 def _add_input_args(p) -> None:
     p.add_argument("network", help="training run directory, NIR file (.nir) or integer network file (.npz)")
     p.add_argument("--dt", type=float, help="seconds per step for NIR files that do not say it")
@@ -225,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(d)
     d.add_argument("--target", default="lava")
     d.set_defaults(func=_cmd_deploy)
+
+    pl = sub.add_parser("pipeline", help="train (QAT), export NIR, simulate, run on Lava, validate: the whole path")
+    pl.add_argument("--preset", default="digits-mlp")
+    pl.add_argument("--out", default="runs/digits-mlp")
+    pl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pl.add_argument("--no-qat", action="store_true", help="train in float and quantize after training")
+    pl.add_argument("--lava-samples", type=int, default=100, help="test samples run in Lava (slow: ~1 ms/step)")
+    pl.add_argument("--dt", type=float, default=1e-3, help="seconds per step written to the NIR file")
+    pl.add_argument("--no-progress", action="store_true")
+    pl.set_defaults(func=_cmd_pipeline)
 
     v = sub.add_parser("validate", help="float vs fake-quantized vs integer vs Lava on the test split")
     v.add_argument("run_dir")

@@ -117,17 +117,19 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def validate(run_dir, samples: Optional[int] = None, lava_samples: Optional[int] = None, data_dir=None,
-             progress: bool = False) -> dict:
+             progress: bool = False, net: Optional[IntNetwork] = None) -> dict:
     """Float, fake-quantized, integer (simulator) and Lava accuracy on the same encoded test inputs.
 
     Also: output-spike agreement and per-layer firing-rate correlation between the float model and
     the integer network (ideal timing, step for step), and exact agreement of simulator and Lava
-    (hardware timing, inputs padded by one step per layer so late outputs are counted).
+    (hardware timing, inputs padded by one step per layer so late outputs are counted). ``net``
+    replaces the run's own quantization (e.g. the network read back from its exported NIR file).
     """
     loaded = load_network(run_dir)
     if loaded.cfg is None:
         raise ValueError("validate needs a training run directory (it compares against the float model)")
-    cfg, model, net = loaded.cfg, loaded.model, loaded.net
+    cfg, model = loaded.cfg, loaded.model
+    net = loaded.net if net is None else net
     x, labels = encode_split(cfg, samples, data_dir)
     rows = {}
     f_out, f_layers = _float_run(model, x)
@@ -154,16 +156,18 @@ def validate(run_dir, samples: Optional[int] = None, lava_samples: Optional[int]
         return result
     n = x.shape[0] if lava_samples is None else min(lava_samples, x.shape[0])
     lava = run_lava(net, xp[:n], progress=progress)
-    rows[f"Lava fixed_pt ({n} samples)"] = accuracy(align_delayed(lava.output, net), labels[:n], cfg)
+    if n < x.shape[0]:
+        rows[f"integer sim (hardware, first {n})"] = accuracy(align_delayed(hw.output[:n], net), labels[:n], cfg)
+    rows[f"Lava fixed_pt (first {n})"] = accuracy(align_delayed(lava.output, net), labels[:n], cfg)
     result["lava_mismatches"] = int(np.count_nonzero(lava.output != hw.output[:n]))
     return result
 
 
 def format_validation(res: dict) -> str:
     lines = [f"validation on {res['samples']} test samples, T = {res['T']}", "",
-             f"{'model':32s} {'accuracy':>9s}", "-" * 42]
+             f"{'model':36s} {'accuracy':>9s}", "-" * 46]
     for name, acc in res["accuracy"].items():
-        lines.append(f"{name:32s} {100 * acc:8.2f}%")
+        lines.append(f"{name:36s} {100 * acc:8.2f}%")
     lines += ["", f"output spikes equal to float (step by step): {100 * res['output_agreement']:.2f}%",
               "firing-rate correlation float vs integer per layer: "
               + ", ".join("n/a" if math.isnan(c) else f"{c:.3f}" for c in res["rate_correlation"])]
@@ -184,3 +188,40 @@ def format_validation(res: dict) -> str:
 
 def write_json(path, obj) -> None:
     Path(path).write_text(json.dumps(obj, indent=2))
+
+
+def run_pipeline(preset: str, out_dir, overrides: Optional[dict] = None, lava_samples: Optional[int] = 100,
+                 dt: float = 1e-3, progress: bool = True, log=print) -> dict:
+    """The whole path on one preset: train (resumable), export NIR, read the NIR file back,
+    simulate it bit-accurately, run it in Lava, and validate against the float model."""
+    import time
+
+    from export.nir import read_nir, write_nir
+    from train.config import make_config
+    from train.trainer import METRICS, train
+
+    out = Path(out_dir)
+    cfg = make_config(preset, overrides=overrides)
+    t0 = time.perf_counter()
+    done = out / METRICS
+    if done.exists() and len(json.loads(done.read_text())["epochs"]) >= cfg.optim.epochs:
+        log(f"[1/4] training: {out} already holds {cfg.optim.epochs} epochs, reusing it")
+    else:
+        log(f"[1/4] training {preset} ({'QAT' if cfg.quant.qat else 'float'}) -> {out}")
+        train(cfg, out, resume=(out / CHECKPOINT).exists(), progress=progress, log=log,
+              fake_quant=lambda m: attach_fake_quant(m, quant_spec(cfg)))
+    loaded = load_network(out)
+    if cfg.quant.qat:
+        attach_fake_quant(loaded.model, quant_spec(cfg))
+    nir_path = out / "network.nir"
+    write_nir(nir_path, loaded.model, loaded.net, dt)
+    net, _ = read_nir(nir_path)
+    log(f"[2/4] exported {nir_path} (dt = {dt:g} s) and read it back")
+    log(f"[3/4] simulating the NIR network bit-accurately and running it in Lava ({lava_samples} samples)")
+    res = validate(out, lava_samples=lava_samples, progress=progress, net=net)
+    res["seconds"] = time.perf_counter() - t0
+    res["nir"] = str(nir_path)
+    write_json(out / "validation.json", res)
+    log("[4/4] validation\n")
+    log(format_validation(res))
+    return res

@@ -109,6 +109,7 @@ def _mesh_axes(ax, traffic: Traffic) -> None:
         ax.axvline(0.5 + k * cols, color="black", lw=1.5)
     ax.set_xticks([0] + [1 + k * cols + (cols - 1) / 2 for k in range(chips)],
                   ["host"] + [f"chip {k}" for k in range(chips)])
+    ax.set_yticks(np.arange(rows))
     ax.set_ylabel("y")
 
 
@@ -116,7 +117,7 @@ def _plot_occupancy(traffic: Traffic, path: Path) -> None:
     m = traffic.mapping
     used = np.array([c.neurons for c in m.cores] + [0]) / m.profile.neurons_per_core
     grid = _mesh_grid(traffic, used, None)
-    fig = _figure(max(4.0, 0.5 * grid.shape[1] + 2), max(2.5, 0.5 * grid.shape[0] + 1.5))
+    fig = _figure(max(6.5, 0.5 * grid.shape[1] + 2), max(3.0, 0.5 * grid.shape[0] + 1.5))
     ax = fig.add_subplot()
     im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, origin="upper")
     if grid.size <= 512:
@@ -135,7 +136,7 @@ def _plot_traffic(traffic: Traffic, path: Path) -> None:
     received = traffic.core_messages_in.sum(0) / S
     sent_by_host = traffic.core_messages_out[:, m.host].sum() / S
     grid = _mesh_grid(traffic, received, 0.0)
-    fig = _figure(max(4.5, 0.5 * grid.shape[1] + 2.5), max(2.5, 0.5 * grid.shape[0] + 1.5))
+    fig = _figure(max(6.5, 0.5 * grid.shape[1] + 2.5), max(3.0, 0.5 * grid.shape[0] + 1.5))
     ax = fig.add_subplot()
     im = ax.imshow(grid, cmap="magma", origin="upper")
     ax.text(0, 0, "host", ha="center", va="center", fontsize=6, color="cyan")

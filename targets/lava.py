@@ -28,6 +28,24 @@ from sim.network import Conv2d, Dense, IntNetwork, SumPool2d
 from sim.simulator import SimResult, check_input
 
 
+def _import_lava_runtime() -> None:
+    """Import Lava's runtime. It calls ``multiprocessing.set_start_method('fork')`` on import,
+    which fails when anything earlier in the process (a progress bar's lock, a data loader) already
+    fixed the start method. If that method is 'fork' as well, clear it and let Lava set it."""
+    import multiprocessing as mp
+
+    try:
+        import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+    except RuntimeError as err:
+        if "context has already been set" not in str(err):
+            raise
+        if mp.get_start_method() != "fork":
+            raise RuntimeError(f"Lava needs the 'fork' multiprocessing start method, but this process already "
+                               f"uses {mp.get_start_method()!r}") from None
+        mp.set_start_method(None, force=True)
+        import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401,F811
+
+
 def _lava_shape(shape: tuple) -> tuple:
     return (shape[2], shape[1], shape[0]) if len(shape) == 3 else tuple(shape)
 
@@ -76,6 +94,7 @@ class LavaNetwork:
     the other in the source's buffer); built on construction, run with ``run``."""
 
     def __init__(self, net: IntNetwork, x_flat: np.ndarray, record: bool = False):
+        _import_lava_runtime()
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import Dense as LavaDense
         from lava.proc.io.sink import RingBuffer as Sink
