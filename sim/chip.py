@@ -17,7 +17,8 @@ Mapping (``map_network``)
     2. *Split.* A layer is cut into contiguous runs of neurons (flattened C order) of balanced sizes
        (they differ by at most one), at most ``cap = min(neurons_per_core, memory // bits per
        neuron)`` neurons each. While a run needs more input axons than ``axons_in_per_core``, or
-       more output axons than ``axons_out_per_core`` (bounded as below), ``cap`` is halved. Layers
+       more output axons than ``axons_out_per_core`` (bounded as below), ``cap`` is divided by the
+       worst run's overshoot (the largest needed/limit ratio) and lowered by at least one. Layers
        are split from the last to the first, because output axons depend on the next layer's runs.
     3. *Pack (next-fit).* Runs are placed in layer order, each onto the most recently opened core if
        that core still has room for its neurons, memory, input axons and output-axon bound, and
@@ -63,7 +64,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,8 @@ MAPPING_POLICY = (
     "synaptic memory per neuron = fan-in x weight bits (dense: in_features x num_weight_bits; conv: "
     "C_in x kH x kW x 9; sum pooling: k x k x 9), no kernel sharing between neurons",
     "a layer is split into contiguous balanced runs of at most min(neurons_per_core, memory // bits per "
-    "neuron) neurons; the cap is halved while a run exceeds the input- or output-axon limit",
+    "neuron) neurons; while a run exceeds the input- or output-axon limit the cap is divided by the worst "
+    "overshoot (and lowered by at least one)",
     "runs are packed next-fit in layer order: onto the last opened core if neurons, memory and axons "
     "fit, else onto a new core",
     "cores fill each chip mesh row by row in placement order; chips are tiled in one row",
@@ -236,8 +238,11 @@ class ChipProfile:
             raise ValueError(f"{where}: notes must be a list of strings")
         kwargs = {k: structure[k]["value"] for k in STRUCTURE}
         kwargs.update({k: Coefficient(e["value"], e["source"]) for k, e in coefficients.items()})
-        return cls(name=d["name"], description=d.get("description", ""),
-                   sources=tuple((k, structure[k]["source"]) for k in STRUCTURE), notes=tuple(notes), **kwargs)
+        try:
+            return cls(name=d["name"], description=d.get("description", ""),
+                       sources=tuple((k, structure[k]["source"]) for k in STRUCTURE), notes=tuple(notes), **kwargs)
+        except ValueError as err:  # name the file as well as the entry
+            raise ValueError(f"{where}: {err}") from None
 
     def save(self, path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -469,6 +474,7 @@ class Mapping:
         return X, Y
 
     def summary(self) -> dict:
+        """JSON-serialisable placement: per layer its fragments, per core its position, load and axons."""
         return {"cores_used": self.n_cores, "chips_used": self.n_chips,
                 "core_capacity": self.profile.max_cores, "policy": list(MAPPING_POLICY),
                 "layers": [{"label": p.label, "kind": p.kind, "shape": list(p.shape), "neurons": p.neurons,
@@ -511,11 +517,12 @@ def _split(net: IntNetwork, syns: list, p: ChipProfile) -> tuple:
         cap = min(p.neurons_per_core, p.synaptic_memory_bits_per_core // syn.memory_bits, n)
         while True:  # ends at cap = 1 at the latest: one neuron fits both axon limits (checked above)
             bounds = _balanced(n, cap)
-            if all(dests[a:b].sum() <= p.axons_out_per_core for a, b in bounds):
-                reach = [syn.reach(a, b) for a, b in bounds]
-                if all(r.sum() <= p.axons_in_per_core for r in reach):
-                    break
-            cap = (cap + 1) // 2
+            reach = [syn.reach(a, b) for a, b in bounds]
+            overshoot = max(max(r.sum() for r in reach) / p.axons_in_per_core,
+                            max(dests[a:b].sum() for a, b in bounds) / p.axons_out_per_core)
+            if overshoot <= 1:
+                break
+            cap = max(1, min(cap - 1, int(cap / overshoot)))
         runs[l] = [(a, b, r) for (a, b), r in zip(bounds, reach)]
         out_bound[l] = dests
         dests = np.sum(reach, axis=0, dtype=np.int64)  # runs of layer l reaching each of its inputs
@@ -628,7 +635,7 @@ def _link_loads(pairs: np.ndarray, X: np.ndarray, Y: np.ndarray, width: int, row
         np.add.at(horizontal[d], (ya[sel], hi[sel]), -c[sel])
     for d, sel, lo, hi in ((0, yb > ya, ya, yb), (1, yb < ya, yb, ya)):  # Y leg, on the destination column
         np.add.at(vertical[d], (lo[sel], xb[sel]), c[sel])
-        np.add.at(vertical[d], (hi[sel], xa[sel]), -c[sel])
+        np.add.at(vertical[d], (hi[sel], xb[sel]), -c[sel])
     h = np.cumsum(horizontal, axis=2)[:, :, :width - 1].transpose(0, 3, 1, 2)
     v = np.cumsum(vertical, axis=1)[:, :rows - 1].transpose(0, 3, 1, 2)
     return {"+x": h[0], "-x": h[1], "+y": v[0], "-y": v[1]}

@@ -256,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--data-dir")
     v.add_argument("--no-progress", action="store_true")
     v.set_defaults(func=_cmd_validate)
+
+    from spikeport.traffic import add_traffic_parser
+
+    add_traffic_parser(sub)
     return p
 
 

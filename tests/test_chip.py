@@ -13,8 +13,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sim.chip import (COEFFICIENT_UNITS, STRUCTURE, ChipProfile, builtin_profiles, count_traffic, load_profile,
-                      map_network)
+from sim.chip import (COEFFICIENT_UNITS, STRUCTURE, ChipProfile, Coefficient, builtin_profiles, count_traffic,
+                      load_profile, map_network)
 from sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
 from sim.simulator import simulate
 from spikeport.traffic import PLOTS, add_traffic_parser, run_traffic
@@ -122,8 +122,9 @@ def test_neuron_whose_fan_in_cannot_fit_names_the_layer_and_limit():
 
 
 def test_input_axon_limit_splits_a_conv_layer():
-    # 1 x 16 input, 1 x 3 kernel: a run of m consecutive outputs reads m + 2 inputs, so at most 6
-    # axons allow runs of 4; halving from 14 gives 14 -> 7 -> 4, i.e. runs of 4, 4, 3, 3
+    # 1 x 16 input, 1 x 3 kernel: a run of m consecutive outputs reads m + 2 inputs, so 6 axons allow
+    # runs of 4. The cap shrinks by the overshoot: 14 (16 axons) -> int(14 * 6 / 16) = 5 (runs 5, 5, 4
+    # read 7 axons) -> min(5 - 1, int(5 * 6 / 7)) = 4, i.e. runs of 4, 4, 3, 3
     net = IntNetwork((1, 1, 16), (Layer(Conv2d(np.ones((1, 1, 1, 3), dtype=int)), Neurons(), name="row"),))
     m = map_network(net, _profile(axons_in_per_core=6))
     sizes = [n for _, n in _runs(m, 0)]
@@ -133,7 +134,8 @@ def test_input_axon_limit_splits_a_conv_layer():
 
 def test_output_axon_limit_splits_the_sending_layer():
     # layer 1 (24 neurons, 8 per core) needs 3 cores; every layer-0 neuron reaches all 3, so 8
-    # layer-0 neurons need 24 output axons: with a limit of 12, layer 0 is split into 2 runs of 4
+    # layer-0 neurons need 24 output axons: with a limit of 12 (overshoot 2), layer 0 is split into
+    # 2 runs of 4
     net = _dense_net([4, 8, 24])
     m = map_network(net, _profile(neurons_per_core=8, axons_out_per_core=12))
     assert _runs(m, 0) == [(0, 4), (1, 4)]
@@ -202,13 +204,28 @@ def _global_xy(core, mapping):
     return (core // mapping.profile.cores_per_chip) * cols + local % cols, local // cols
 
 
+def _route(src, dst):
+    """The directed links of the X-then-Y route from ``src`` to ``dst`` (global coordinates), walked
+    hop by hop, as keys into ``Traffic.links`` arrays: (direction, row, column), host column = 0."""
+    (x, y), links = src, []
+    while x != dst[0]:
+        step = 1 if dst[0] > x else -1
+        links.append(("+x" if step > 0 else "-x", y, min(x, x + step) + 1))
+        x += step
+    while y != dst[1]:
+        step = 1 if dst[1] > y else -1
+        links.append(("+y" if step > 0 else "-y", min(y, y + step), x + 1))
+        y += step
+    return links
+
+
 def test_traffic_counts_equal_direct_counts_of_simulated_spikes():
     net = _conv_pool_dense_net()
     rng = np.random.default_rng(4)
     x = (rng.random((3, 8, 2, 7, 7)) < 0.3).astype(np.int8)
     rec = simulate(net, x, timing="hardware", record=True)
-    mapping = map_network(net, _small_mesh(neurons_per_core=16))
-    assert mapping.n_chips == 2  # 48 conv + 12 pool + 5 fc neurons over 16-neuron cores
+    mapping = map_network(net, _small_mesh(neurons_per_core=6, cores_per_chip=9, mesh=(3, 3)))
+    assert mapping.n_cores == 8 + 2 + 1 and mapping.n_chips == 2  # 48, 12 and 5 neurons, 6 per core
     traffic = count_traffic(net, mapping, rec.spikes, x)
     pops = [x.reshape(3, 8, -1)] + list(rec.spikes)
     assert all(p.sum() > 0 for p in pops)  # every layer spikes, so every count is exercised
@@ -220,6 +237,7 @@ def test_traffic_counts_equal_direct_counts_of_simulated_spikes():
     host = mapping.n_cores
     sources = [np.full(pops[0].shape[2], host)] + [mapping.core_of(l) for l in range(len(net.layers))]
     total_hops = np.zeros(8, dtype=np.int64)
+    links = {d: np.zeros_like(v) for d, v in traffic.links.items()}
     for l, tg in enumerate(targets):
         per_step = pops[l].sum(0).astype(np.int64)  # (T, N) spikes of each presynaptic neuron
         fan_out = np.array([len(t) for t in tg])
@@ -230,7 +248,13 @@ def test_traffic_counts_equal_direct_counts_of_simulated_spikes():
         assert np.array_equal(traffic.synops[:, l], per_step @ fan_out)
         assert np.array_equal(traffic.messages[:, l], per_step @ n_msgs)
         total_hops += per_step @ hops
+        for n, (src, ds) in enumerate(zip(sources[l], dests)):
+            for d in ds:
+                for direction, i, j in _route(_global_xy(src, mapping), _global_xy(d, mapping)):
+                    links[direction][:, i, j] += per_step[:, n]
     assert np.array_equal(traffic.hops, total_hops)
+    for direction, v in links.items():
+        assert np.array_equal(traffic.links[direction], v), direction
     assert not traffic.messages[:, -1].any()  # output spikes are not routed
     # per-core views add up to the per-layer ones
     assert traffic.core_synops.sum() == traffic.synops.sum()
@@ -252,19 +276,21 @@ def test_hops_links_energy_and_latency_on_a_hand_worked_2x2_mesh():
     net = _dense_net([1, 4, 1])
     m = map_network(net, _small_mesh(neurons_per_core=1, max_chips=2))
     assert [(c.chip, c.x, c.y) for c in m.cores] == [(0, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (1, 0, 0)]
-    x = np.array([[[1], [0]]], dtype=np.int8)               # the input spikes at t = 0
-    layer0 = np.array([[[0, 0, 0, 0], [0, 0, 1, 0]]], dtype=np.int8)  # core 2, at (0, 1), spikes at t = 1
-    layer1 = np.zeros((1, 2, 1), dtype=np.int8)
+    x = np.array([[[1], [0], [0]]], dtype=np.int8)  # the input spikes at t = 0
+    layer0 = np.array([[[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]], dtype=np.int8)  # core 2, at (0, 1), at t = 1
+    layer1 = np.zeros((1, 3, 1), dtype=np.int8)
     t = count_traffic(net, m, [layer0, layer1], x)
-    # t = 0: host -> (0,0), (1,0), (0,1), (1,1): 1 + 2 + 2 + 3 hops; t = 1: (0,1) -> (2,0): 2 + 1 hops
-    assert t.messages.sum(1).tolist() == [4, 1]
-    assert t.hops.tolist() == [8, 3]
-    assert t.chip_crossings.tolist() == [4, 1]  # host -> chip 0 four times; chip 0 -> chip 1 once
-    assert t.synops.sum(1).tolist() == [4, 1]
+    # t = 0: host -> (0,0), (1,0), (0,1), (1,1): 1 + 2 + 2 + 3 hops; t = 1: (0,1) -> (2,0): 2 + 1 hops;
+    # t = 2: nothing
+    assert t.messages.sum(1).tolist() == [4, 1, 0]
+    assert t.hops.tolist() == [8, 3, 0]
+    assert t.chip_crossings.tolist() == [4, 1, 0]  # host -> chip 0 four times; chip 0 -> chip 1 once
+    assert t.synops.sum(1).tolist() == [4, 1, 0]
     # link loads, X then Y; keys (direction, row or column index as in the arrays, host column = 0)
     expected = {
         0: {("+x", 0, 0): 4, ("+x", 0, 1): 2, ("+y", 0, 1): 1, ("+y", 0, 2): 1},
         1: {("+x", 1, 1): 1, ("+x", 1, 2): 1, ("-y", 0, 3): 1},
+        2: {},
     }
     for step, links in expected.items():
         for d, v in t.links.items():
@@ -276,12 +302,12 @@ def test_hops_links_energy_and_latency_on_a_hand_worked_2x2_mesh():
     assert t.busiest_link() == {"direction": "+x", "from": "host", "to": "chip 0 (x=0, y=0)",
                                 "messages_total": 4, "messages_per_inference": 4.0}
     p = m.profile
-    energy = (5 * p.energy_synop_pj.value + 5 * 2 * p.energy_neuron_update_pj.value
+    energy = (5 * p.energy_synop_pj.value + 5 * 3 * p.energy_neuron_update_pj.value
               + 5 * p.energy_message_pj.value + 11 * p.energy_hop_pj.value)
     assert t.summary()["per_inference"]["energy_pj"]["total"] == pytest.approx(energy)
-    # every step: barrier + the busiest core (1 synop at most, 1 neuron) + the longest route
-    core = p.time_synop_ns.value + p.time_neuron_update_ns.value
-    want = [p.time_step_overhead_ns.value + core + 3 * p.time_hop_ns.value] * 2
+    # a step: barrier + the busiest core (1 synop at most, 1 neuron each) + the longest route (3 hops)
+    busy = p.time_step_overhead_ns.value + p.time_neuron_update_ns.value
+    want = [busy + p.time_synop_ns.value + 3 * p.time_hop_ns.value] * 2 + [busy]
     assert t.latency_ns[0].tolist() == pytest.approx(want)
 
 
@@ -312,8 +338,7 @@ def test_builtin_profiles_carry_the_chip_facts_and_a_source_for_every_number():
 
 
 def test_profile_json_round_trip(tmp_path):
-    original = replace(load_profile("loihi2"), neurons_per_core=100,
-                       energy_hop_pj=load_profile("loihi2").energy_hop_pj.__class__(2.5, "measured by us"))
+    original = replace(load_profile("loihi2"), neurons_per_core=100, energy_hop_pj=Coefficient(2.5, "measured by us"))
     path = tmp_path / "custom.json"
     original.save(path)
     loaded = load_profile(str(path))
@@ -322,30 +347,35 @@ def test_profile_json_round_trip(tmp_path):
     assert load_profile(loaded) is loaded
 
 
-def _bad_profile(edit):
+def _edited_profile(edit) -> str:
     d = load_profile("loihi1").to_dict()
     edit(d)
     return json.dumps(d)
 
 
 @pytest.mark.parametrize("text,message", [
-    ("{not json", "not valid JSON"),
-    (_bad_profile(lambda d: d["coefficients"].pop("energy_hop_pj")), r"missing \['energy_hop_pj'\]"),
-    (_bad_profile(lambda d: d["structure"].update(typo={"value": 1, "source": "x"})), r"unknown \['typo'\]"),
-    (_bad_profile(lambda d: d["structure"]["neurons_per_core"].update(value=-5)),
-     "neurons_per_core must be a positive integer, got -5"),
-    (_bad_profile(lambda d: d["structure"]["mesh"].update(value=[4, 4])), "mesh 4 x 4 has 16 nodes"),
-    (_bad_profile(lambda d: d["coefficients"]["time_hop_ns"].update(source=" ")), "time_hop_ns needs a non-empty source"),
-    (_bad_profile(lambda d: d["coefficients"]["energy_synop_pj"].update(value="23.6")),
-     "energy_synop_pj must be a finite number"),
-    (_bad_profile(lambda d: d["coefficients"]["energy_synop_pj"].update(unit="nJ")), "unit 'nJ'"),
+    pytest.param("{not json", "not valid JSON", id="invalid-json"),
+    pytest.param(_edited_profile(lambda d: d["coefficients"].pop("energy_hop_pj")), r"missing \['energy_hop_pj'\]",
+                 id="missing-coefficient"),
+    pytest.param(_edited_profile(lambda d: d["structure"].update(typo={"value": 1, "source": "x"})),
+                 r"unknown \['typo'\]", id="unknown-entry"),
+    pytest.param(_edited_profile(lambda d: d["structure"]["neurons_per_core"].update(value=-5)),
+                 "neurons_per_core must be a positive integer, got -5", id="negative-limit"),
+    pytest.param(_edited_profile(lambda d: d["structure"]["mesh"].update(value=[4, 4])), "mesh 4 x 4 has 16 nodes",
+                 id="mesh-mismatch"),
+    pytest.param(_edited_profile(lambda d: d["coefficients"]["time_hop_ns"].update(source=" ")),
+                 "time_hop_ns needs a non-empty source", id="empty-source"),
+    pytest.param(_edited_profile(lambda d: d["coefficients"]["energy_synop_pj"].update(value="23.6")),
+                 "energy_synop_pj must be a finite number", id="string-value"),
+    pytest.param(_edited_profile(lambda d: d["coefficients"]["energy_synop_pj"].update(unit="nJ")), "unit 'nJ'",
+                 id="wrong-unit"),
 ])
 def test_bad_profile_file_gives_a_clear_error(tmp_path, text, message):
     path = tmp_path / "bad.json"
     path.write_text(text)
     with pytest.raises(ValueError, match=message) as err:
         load_profile(path)
-    assert str(path) in str(err.value) or "chip profile" in str(err.value)
+    assert str(path) in str(err.value)
 
 
 def test_unknown_profile_name_lists_the_builtin_ones():
