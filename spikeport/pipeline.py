@@ -110,6 +110,29 @@ def _float_run(model, x: np.ndarray, bs: int = 256):
     return np.concatenate(outs), layers
 
 
+def float_layer_specs(model) -> list:
+    """The float model as plain layer records for ``targets.lava.run_lava_float``."""
+    from export.quantize import block_weight, neuron_floats
+    from train.layers import Linear, Pool2d
+
+    specs = []
+    for i, (syn, neuron, in_shape, out_shape) in enumerate(model.blocks()):
+        nf = neuron_floats(neuron)
+        shared = {}
+        for name in ("decay_syn", "decay_mem", "v_threshold"):
+            vals = np.unique(nf[name])
+            if vals.size != 1:
+                raise ValueError(f"layer {i}: Lava's LIF holds one value per process; this layer has per-neuron {name}")
+            shared[name] = float(vals[0])
+        k = syn.kernel_size if isinstance(syn, Pool2d) else None
+        specs.append(dict(kind="dense" if isinstance(syn, Linear) else "conv", weight=block_weight(syn, in_shape),
+                          stride=(k, k) if k else tuple(getattr(syn, "stride", (1, 1))),
+                          padding=(0, 0) if k else tuple(getattr(syn, "padding", (0, 0))),
+                          bias=np.broadcast_to(nf["bias"], out_shape).reshape(-1), out_shape=tuple(out_shape),
+                          **shared))
+    return specs
+
+
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
     if a.std() == 0 or b.std() == 0:
         return float("nan")
@@ -150,7 +173,7 @@ def validate(run_dir, samples: Optional[int] = None, lava_samples: Optional[int]
                                    for a, b in zip(f_layers, ideal.spikes)],
               "quantization": loaded.report}
     try:
-        from targets.lava import run_lava
+        from targets.lava import run_lava, run_lava_float
     except ImportError as err:  # pragma: no cover - the lava extra is part of the project's environment
         result["lava_error"] = f"Lava not available: {err}"
         return result
@@ -159,6 +182,12 @@ def validate(run_dir, samples: Optional[int] = None, lava_samples: Optional[int]
     if n < x.shape[0]:
         rows[f"integer sim (hardware, first {n})"] = accuracy(align_delayed(hw.output[:n], net), labels[:n], cfg)
     rows[f"Lava fixed_pt (first {n})"] = accuracy(align_delayed(lava.output, net), labels[:n], cfg)
+    try:
+        lava_f = run_lava_float(model.input_shape, float_layer_specs(model), xp[:n], progress=progress)
+        rows[f"Lava floating_pt, float model (first {n})"] = accuracy(align_delayed(lava_f.output, net),
+                                                                      labels[:n], cfg)
+    except ValueError as err:  # per-neuron float parameters: Lava's LIF has one per process
+        result["lava_float_error"] = str(err)
     result["lava_mismatches"] = int(np.count_nonzero(lava.output != hw.output[:n]))
     return result
 

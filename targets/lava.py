@@ -89,11 +89,65 @@ def _shared(neurons, name: str, where: str) -> int:
     return int(vals[0])
 
 
-class LavaNetwork:
-    """Lava processes for an ``IntNetwork`` fed with ``x_flat`` ``(S, T, N_in)`` (samples one after
-    the other in the source's buffer); built on construction, run with ``run``."""
+def fixed_layers(net: IntNetwork) -> list:
+    """Lava process arguments for every layer of an integer network (``fixed_pt``)."""
+    from lava.utils.weightutils import SignMode
 
-    def __init__(self, net: IntNetwork, x_flat: np.ndarray, record: bool = False):
+    layers = []
+    for i, layer in enumerate(net.layers):
+        where, in_shape, out_shape = f"layer {i}", net.shapes[i], net.shapes[i + 1]
+        syn, n = layer.synapse, layer.neurons
+        if isinstance(syn, Dense):
+            mode = SignMode[syn.sign_mode.upper()] if syn.sign_mode else None
+            synapse = ("dense", dict(weights=dense_weight_for_lava(np.asarray(syn.weight).astype(np.int64), in_shape),
+                                     weight_exp=int(syn.weight_exp), num_weight_bits=int(syn.num_weight_bits),
+                                     sign_mode=mode))
+        else:
+            conv = syn.as_conv(in_shape[0]) if isinstance(syn, SumPool2d) else syn
+            synapse = ("conv", dict(weight=lava_conv_weight(conv.effective_weight()), stride=tuple(conv.stride)[::-1],
+                                    padding=tuple(conv.padding)[::-1]))
+        lif = dict(du=_shared(n, "du", where), dv=_shared(n, "dv", where), vth=_shared(n, "vth", where),
+                   bias_mant=_to_lava_order(n.expand("bias_mant", out_shape), out_shape),
+                   bias_exp=_to_lava_order(n.expand("bias_exp", out_shape), out_shape))
+        layers.append((synapse, lif, out_shape))
+    return layers
+
+
+def float_layers(in_shape: tuple, specs: list) -> list:
+    """Lava process arguments for float layers (``floating_pt``).
+
+    Each spec is a dict: ``kind`` ('dense' or 'conv'), ``weight`` (float, PyTorch layout),
+    ``stride``/``padding`` (conv), ``decay_syn``, ``decay_mem``, ``v_threshold`` (one value per
+    layer: Lava's LIF holds one), ``bias`` (per neuron, C order), ``out_shape``.
+    Lava's float LIF: ``u = u (1 - du) + a``, ``v = v (1 - dv) + u + bias_mant``, spike ``v > vth``,
+    reset to 0; so ``du = 1 - decay_syn`` (1 for the STBP LIF) and ``dv = 1 - decay_mem``.
+    """
+    layers, prev = [], tuple(in_shape)
+    for spec in specs:
+        out_shape = tuple(spec["out_shape"])
+        if spec["kind"] == "dense":
+            synapse = ("dense", dict(weights=dense_weight_for_lava(np.asarray(spec["weight"], dtype=np.float64), prev)))
+        else:
+            synapse = ("conv", dict(weight=lava_conv_weight(np.asarray(spec["weight"], dtype=np.float64)),
+                                    stride=tuple(spec["stride"])[::-1], padding=tuple(spec["padding"])[::-1]))
+        lif = dict(du=1.0 - float(spec["decay_syn"]), dv=1.0 - float(spec["decay_mem"]),
+                   vth=float(spec["v_threshold"]),
+                   bias_mant=_to_lava_order(np.broadcast_to(spec["bias"], (math.prod(out_shape),)), out_shape))
+        layers.append((synapse, lif, out_shape))
+        prev = out_shape
+    return layers
+
+
+class LavaNetwork:
+    """Lava processes for a chain of layers fed with ``x_flat`` ``(S, T, N_in)`` (samples one after
+    the other in the source's buffer); built on construction, run with ``run``.
+
+    ``layers`` come from ``fixed_layers`` (an integer network, run with ``tag='fixed_pt'``) or
+    ``float_layers`` (a float model, ``tag='floating_pt'``).
+    """
+
+    def __init__(self, in_shape: tuple, layers: list, x_flat: np.ndarray, record: bool = False,
+                 tag: str = "fixed_pt"):
         _import_lava_runtime()
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import Dense as LavaDense
@@ -101,42 +155,29 @@ class LavaNetwork:
         from lava.proc.io.source import RingBuffer as Source
         from lava.proc.lif.process import LIF
         from lava.proc.monitor.process import Monitor
-        from lava.utils.weightutils import SignMode
 
         S, T, _ = x_flat.shape
         steps = S * T
-        self.net, self.record = net, record
-        in_shape = net.input_shape
+        self.shapes = [tuple(in_shape)] + [out for _, _, out in layers]
+        self.record, self.tag = record, tag
         seq = _to_lava_order(x_flat.reshape(steps, -1), in_shape)          # (steps, W, H, C)
-        self.source = Source(data=np.moveaxis(np.asarray(seq), 0, -1).astype(np.int32))  # (W, H, C, steps)
-        port, port_shape = self.source.s_out, in_shape
+        data = np.moveaxis(np.asarray(seq), 0, -1)                          # (W, H, C, steps)
+        self.source = Source(data=data.astype(np.int32 if tag == "fixed_pt" else np.float64))
+        port, port_shape = self.source.s_out, tuple(in_shape)
         self.synapses, self.lifs, self.sinks, self.monitors = [], [], [], []
-        for i, layer in enumerate(net.layers):
-            where = f"layer {i}"
-            out_shape = net.shapes[i + 1]
-            syn = layer.synapse
-            if isinstance(syn, Dense):
+        for i, ((kind, syn_args), lif_args, out_shape) in enumerate(layers):
+            if kind == "dense":
                 if len(port_shape) == 3:
                     port = port.flatten()
-                w = dense_weight_for_lava(np.asarray(syn.weight).astype(np.int64), port_shape)
-                mode = SignMode[syn.sign_mode.upper()] if syn.sign_mode else None
-                proc = LavaDense(weights=w, weight_exp=int(syn.weight_exp),
-                                 num_weight_bits=int(syn.num_weight_bits), sign_mode=mode)
+                proc = LavaDense(**syn_args)
             else:
-                conv = syn.as_conv(port_shape[0]) if isinstance(syn, SumPool2d) else syn
-                w = lava_conv_weight(conv.effective_weight())
-                proc = Conv(weight=w, input_shape=_lava_shape(port_shape),
-                            stride=tuple(conv.stride)[::-1], padding=tuple(conv.padding)[::-1])
+                proc = Conv(input_shape=_lava_shape(port_shape), **syn_args)
             port.connect(proc.s_in)
-            n = layer.neurons
-            bias_mant = _to_lava_order(n.expand("bias_mant", out_shape), out_shape)
-            bias_exp = _to_lava_order(n.expand("bias_exp", out_shape), out_shape)
-            lif = LIF(shape=_lava_shape(out_shape), du=_shared(n, "du", where), dv=_shared(n, "dv", where),
-                      vth=_shared(n, "vth", where), bias_mant=bias_mant, bias_exp=bias_exp)
+            lif = LIF(shape=_lava_shape(out_shape), **lif_args)
             proc.a_out.connect(lif.a_in)
             self.synapses.append(proc)
             self.lifs.append(lif)
-            if record or i == len(net.layers) - 1:
+            if record or i == len(layers) - 1:
                 sink = Sink(shape=_lava_shape(out_shape), buffer=steps)
                 lif.s_out.connect(sink.a_in)
                 self.sinks.append(sink)
@@ -151,7 +192,7 @@ class LavaNetwork:
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
 
-        cfg = Loihi2SimCfg(select_tag="fixed_pt")
+        cfg = Loihi2SimCfg(select_tag=self.tag)
         first = self.lifs[0]
         samples = range(S)
         if progress:
@@ -176,7 +217,7 @@ class LavaNetwork:
             arr = np.moveaxis(np.asarray(arr_lava_time_last), -1, 0)
             return _from_lava_order(arr, shape).reshape(S, T, -1)
 
-        shapes = self.net.shapes[1:]
+        shapes = self.shapes[1:]
         spikes = [per_layer(s.data.get(), shapes[i if self.record else -1]).astype(np.int8)
                   for i, s in enumerate(self.sinks)]
         if not self.record:
@@ -185,8 +226,9 @@ class LavaNetwork:
         for (mu, mv), lif, shape in zip(self.monitors, self.lifs, shapes):
             u = mu.get_data()[lif.name]["u"]  # (steps, *lava_shape)
             v = mv.get_data()[lif.name]["v"]
-            us.append(_from_lava_order(np.asarray(u), shape).reshape(S, T, -1).astype(np.int32))
-            vs.append(_from_lava_order(np.asarray(v), shape).reshape(S, T, -1).astype(np.int32))
+            dtype = np.int32 if self.tag == "fixed_pt" else np.float64
+            us.append(_from_lava_order(np.asarray(u), shape).reshape(S, T, -1).astype(dtype))
+            vs.append(_from_lava_order(np.asarray(v), shape).reshape(S, T, -1).astype(dtype))
         return SimResult(spikes[-1], spikes, us, vs)
 
 
@@ -198,4 +240,17 @@ def run_lava(net: IntNetwork, x, record: bool = False, progress: bool = False) -
     """
     x = check_input(net, x)
     S, T = x.shape[:2]
-    return LavaNetwork(net, x, record=record).run(S, T, progress=progress)
+    return LavaNetwork(net.input_shape, fixed_layers(net), x, record=record).run(S, T, progress=progress)
+
+
+def run_lava_float(in_shape: tuple, specs: list, x, record: bool = False, progress: bool = False) -> SimResult:
+    """Run float layers (``float_layers`` specs) in Lava ``floating_pt`` on spikes ``x``
+    ``(S, T, *in_shape)``: the float reference in Lava's hardware timing (one step of delay per
+    synaptic layer, as a float model trained with ``synaptic_delay=True``)."""
+    x = np.asarray(x)
+    n_in = math.prod(in_shape)
+    if x.ndim < 3 or math.prod(x.shape[2:]) != n_in:
+        raise ValueError(f"input must have shape (samples, T, {tuple(in_shape)}), got {x.shape}")
+    S, T = x.shape[:2]
+    return LavaNetwork(tuple(in_shape), float_layers(in_shape, specs), x.reshape(S, T, n_in), record=record,
+                       tag="floating_pt").run(S, T, progress=progress)

@@ -126,3 +126,30 @@ def test_u_exactly_at_the_24_bit_boundaries():
     net = IntNetwork((32,), (Layer(Dense(w, weight_exp=5), Neurons(du=4095, dv=0, vth=131071)),))
     out = assert_identical(net, np.ones((1, 3, 32), dtype=np.int8))
     assert out.u[0][0, 1].tolist() == [2 ** 23, 2 ** 23]
+
+
+@pytest.mark.parametrize("spec,neuron", [("36-20-5", dict(model="lif", decay=0.2, v_threshold=0.5)),
+                                         ("6x6x2-4C3p1-P2-5", dict(model="cuba", decay_syn=0.4, decay_mem=0.7,
+                                                                   v_threshold=0.3))])
+def test_lava_floating_pt_matches_the_float_model_with_synaptic_delay(spec, neuron):
+    import torch
+
+    from spikeport.pipeline import float_layer_specs
+    from targets.lava import run_lava_float
+    from train.network import NeuronSpec, build_network
+
+    torch.manual_seed(0)
+    model = build_network(spec, NeuronSpec(**neuron), synaptic_delay=True)
+    with torch.no_grad():
+        for n in model.neuron_layers():
+            n.bias.uniform_(-0.05, 0.1)
+        for syn, *_ in model.blocks():
+            if hasattr(syn, "weight"):
+                syn.weight.mul_(2.5)
+    x = spikes(np.random.default_rng(3), (3, 10, *model.input_shape), 0.4)
+    lava = run_lava_float(model.input_shape, float_layer_specs(model), x)
+    with torch.no_grad():
+        ours = model(torch.as_tensor(x, dtype=torch.float32).transpose(0, 1)).transpose(0, 1).numpy()
+    assert ours.sum() > 0
+    # Lava computes in float64, the model in float32: a threshold tie may round differently, rarely
+    assert (lava.output == ours).mean() >= 0.995
