@@ -194,9 +194,9 @@ def validate(run_dir, samples: Optional[int] = None, lava_samples: Optional[int]
 
 def format_validation(res: dict) -> str:
     lines = [f"validation on {res['samples']} test samples, T = {res['T']}", "",
-             f"{'model':36s} {'accuracy':>9s}", "-" * 46]
+             f"{'model':42s} {'accuracy':>9s}", "-" * 52]
     for name, acc in res["accuracy"].items():
-        lines.append(f"{name:36s} {100 * acc:8.2f}%")
+        lines.append(f"{name:42s} {100 * acc:8.2f}%")
     lines += ["", f"output spikes equal to float (step by step): {100 * res['output_agreement']:.2f}%",
               "firing-rate correlation float vs integer per layer: "
               + ", ".join("n/a" if math.isnan(c) else f"{c:.3f}" for c in res["rate_correlation"])]
