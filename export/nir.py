@@ -58,7 +58,8 @@ def decay_tau_euler(tau, dt: float, where: str) -> np.ndarray:
     if np.any(t < dt) or np.any(~(t > 0)):
         bad = float(np.min(t))
         raise ValueError(f"{where}: time constant {bad:g} is shorter than the time step dt = {dt:g}; "
-                         "forward Euler needs tau >= dt (pass a smaller --dt)")
+                         "forward Euler needs tau >= dt (pass a smaller --dt; files from Norse <= 1.1 store "
+                         "dt * tau: read them with convention 'norse-1.1')")
     return 1.0 - dt / t
 
 
@@ -202,6 +203,31 @@ def read_graph(path):
             return nir.read(str(path), type_check=False)
         except Exception as err:  # noqa: BLE001
             raise ValueError(f"cannot read NIR file {path}: {err}") from None
+
+
+CONVENTIONS = ("nir", "norse-1.1")
+
+
+def apply_convention(graph, convention: str, dt: float):
+    """Undo a known exporter's deviation from NIR's equations, in place.
+
+    ``'nir'``: the file follows NIR. ``'norse-1.1'``: ``norse.torch.to_nir`` up to 1.1.0 writes
+    ``tau`` as ``dt * tau`` (norse issue #411), and its ``LIFCell`` adds the whole input to the
+    current (``i += input``), which is NIR's ``w_in = tau_syn / dt``.
+    """
+    if convention == "nir":
+        return graph
+    if convention != "norse-1.1":
+        raise ValueError(f"unknown NIR convention {convention!r}; expected one of {', '.join(CONVENTIONS)}")
+    for node in graph.nodes.values():
+        kind = type(node).__name__
+        if kind == "LIF":
+            node.tau = _arr(node.tau) / dt
+        elif kind == "CubaLIF":
+            node.tau_mem = _arr(node.tau_mem) / dt
+            node.tau_syn = _arr(node.tau_syn) / dt
+            node.w_in = node.tau_syn / dt
+    return graph
 
 
 def chain(graph) -> list:
@@ -449,8 +475,10 @@ def _fold_gain(syn, gain: np.ndarray, name: str, out_shape) -> None:
                                         dtype=torch.float32)[:, None, None, None])
 
 
-def read_nir(path, dt: float | None = None, spec: QuantSpec = QuantSpec()) -> tuple[IntNetwork, dict]:
-    """Integer network from a NIR file: exact from our metadata, else quantized from the float graph.
+def read_nir(path, dt: float | None = None, spec: QuantSpec = QuantSpec(),
+             convention: str = "nir") -> tuple[IntNetwork, dict]:
+    """Integer network from a NIR file: exact from our metadata, else quantized from the float graph
+    (after ``apply_convention`` for files from exporters that deviate from NIR).
 
     Returns ``(net, info)`` with ``info['source']`` ('spikeport metadata' or 'float parameters'),
     ``info['dt']`` and, for float graphs, the quantization report and notes.
@@ -470,7 +498,7 @@ def read_nir(path, dt: float | None = None, spec: QuantSpec = QuantSpec()) -> tu
         return net, {"source": "spikeport metadata", "dt": use_dt}
     if use_dt is None:
         raise ValueError(f"{path} does not say its time step: pass --dt (seconds per step)")
-    model, notes = nir_to_model(graph, use_dt)
+    model, notes = nir_to_model(apply_convention(graph, convention, use_dt), use_dt)
     net, report = quantize_network(model, spec, dt=use_dt, meta={"source": str(path)})
     return net, {"source": "float parameters", "dt": use_dt, "quantization": report, "notes": notes,
                  "model": model}

@@ -115,7 +115,7 @@ def _cmd_simulate(args) -> int:
     from sim.simulator import simulate
     from spikeport.pipeline import load_network
 
-    loaded = load_network(args.network, dt=args.dt)
+    loaded = load_network(args.network, dt=args.dt, convention=args.nir_convention)
     x, labels = _inputs(args, loaded)
     res = simulate(loaded.net, x, timing=args.timing, record=bool(args.record), progress=not args.no_progress)
     if args.record:
@@ -135,7 +135,7 @@ def _cmd_deploy(args) -> int:
         raise ValueError(f"unknown target {args.target!r}; available: lava")
     from targets.lava import run_lava
 
-    loaded = load_network(args.network, dt=args.dt)
+    loaded = load_network(args.network, dt=args.dt, convention=args.nir_convention)
     x, labels = _inputs(args, loaded)
     res = run_lava(loaded.net, x, progress=not args.no_progress)
     _report_outputs(args, res.output, labels, loaded)
@@ -170,6 +170,8 @@ def _cmd_pipeline(args) -> int:
 def _add_input_args(p) -> None:
     p.add_argument("network", help="training run directory, NIR file (.nir) or integer network file (.npz)")
     p.add_argument("--dt", type=float, help="seconds per step for NIR files that do not say it")
+    p.add_argument("--nir-convention", default="nir", choices=["nir", "norse-1.1"],
+                   help="undo a known exporter deviation (norse-1.1: tau written as dt*tau, LIFCell input)")
     p.add_argument("--input", help="input spikes .npy of shape (samples, T, *input_shape), 0/1")
     p.add_argument("--output", help="write output spikes (samples, T, n_out) int8 to this .npy")
     p.add_argument("--dataset", help="encode this dataset's test split instead of --input")

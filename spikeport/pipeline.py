@@ -35,7 +35,7 @@ class Loaded:
     report: Optional[list] = None
 
 
-def load_network(path, dt: Optional[float] = None) -> Loaded:
+def load_network(path, dt: Optional[float] = None, convention: str = "nir") -> Loaded:
     """A run directory (quantized with its own options), an integer network file or a NIR file
     (``dt``: seconds per step, for NIR files that do not say it)."""
     p = Path(path)
@@ -52,7 +52,7 @@ def load_network(path, dt: Optional[float] = None) -> Loaded:
     if p.suffix == ".nir":
         from export.nir import read_nir
 
-        net, info = read_nir(p, dt=dt)
+        net, info = read_nir(p, dt=dt, convention=convention)
         return Loaded(net, report=info.get("quantization"), model=info.get("model"))
     raise ValueError(f"cannot read network {p}: expected a run directory, an .npz integer network or a .nir file")
 
