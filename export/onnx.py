@@ -58,7 +58,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from sim import formats as F
 from sim.network import Conv2d, Dense, IntNetwork, SumPool2d
-from sim.simulator import TIMINGS, SimResult
+from sim.simulator import TIMINGS, SimResult, check_spikes
 
 OPSET = 17
 IR_VERSION = 8  # opset 17's IR; onnx 1.23 would write IR 14, which onnxruntime 1.23 refuses (max 11)
@@ -248,15 +248,8 @@ def run_onnx(path, x) -> SimResult:
         as ``(S, T, N_k)`` arrays, like ``simulate(..., record=True)``.
     """
     stepper = OnnxStepper(path)
-    x = np.asarray(x)
-    n_in = math.prod(stepper.input_shape)
-    if x.ndim < 3 or math.prod(x.shape[2:]) != n_in:
-        raise ValueError(f"input must have shape (samples, T, {', '.join(map(str, stepper.input_shape))}), "
-                         f"got {x.shape}")
-    if x.dtype.kind not in "biuf" or (x.size and not np.all((x == 0) | (x == 1))):
-        raise ValueError("input spikes must be 0/1 (graded spikes are not supported)")
+    x = check_spikes(x, stepper.input_shape)
     S, T = x.shape[:2]
-    x = x.reshape(S, T, n_in).astype(np.uint8)
     rec = {k: [np.zeros((S, T, n), dtype=np.int8 if k == "spikes" else np.int32) for n in stepper.sizes]
            for k in ("spikes", "u", "v")}
     stepper.reset(S)

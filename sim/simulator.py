@@ -215,10 +215,15 @@ class SimResult:
 
 def check_input(net: IntNetwork, x) -> np.ndarray:
     """``(S, T, *input_shape)`` 0/1 spikes -> ``(S, T, prod(input_shape))`` uint8, or a clear error."""
+    return check_spikes(x, net.input_shape)
+
+
+def check_spikes(x, input_shape: tuple) -> np.ndarray:
+    """``check_input`` for a bare input shape (used by every runner of an integer network)."""
     x = np.asarray(x)
-    n_in = math.prod(net.input_shape)
+    n_in = math.prod(input_shape)
     if x.ndim < 3 or math.prod(x.shape[2:]) != n_in:
-        raise ValueError(f"input must have shape (samples, T, {', '.join(map(str, net.input_shape))}), "
+        raise ValueError(f"input must have shape (samples, T, {', '.join(map(str, input_shape))}), "
                          f"got {x.shape}")
     if x.dtype.kind not in "biuf" or (x.size and not np.all((x == 0) | (x == 1))):
         raise ValueError("input spikes must be 0/1 (graded spikes are not supported)")
