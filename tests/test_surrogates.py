@@ -162,3 +162,15 @@ def test_non_positive_or_non_finite_width_raises_with_value(a):
     with pytest.raises(ValueError) as err:
         Surrogate("sigmoid", a)
     assert repr(a) in str(err.value)
+
+
+@pytest.mark.parametrize("name", SURROGATES)
+@pytest.mark.parametrize("a", [0.3, 1.0, 2.5])
+def test_in_place_derivative_equals_the_reference_formula(name, a):
+    x = torch.linspace(-4, 4, 801, dtype=torch.float64)
+    s = Surrogate(name, a)
+    expected = s.derivative(x)
+    buf = x.clone()
+    out = s.derivative_(buf)
+    assert out.data_ptr() == buf.data_ptr()  # really in place
+    assert torch.allclose(out, expected, rtol=1e-12, atol=1e-15)

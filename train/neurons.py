@@ -130,32 +130,53 @@ def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> Optional[torch.Tensor]
     return g.sum_to_size(like.shape)
 
 
+class _single_thread:
+    """Run a block of small per-step CPU ops on one thread: at one step's size (B x N elements)
+    torch's intra-op parallelism costs more than it saves."""
+
+    def __init__(self, t: torch.Tensor):
+        self.active = t.device.type == "cpu" and torch.get_num_threads() > 1
+
+    def __enter__(self):
+        if self.active:
+            self.n = torch.get_num_threads()
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        if self.active:
+            torch.set_num_threads(self.n)
+
+
 class _NeuronSequence(torch.autograd.Function):
-    """CUBA neuron over all T steps; ``decay_syn is None`` means no synaptic current (STBP LIF)."""
+    """CUBA neuron over all T steps; ``decay_syn is None`` means no synaptic current (STBP LIF).
+
+    Memory: saves the membrane ``V`` (before reset) and the spikes ``S`` (bool); the backward
+    allocates the gradient and two or three (T, B, N) work tensors, nothing per step.
+    """
 
     @staticmethod
     def forward(ctx, x, decay_syn, decay_mem, v_threshold, bias, surrogate, detach_reset):
         T = x.shape[0]
         V = torch.empty_like(x)  # (T, B, *F) membrane before reset
         S = torch.empty(x.shape, dtype=torch.bool, device=x.device)  # (T, B, *F) spikes
-        I = None
-        if decay_syn is not None:
-            I = torch.empty_like(x)
-        drive = x if bias is None else x + bias  # for the STBP LIF i[t] + bias = x[t] + bias
+        I = None if decay_syn is None else torch.empty_like(x)  # (T, B, *F) synaptic current
         r = torch.zeros_like(x[0])  # post-reset membrane of the previous step, reused buffer
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
-        for t in range(T):
-            if I is not None:
-                if t == 0:
-                    I[0].copy_(x[0])
+        with _single_thread(x):
+            for t in range(T):
+                if I is None:  # STBP LIF: the current is the input itself
+                    cur = x[t]
                 else:
-                    torch.addcmul(x[t], I[t - 1], decay_syn, out=I[t])
-                cur = I[t] if bias is None else I[t] + bias
-            else:
-                cur = drive[t]
-            torch.addcmul(cur, r, decay_mem, out=V[t])
-            torch.gt(V[t], v_threshold, out=S[t])
-            torch.where(S[t], zero, V[t], out=r)
+                    if t == 0:
+                        I[0].copy_(x[0])
+                    else:
+                        torch.addcmul(x[t], I[t - 1], decay_syn, out=I[t])
+                    cur = I[t]
+                torch.addcmul(cur, r, decay_mem, out=V[t])
+                if bias is not None:
+                    V[t].add_(bias)
+                torch.gt(V[t], v_threshold, out=S[t])
+                torch.where(S[t], zero, V[t], out=r)
         ctx.save_for_backward(V, S, I, decay_syn, decay_mem, v_threshold, bias)
         ctx.surrogate = surrogate
         ctx.detach_reset = detach_reset
@@ -165,36 +186,39 @@ class _NeuronSequence(torch.autograd.Function):
     def backward(ctx, grad_out):
         V, S, I, decay_syn, decay_mem, v_threshold, bias = ctx.saved_tensors
         T = V.shape[0]
-        keep = (~S).to(V.dtype)                          # (T, B, *F) 1 - o[t]
-        h = ctx.surrogate.derivative(V - v_threshold)    # (T, B, *F) surrogate dH/dv
-        k_keep = decay_mem * keep                        # d r[t] / d v[t], times decay
-        k_v = None if ctx.detach_reset else decay_mem * V  # -d r[t] / d o[t], times decay
-        GO = torch.empty_like(V)  # dL/do[t], total
-        GV = torch.empty_like(V)  # dL/dv[t], total
-        gv_next = torch.zeros_like(V[0])
-        for t in range(T - 1, -1, -1):
-            if k_v is None:
-                GO[t].copy_(grad_out[t])
-            else:
-                torch.addcmul(grad_out[t], gv_next, k_v[t], value=-1.0, out=GO[t])
-            torch.mul(GO[t], h[t], out=GV[t])
-            GV[t].addcmul_(gv_next, k_keep[t])
-            gv_next = GV[t]
-        if I is not None:  # i[t] = decay_syn * i[t-1] + x[t]  =>  gi[t] = gv[t] + decay_syn * gi[t+1]
-            GI = torch.empty_like(V)
-            gi_next = torch.zeros_like(V[0])
-            for t in range(T - 1, -1, -1):
-                torch.addcmul(GV[t], gi_next, decay_syn, out=GI[t])
-                gi_next = GI[t]
-        else:
-            GI = GV
-        g_syn = g_mem = g_th = g_bias = None
         need = ctx.needs_input_grad
+        zero = torch.zeros((), dtype=V.dtype, device=V.device)
+        h = ctx.surrogate.derivative_(V - v_threshold)           # (T, B, *F) surrogate dH/dv
+        k_keep = torch.where(S, zero, decay_mem)                  # d r[t]/d v[t] times decay: decay (1 - o[t])
+        k_v = None if ctx.detach_reset else decay_mem * V         # -d r[t]/d o[t] times decay
+        GV = torch.empty_like(V)                                  # dL/dv[t], total
+        GO = torch.empty_like(V) if need[3] else None             # dL/do[t], kept for the threshold
+        go = torch.empty_like(V[0])
+        gv_next = torch.zeros_like(V[0])
+        with _single_thread(V):
+            for t in range(T - 1, -1, -1):
+                g = go if GO is None else GO[t]
+                if k_v is None:
+                    g.copy_(grad_out[t])
+                else:
+                    torch.addcmul(grad_out[t], gv_next, k_v[t], value=-1.0, out=g)
+                torch.mul(g, h[t], out=GV[t])
+                GV[t].addcmul_(gv_next, k_keep[t])
+                gv_next = GV[t]
+            if I is not None:  # i[t] = decay_syn * i[t-1] + x[t]  =>  gi[t] = gv[t] + decay_syn * gi[t+1]
+                GI = torch.empty_like(V)
+                gi_next = torch.zeros_like(V[0])
+                for t in range(T - 1, -1, -1):
+                    torch.addcmul(GV[t], gi_next, decay_syn, out=GI[t])
+                    gi_next = GI[t]
+            else:
+                GI = GV
+        g_syn = g_mem = g_th = g_bias = None
         if need[1]:
             i_prev = torch.cat([torch.zeros_like(I[:1]), I[:-1]])
             g_syn = _reduce_to(GI * i_prev, decay_syn)
         if need[2]:
-            r_prev = torch.cat([torch.zeros_like(V[:1]), (V * keep)[:-1]])
+            r_prev = torch.cat([torch.zeros_like(V[:1]), V[:-1].masked_fill(S[:-1], 0.0)])
             g_mem = _reduce_to(GV * r_prev, decay_mem)
         if need[3]:
             g_th = _reduce_to(-(GO * h), v_threshold)

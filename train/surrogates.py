@@ -69,6 +69,43 @@ _SHAPES = {
 SURROGATES = tuple(_SHAPES)
 
 
+def _rectangular_(x, a):
+    return x.abs_().lt_(a / 2).div_(a)
+
+
+def _polynomial_(x, a):
+    return x.abs_().mul_(-a / 4).add_(math.sqrt(a) / 2).clamp_min_(0.0)
+
+
+def _sigmoid_(x, a):
+    s = x.div_(a).sigmoid_()
+    return torch.addcmul(s, s, s, value=-1.0, out=s).div_(a)  # s (1 - s) / a, in place
+
+
+def _gaussian_(x, a):
+    return x.square_().mul_(-1.0 / (2 * a)).exp_().div_(math.sqrt(2 * math.pi * a))
+
+
+def _arctan_(x, a):
+    return x.mul_(math.pi / a).square_().add_(1.0).reciprocal_()
+
+
+def _fast_sigmoid_(x, a):
+    return x.abs_().div_(a).add_(1.0).square_().reciprocal_()
+
+
+# The same formulas overwriting their argument: the fused neuron kernels use these on a large
+# (T, B, N) buffer to avoid a chain of full-size temporaries. Tests check both forms agree.
+_SHAPES_INPLACE = {
+    "rectangular": _rectangular_,
+    "polynomial": _polynomial_,
+    "sigmoid": _sigmoid_,
+    "gaussian": _gaussian_,
+    "arctan": _arctan_,
+    "fast_sigmoid": _fast_sigmoid_,
+}
+
+
 @dataclass(frozen=True)
 class Surrogate:
     """A named pseudo-derivative of the Heaviside step.
@@ -93,6 +130,10 @@ class Surrogate:
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         """``h(x)``, the stand-in for ``dH/dx`` at ``x = u - V_th``."""
         return _SHAPES[self.name](x, self.a)
+
+    def derivative_(self, x: torch.Tensor) -> torch.Tensor:
+        """``derivative`` computed in place: overwrites and returns ``x`` (a float tensor)."""
+        return _SHAPES_INPLACE[self.name](x, self.a)
 
 
 def get_surrogate(name: str | Surrogate, a: float = 1.0) -> Surrogate:
