@@ -259,9 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-progress", action="store_true")
     v.set_defaults(func=_cmd_validate)
 
+    from spikeport.study import add_study_parser
     from spikeport.traffic import add_traffic_parser
 
     add_traffic_parser(sub)
+    add_study_parser(sub)
     return p
 
 
