@@ -79,6 +79,8 @@ class QuantSpec:
     decay_bits : 1..12, fractional bits of the decay factors (12: Lava's full ``du``/``dv``)
     vth_bits : 1..17, bits the threshold mantissa may use (17: Lava's full ``vth``)
     shared_exponent : one scale and weight exponent for all layers instead of one per layer
+    bias_exp : None (the smallest exponent per neuron) or a fixed ``bias_exp`` for every neuron
+               (lava-dl netx always uses 6)
     """
 
     num_weight_bits: int = 8
@@ -87,6 +89,7 @@ class QuantSpec:
     decay_bits: int = F.DECAY_SHIFT
     vth_bits: int = F.VTH.bits
     shared_exponent: bool = False
+    bias_exp: int | None = None
 
     def __post_init__(self):
         if not 1 <= self.num_weight_bits <= 8:
@@ -101,9 +104,16 @@ class QuantSpec:
             raise ValueError(f"vth_bits must be in [1, {F.VTH.bits}], got {self.vth_bits}")
         if not isinstance(self.shared_exponent, bool):
             raise ValueError(f"shared_exponent must be True or False, got {self.shared_exponent!r}")
+        if self.bias_exp is not None and not F.BIAS_EXP.min <= self.bias_exp <= F.BIAS_EXP.max:
+            raise ValueError(f"bias_exp must be None or in [{F.BIAS_EXP.min}, {F.BIAS_EXP.max}], got {self.bias_exp}")
 
 
-_NEW_OPTIONS = ("decay_bits", "vth_bits", "shared_exponent")
+NETX = dict(target_vth=1, bias_exp=6)
+"""QuantSpec options that lava-dl netx can hold: no weight exponent (netx stores the synaptic input
+itself; ``target_vth=1`` keeps ``weight_exp = 0``) and biases in steps of ``1 << 6``."""
+
+
+_NEW_OPTIONS = ("decay_bits", "vth_bits", "shared_exponent", "bias_exp")
 
 
 def spec_dict(spec: QuantSpec) -> dict:
@@ -211,7 +221,12 @@ def quantize_block(w: np.ndarray, nf: dict, spec: QuantSpec, scale: tuple | None
         vth, vth_clip = F.threshold_to_vth(vth_f, lam)
     else:
         vth, vth_clip = vth_format(spec).saturate(np.round(np.asarray(vth_f, dtype=np.float64) * lam))
-    bias_mant, bias_exp, bias_clip = F.split_bias(np.round(nf["bias"] * lam * 2 ** F.ACT_SHIFT))
+    bias_v = np.round(nf["bias"] * lam * 2 ** F.ACT_SHIFT)  # in units of v
+    if spec.bias_exp is None:
+        bias_mant, bias_exp, bias_clip = F.split_bias(bias_v)
+    else:
+        bias_mant, bias_clip = F.BIAS_MANT.saturate(np.round(bias_v / 2.0 ** spec.bias_exp))
+        bias_exp = np.full(bias_mant.shape, spec.bias_exp, dtype=np.int64)
     du, dv = decay_registers(nf["decay_syn"], nf["decay_mem"], spec.decay_bits)
     fake_w = m * 2.0 ** e / lam
     fake = {"decay_syn": F.du_to_decay(du), "decay_mem": F.dv_to_decay(dv), "v_threshold": vth / lam,

@@ -63,6 +63,20 @@ def _cmd_export(args) -> int:
 
             attach_fake_quant(loaded.model, quant_spec(loaded.cfg))
         write_nir(args.out, loaded.model, loaded.net, args.dt)
+    elif args.format == "netx":
+        import dataclasses
+
+        from export.netx import write_netx
+        from export.quantize import NETX, quantize_network
+        from spikeport.pipeline import quant_spec
+
+        net = loaded.net
+        if loaded.model is not None:  # requantize the run in the form netx can hold
+            spec = dataclasses.replace(quant_spec(loaded.cfg), **NETX) if loaded.cfg else None
+            net, report = quantize_network(loaded.model, spec)
+            worst = max(r["weights"]["rel_error"] for r in report)
+            print(f"quantized for netx (no weight exponent, bias_exp 6): worst weight error {worst:.4f}")
+        write_netx(net, args.out)
     elif args.format == "onnx":
         from export.onnx import to_onnx
 
@@ -220,9 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="quantize a trained run and write the network")
     x.add_argument("network", help="training run directory (npz/onnx also take a .nir or .npz network)")
-    x.add_argument("--format", default="nir", choices=["nir", "npz", "onnx"],
+    x.add_argument("--format", default="nir", choices=["nir", "npz", "onnx", "netx"],
                    help="nir: NIR graph with the integer network in its metadata (default); "
-                        "npz: spikeport's integer network record; onnx: one integer time step with state I/O")
+                        "npz: spikeport's integer network record; onnx: one integer time step with state I/O; "
+                        "netx: lava-dl's HDF5 (requantized without weight exponent)")
     x.add_argument("--timing", default="hardware", choices=["hardware", "ideal"],
                    help="onnx only: synaptic delay per layer as Lava (hardware) or none (ideal)")
     x.add_argument("--dt", type=float, default=1e-3, help="seconds per time step written to NIR (default 1e-3)")

@@ -24,7 +24,9 @@ from train.trainer import CHECKPOINT, derived_seed, encode_batch, load_run, load
 
 def quant_spec(cfg: Config) -> QuantSpec:
     q = cfg.quant
-    return QuantSpec(num_weight_bits=q.num_weight_bits, rounding=q.rounding, target_vth=q.target_vth)
+    return QuantSpec(num_weight_bits=q.num_weight_bits, rounding=q.rounding, target_vth=q.target_vth,
+                     decay_bits=q.decay_bits, vth_bits=q.vth_bits, shared_exponent=q.shared_exponent,
+                     bias_exp=q.bias_exp)
 
 
 @dataclass
@@ -49,12 +51,17 @@ def load_network(path, dt: Optional[float] = None, convention: str = "nir") -> L
         raise ValueError(f"network {p} does not exist")
     if p.suffix == ".npz":
         return Loaded(IntNetwork.load(p))
+    if p.suffix in (".net", ".h5", ".hdf5"):
+        from export.netx import read_netx
+
+        return Loaded(read_netx(p))
     if p.suffix == ".nir":
         from export.nir import read_nir
 
         net, info = read_nir(p, dt=dt, convention=convention)
         return Loaded(net, report=info.get("quantization"), model=info.get("model"))
-    raise ValueError(f"cannot read network {p}: expected a run directory, an .npz integer network or a .nir file")
+    raise ValueError(f"cannot read network {p}: expected a run directory, an .npz integer network, a .nir file "
+                     "or a lava-dl netx file (.net, .h5)")
 
 
 def encode_split(cfg: Config, samples: Optional[int] = None, data_dir=None):

@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from export.netx import (TIME_OFFSET_KEY, netx_dense_effective, netx_optimize_weight_bits, read_netx, run_netx,
+from targets.netx import run_netx
+from export.netx import (TIME_OFFSET_KEY, netx_dense_effective, netx_optimize_weight_bits, read_netx,
                          write_netx)
 from sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
 from sim.simulator import simulate

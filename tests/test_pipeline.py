@@ -88,3 +88,15 @@ def test_load_network_errors(tmp_path):
     (tmp_path / "x.onnx").write_bytes(b"")
     with pytest.raises(ValueError, match="expected a run directory"):
         load_network(tmp_path / "x.onnx")
+
+
+def test_netx_export_simulates_exactly_as_netx_runs_in_lava(small_run, tmp_path):
+    from targets.netx import run_netx
+
+    assert cli(["export", str(small_run), "--format", "netx", "--out", str(tmp_path / "n.net")]) == 0
+    x = (np.random.default_rng(2).random((2, 8, 64)) < 0.3).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    assert cli(["simulate", str(tmp_path / "n.net"), "--input", str(tmp_path / "x.npy"),
+                "--output", str(tmp_path / "y.npy"), "--no-progress"]) == 0
+    ours = np.load(tmp_path / "y.npy")
+    assert np.array_equal(ours, run_netx(tmp_path / "n.net", x))

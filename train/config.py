@@ -62,8 +62,9 @@ class QuantConfig:
 
     ``qat`` trains with fake quantization (the forward pass uses the integer values export will
     produce; needs the export stage, attached by ``spikeport train``); ``synaptic_delay`` trains
-    with Loihi's one-step delay per synaptic layer. ``num_weight_bits``, ``rounding`` and
-    ``target_vth`` are the quantizer's options (``export.quantize.QuantSpec``).
+    with Loihi's one-step delay per synaptic layer. The other fields are the quantizer's options
+    (``export.quantize.QuantSpec``); for a network meant for lava-dl netx, set ``target_vth = 1``
+    and ``bias_exp = 6``.
     """
 
     qat: bool = False
@@ -71,6 +72,10 @@ class QuantConfig:
     num_weight_bits: int = 8
     rounding: str = "nearest"
     target_vth: int = 1024
+    decay_bits: int = 12
+    vth_bits: int = 17
+    shared_exponent: bool = False
+    bias_exp: Optional[int] = None
 
 
 @dataclass(frozen=True)
