@@ -130,100 +130,88 @@ def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> Optional[torch.Tensor]
     return g.sum_to_size(like.shape)
 
 
-class _single_thread:
-    """Run a block of small per-step CPU ops on one thread: at one step's size (B x N elements)
-    torch's intra-op parallelism costs more than it saves."""
-
-    def __init__(self, t: torch.Tensor):
-        self.active = t.device.type == "cpu" and torch.get_num_threads() > 1
-
-    def __enter__(self):
-        if self.active:
-            self.n = torch.get_num_threads()
-            torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        if self.active:
-            torch.set_num_threads(self.n)
-
-
 class _NeuronSequence(torch.autograd.Function):
     """CUBA neuron over all T steps; ``decay_syn is None`` means no synaptic current (STBP LIF).
 
-    Memory: saves the membrane ``V`` (before reset) and the spikes ``S`` (bool); the backward
-    allocates the gradient and two or three (T, B, N) work tensors, nothing per step.
+    Memory: saves the membrane ``V`` (before reset) and the spikes (the output); the backward
+    allocates the input gradient (and dL/do when the threshold learns), step-sized buffers otherwise.
     """
 
     @staticmethod
     def forward(ctx, x, decay_syn, decay_mem, v_threshold, bias, surrogate, detach_reset):
+        # Spikes are computed in float arithmetic, o = max(sign(v - v_th), 0), and the reset as
+        # r = v - v o: both exact (for finite floats v - v_th > 0 exactly when v > v_th) and several
+        # times faster on CPU than comparisons and selections through bool tensors.
         T = x.shape[0]
         V = torch.empty_like(x)  # (T, B, *F) membrane before reset
-        S = torch.empty(x.shape, dtype=torch.bool, device=x.device)  # (T, B, *F) spikes
+        O = torch.empty_like(x)  # (T, B, *F) spikes, 0/1, also the output
         I = None if decay_syn is None else torch.empty_like(x)  # (T, B, *F) synaptic current
         r = torch.zeros_like(x[0])  # post-reset membrane of the previous step, reused buffer
-        zero = torch.zeros((), dtype=x.dtype, device=x.device)
-        with _single_thread(x):
-            for t in range(T):
-                if I is None:  # STBP LIF: the current is the input itself
-                    cur = x[t]
+        for t in range(T):
+            if I is None:  # STBP LIF: the current is the input itself
+                cur = x[t]
+            else:
+                if t == 0:
+                    I[0].copy_(x[0])
                 else:
-                    if t == 0:
-                        I[0].copy_(x[0])
-                    else:
-                        torch.addcmul(x[t], I[t - 1], decay_syn, out=I[t])
-                    cur = I[t]
-                torch.addcmul(cur, r, decay_mem, out=V[t])
-                if bias is not None:
-                    V[t].add_(bias)
-                torch.gt(V[t], v_threshold, out=S[t])
-                torch.where(S[t], zero, V[t], out=r)
-        ctx.save_for_backward(V, S, I, decay_syn, decay_mem, v_threshold, bias)
+                    torch.addcmul(x[t], I[t - 1], decay_syn, out=I[t])
+                cur = I[t]
+            torch.addcmul(cur, r, decay_mem, out=V[t])
+            if bias is not None:
+                V[t].add_(bias)
+            torch.sub(V[t], v_threshold, out=O[t]).sign_().clamp_min_(0.0)
+            torch.addcmul(V[t], V[t], O[t], value=-1.0, out=r)
+        ctx.save_for_backward(V, O, I, decay_syn, decay_mem, v_threshold, bias)
         ctx.surrogate = surrogate
         ctx.detach_reset = detach_reset
-        return S.to(x.dtype)
+        return O
 
     @staticmethod
     def backward(ctx, grad_out):
-        V, S, I, decay_syn, decay_mem, v_threshold, bias = ctx.saved_tensors
+        V, O, I, decay_syn, decay_mem, v_threshold, bias = ctx.saved_tensors
         T = V.shape[0]
         need = ctx.needs_input_grad
-        zero = torch.zeros((), dtype=V.dtype, device=V.device)
-        h = ctx.surrogate.derivative_(V - v_threshold)           # (T, B, *F) surrogate dH/dv
-        k_keep = torch.where(S, zero, decay_mem)                  # d r[t]/d v[t] times decay: decay (1 - o[t])
-        k_v = None if ctx.detach_reset else decay_mem * V         # -d r[t]/d o[t] times decay
+        surrogate = ctx.surrogate
+        # Each step reads V[t], O[t] and grad_out[t] once and writes GV[t]; the surrogate, the reset
+        # terms and dL/do live in step-sized buffers that stay in the CPU cache (whole-sequence
+        # temporaries would cost one pass over memory each).
         GV = torch.empty_like(V)                                  # dL/dv[t], total
         GO = torch.empty_like(V) if need[3] else None             # dL/do[t], kept for the threshold
-        go = torch.empty_like(V[0])
+        go, h, carry = (torch.empty_like(V[0]) for _ in range(3))
+        gv_sum = torch.zeros_like(V[0]) if (need[4] and I is None) else None  # sum over t of GV, for the bias
         gv_next = torch.zeros_like(V[0])
-        with _single_thread(V):
+        for t in range(T - 1, -1, -1):
+            g = go if GO is None else GO[t]
+            torch.mul(gv_next, decay_mem, out=carry)           # dL/dr[t] = decay * dL/dv[t+1]
+            if ctx.detach_reset:
+                g.copy_(grad_out[t])
+            else:                                              # r[t] = v[t] (1 - o[t])
+                torch.addcmul(grad_out[t], carry, V[t], value=-1.0, out=g)
+            surrogate.derivative_(torch.sub(V[t], v_threshold, out=h))
+            torch.mul(g, h, out=GV[t])
+            GV[t].add_(carry.addcmul_(carry, O[t], value=-1.0))  # + carry (1 - o[t])
+            gv_next = GV[t]
+            if gv_sum is not None:
+                gv_sum.add_(gv_next)
+        if I is not None:  # i[t] = decay_syn * i[t-1] + x[t]  =>  gi[t] = gv[t] + decay_syn * gi[t+1]
+            GI = torch.empty_like(V)
+            gi_next = torch.zeros_like(V[0])
             for t in range(T - 1, -1, -1):
-                g = go if GO is None else GO[t]
-                if k_v is None:
-                    g.copy_(grad_out[t])
-                else:
-                    torch.addcmul(grad_out[t], gv_next, k_v[t], value=-1.0, out=g)
-                torch.mul(g, h[t], out=GV[t])
-                GV[t].addcmul_(gv_next, k_keep[t])
-                gv_next = GV[t]
-            if I is not None:  # i[t] = decay_syn * i[t-1] + x[t]  =>  gi[t] = gv[t] + decay_syn * gi[t+1]
-                GI = torch.empty_like(V)
-                gi_next = torch.zeros_like(V[0])
-                for t in range(T - 1, -1, -1):
-                    torch.addcmul(GV[t], gi_next, decay_syn, out=GI[t])
-                    gi_next = GI[t]
-            else:
-                GI = GV
+                torch.addcmul(GV[t], gi_next, decay_syn, out=GI[t])
+                gi_next = GI[t]
+        else:
+            GI = GV
         g_syn = g_mem = g_th = g_bias = None
         if need[1]:
             i_prev = torch.cat([torch.zeros_like(I[:1]), I[:-1]])
             g_syn = _reduce_to(GI * i_prev, decay_syn)
         if need[2]:
-            r_prev = torch.cat([torch.zeros_like(V[:1]), V[:-1].masked_fill(S[:-1], 0.0)])
+            r_prev = torch.cat([torch.zeros_like(V[:1]), V[:-1] - V[:-1] * O[:-1]])
             g_mem = _reduce_to(GV * r_prev, decay_mem)
         if need[3]:
-            g_th = _reduce_to(-(GO * h), v_threshold)
+            g_th = _reduce_to(-(GO * surrogate.derivative_(V - v_threshold)), v_threshold)
         if need[4]:
-            g_bias = _reduce_to(GV, bias)
+            g_bias = _reduce_to(GV, bias) if gv_sum is None else _reduce_to(gv_sum[None], bias)
         return GI, g_syn, g_mem, g_th, g_bias, None, None
 
 
