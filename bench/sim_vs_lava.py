@@ -118,10 +118,17 @@ def main() -> int:
 
     from targets.lava import run_lava
 
+    # Lava: a short and a long run; the difference is the steady-state time per step (process
+    # creation and compilation cancel out), the long run's total is what a user waits.
     n_lava = min(args.lava_samples, S)
+    n_short = max(1, n_lava // 3)
+    t0 = time.perf_counter()
+    run_lava(net, x[:n_short])
+    t_short = time.perf_counter() - t0
     t0 = time.perf_counter()
     lava = run_lava(net, x[:n_lava])
     t_lava = time.perf_counter() - t0
+    steady_ms = (t_lava - t_short) / ((n_lava - n_short) * T) * 1e3 if n_lava > n_short else float("nan")
     mismatches = int(np.count_nonzero(lava.output != res.output[:n_lava]))
 
     per_step_sim = t_sim / (S * T) * 1e6
@@ -129,17 +136,19 @@ def main() -> int:
     per_step_lava = t_lava / (n_lava * T) * 1e3
     out = {
         "samples": S, "T": T, "input": source, "firing_rates": rates,
-        "lava_ms_per_step": per_step_lava, "lava_samples": n_lava, "lava_seconds_incl_setup": t_lava,
+        "lava_ms_per_step_incl_setup": per_step_lava, "lava_ms_per_step_steady": steady_ms,
+        "lava_samples": n_lava, "lava_seconds_incl_setup": t_lava,
         "sim_us_per_sample_step": per_step_sim, "floor_us_per_sample_step": per_step_floor,
-        "sim_over_floor": per_step_sim / per_step_floor, "lava_over_sim": per_step_lava * 1e3 / per_step_sim,
+        "sim_over_floor": per_step_sim / per_step_floor, "lava_over_sim": steady_ms * 1e3 / per_step_sim,
         "synaptic_ops_per_s": ops / t_sim, "output_mismatches_vs_lava": mismatches,
     }
     print(f"firing rates per layer: {', '.join(f'{r:.3f}' for r in rates)}")
-    print(f"Lava fixed_pt   {per_step_lava:8.3f} ms per step  ({n_lava} samples, setup included)")
+    print(f"Lava fixed_pt   {steady_ms:8.3f} ms per step steady state "
+          f"({per_step_lava:.3f} ms with process setup, {n_lava} samples)")
     print(f"simulator       {per_step_sim:8.2f} us per sample-step, {ops / t_sim / 1e9:.2f} G synaptic ops/s")
     print(f"BLAS floor      {per_step_floor:8.2f} us per sample-step")
     print(f"simulator / floor = {out['sim_over_floor']:.2f} (goal <= 1.5);  "
-          f"Lava / simulator = {out['lava_over_sim']:.0f}x (goal > 100)")
+          f"Lava (steady) / simulator = {out['lava_over_sim']:.0f}x (goal > 100)")
     print(f"output spikes simulator vs Lava: {mismatches} mismatches")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))

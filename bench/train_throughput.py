@@ -407,7 +407,7 @@ def _cpu_name() -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=6.0, help="timed seconds per contender and round")
-    ap.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed iterations first")
     ap.add_argument("--min-iters", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the median is reported")
     ap.add_argument("--T", type=int, default=20)

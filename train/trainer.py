@@ -85,7 +85,13 @@ def load_test_split(cfg: Config) -> Split:
 
 def make_model(cfg: Config, input_shape=None) -> SpikingNetwork:
     torch.manual_seed(derived_seed(cfg.optim.seed, 0xC0FFEE))  # weight init
-    return build_network(cfg.network, cfg.neuron, input_shape, synaptic_delay=cfg.quant.synaptic_delay)
+    model = build_network(cfg.network, cfg.neuron, input_shape, synaptic_delay=cfg.quant.synaptic_delay)
+    if cfg.init_gain != 1.0:
+        with torch.no_grad():
+            for syn, *_ in model.blocks():
+                if hasattr(syn, "weight"):
+                    syn.weight.mul_(cfg.init_gain)
+    return model
 
 
 def encode_batch(cfg: Config, inputs, seed: int) -> torch.Tensor:
