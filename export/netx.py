@@ -219,11 +219,7 @@ def _dense_from_operator(w, e: int, where: str) -> Dense:
 # --- writer ------------------------------------------------------------------------------------
 
 def _shared(neurons: Neurons, name: str, where: str) -> int:
-    vals = np.unique(np.asarray(getattr(neurons, name)))
-    if vals.size != 1:
-        raise ValueError(f"{where}: netx gives a layer one {name} (Lava's LIF holds one per process), "
-                         f"but this layer has {vals.size} distinct values")
-    return int(vals[0])
+    return neurons.shared_value(name, where, f"netx gives a layer one {name} (Lava's LIF holds one per process)")
 
 
 def _write_str(group, name: str, value: str) -> None:

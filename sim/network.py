@@ -155,6 +155,14 @@ class Neurons:
             return arr
         return np.repeat(arr, n // arr.size)  # per channel, C-order flatten
 
+    def shared_value(self, name: str, where: str, why: str) -> int:
+        """The one value of a register that every neuron of the layer shares, or a ``ValueError``
+        naming ``where`` and ``why`` a single value is needed (e.g. Lava's LIF holds one per process)."""
+        vals = np.unique(np.asarray(getattr(self, name)))
+        if vals.size != 1:
+            raise ValueError(f"{where}: {why}, but this layer has {vals.size} distinct {name} values")
+        return int(vals[0])
+
     def is_shared(self, name: str) -> bool:
         return np.asarray(getattr(self, name)).size == 1 or np.unique(np.asarray(getattr(self, name))).size == 1
 

@@ -82,11 +82,7 @@ def dense_weight_for_lava(w: np.ndarray, in_shape: tuple) -> np.ndarray:
 
 
 def _shared(neurons, name: str, where: str) -> int:
-    vals = np.unique(np.asarray(getattr(neurons, name)))
-    if vals.size != 1:
-        raise ValueError(f"{where}: Lava's LIF holds one {name} per process, but this layer has "
-                         f"{vals.size} distinct values; use per-layer {name} for the Lava target")
-    return int(vals[0])
+    return neurons.shared_value(name, where, f"Lava's LIF holds one {name} per process (use per-layer {name})")
 
 
 def fixed_layers(net: IntNetwork) -> list:
