@@ -415,9 +415,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pool", type=int, default=8, help="pre-encoded batches, cycled")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--max-other", type=float, default=0.25,
+    ap.add_argument("--max-other", type=float, default=0.1,
                     help="a round during which other processes used more CPU cores than this is retried")
-    ap.add_argument("--retries", type=int, default=2, help="retries of a disturbed round")
+    ap.add_argument("--retries", type=int, default=3, help="retries of a disturbed round")
     ap.add_argument("--retry-wait", type=float, default=15.0, help="seconds to wait before a retry")
     ap.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
     ap.add_argument("--json", metavar="PATH", help="write all results as JSON")

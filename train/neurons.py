@@ -147,20 +147,24 @@ class _NeuronSequence(torch.autograd.Function):
         O = torch.empty_like(x)  # (T, B, *F) spikes, 0/1, also the output
         I = None if decay_syn is None else torch.empty_like(x)  # (T, B, *F) synaptic current
         r = torch.zeros_like(x[0])  # post-reset membrane of the previous step, reused buffer
+        # per-step views taken once (indexing inside the loop costs a dispatch per access)
+        xs, Vs, Os = x.unbind(0), V.unbind(0), O.unbind(0)
+        Is = None if I is None else I.unbind(0)
         for t in range(T):
-            if I is None:  # STBP LIF: the current is the input itself
-                cur = x[t]
+            if Is is None:  # STBP LIF: the current is the input itself
+                cur = xs[t]
             else:
                 if t == 0:
-                    I[0].copy_(x[0])
+                    Is[0].copy_(xs[0])
                 else:
-                    torch.addcmul(x[t], I[t - 1], decay_syn, out=I[t])
-                cur = I[t]
-            torch.addcmul(cur, r, decay_mem, out=V[t])
+                    torch.addcmul(xs[t], Is[t - 1], decay_syn, out=Is[t])
+                cur = Is[t]
+            v = Vs[t]
+            torch.addcmul(cur, r, decay_mem, out=v)
             if bias is not None:
-                V[t].add_(bias)
-            torch.gt(V[t], v_threshold, out=O[t])
-            torch.addcmul(V[t], V[t], O[t], value=-1.0, out=r)
+                v.add_(bias)
+            torch.gt(v, v_threshold, out=Os[t])
+            torch.addcmul(v, v, Os[t], value=-1.0, out=r)
         ctx.save_for_backward(V, O, I, decay_syn, decay_mem, v_threshold, bias)
         ctx.surrogate = surrogate
         ctx.detach_reset = detach_reset
@@ -180,17 +184,19 @@ class _NeuronSequence(torch.autograd.Function):
         go, h, carry = (torch.empty_like(V[0]) for _ in range(3))
         gv_sum = torch.zeros_like(V[0]) if (need[4] and I is None) else None  # sum over t of GV, for the bias
         gv_next = torch.zeros_like(V[0])
+        Vs, Os, GVs, Gs = V.unbind(0), O.unbind(0), GV.unbind(0), grad_out.unbind(0)
+        GOs = None if GO is None else GO.unbind(0)
         for t in range(T - 1, -1, -1):
-            g = go if GO is None else GO[t]
+            g = go if GOs is None else GOs[t]
             torch.mul(gv_next, decay_mem, out=carry)           # dL/dr[t] = decay * dL/dv[t+1]
             if ctx.detach_reset:
-                g.copy_(grad_out[t])
+                g.copy_(Gs[t])
             else:                                              # r[t] = v[t] (1 - o[t])
-                torch.addcmul(grad_out[t], carry, V[t], value=-1.0, out=g)
-            surrogate.derivative_(torch.sub(V[t], v_threshold, out=h))
-            torch.mul(g, h, out=GV[t])
-            GV[t].add_(carry.addcmul_(carry, O[t], value=-1.0))  # + carry (1 - o[t])
-            gv_next = GV[t]
+                torch.addcmul(Gs[t], carry, Vs[t], value=-1.0, out=g)
+            surrogate.derivative_(torch.sub(Vs[t], v_threshold, out=h))
+            gv_next = GVs[t]
+            torch.mul(g, h, out=gv_next)
+            gv_next.add_(carry.addcmul_(carry, Os[t], value=-1.0))  # + carry (1 - o[t])
             if gv_sum is not None:
                 gv_sum.add_(gv_next)
         if I is not None:  # i[t] = decay_syn * i[t-1] + x[t]  =>  gi[t] = gv[t] + decay_syn * gi[t+1]
