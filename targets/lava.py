@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from sim.network import Conv2d, Dense, IntNetwork, SumPool2d
+from sim.network import Dense, IntNetwork, SumPool2d
 from sim.simulator import SimResult, check_input
 
 
