@@ -40,8 +40,8 @@ def main(argv=None) -> int:
         sys.path.insert(0, str(REPO))
     import torch
 
-    from train.config import make_config
-    from train.trainer import METRICS, train
+    from spikeport.train.config import make_config
+    from spikeport.train.trainer import METRICS, train
 
     overrides = {}
     if args.epochs is not None:

@@ -28,16 +28,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from export.quantize import quantize_network  # noqa: E402
-from sim.simulator import simulate  # noqa: E402
-from train.network import NeuronSpec, build_network  # noqa: E402
+from spikeport.export.quantize import quantize_network  # noqa: E402
+from spikeport.sim.simulator import simulate  # noqa: E402
+from spikeport.train.network import NeuronSpec, build_network  # noqa: E402
 
 
 def inputs(data_dir, samples: int, T: int, seed: int = 0) -> tuple[np.ndarray, str]:
     gen = torch.Generator().manual_seed(seed)
     try:
-        from train.datasets import load_mnist
-        from train.encoders import bernoulli
+        from spikeport.train.datasets import load_mnist
+        from spikeport.train.encoders import bernoulli
 
         split = load_mnist(data_dir, "test")
         x = split.inputs[:samples]
@@ -50,7 +50,7 @@ def inputs(data_dir, samples: int, T: int, seed: int = 0) -> tuple[np.ndarray, s
 
 def network(run: str | None):
     if run:
-        from train.trainer import load_run
+        from spikeport.train.trainer import load_run
 
         _, model = load_run(run)
     else:
@@ -116,7 +116,7 @@ def main() -> int:
 
     t_floor = best_of(floor, args.repeats)
 
-    from targets.lava import run_lava
+    from spikeport.targets.lava import run_lava
 
     # Lava: a short and a long run; the difference is the steady-state time per step (process
     # creation and compilation cancel out), the long run's total is what a user waits.

@@ -169,8 +169,8 @@ def build_spikeport():
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     try:
-        from train.losses import LossSpec
-        from train.network import NeuronSpec, build_network
+        from spikeport.train.losses import LossSpec
+        from spikeport.train.network import NeuronSpec, build_network
     except ImportError as e:
         raise NotInstalled(str(e))
     net = build_network(f"{N_IN}-{N_HID}-{N_OUT}", NeuronSpec(model="lif", decay=DECAY, v_threshold=V_TH))

@@ -107,8 +107,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim import formats as F
-from sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
+from spikeport.sim import formats as F
+from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
 
 FORMAT = "spikeport.netx/1"
 ATTR = "spikeport"

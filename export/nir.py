@@ -29,14 +29,14 @@ import math
 import numpy as np
 import torch
 
-from sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
-from train.layers import Conv2d as TConv2d
-from train.layers import Flatten as TFlatten
-from train.layers import Linear as TLinear
-from train.layers import Pool2d
-from train.network import SpikingNetwork
-from train.neurons import CUBA, LIF
-from train.surrogates import Surrogate
+from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
+from spikeport.train.layers import Conv2d as TConv2d
+from spikeport.train.layers import Flatten as TFlatten
+from spikeport.train.layers import Linear as TLinear
+from spikeport.train.layers import Pool2d
+from spikeport.train.network import SpikingNetwork
+from spikeport.train.neurons import CUBA, LIF
+from spikeport.train.surrogates import Surrogate
 
 from .quantize import QuantSpec, block_weight, neuron_floats, quantize_network
 

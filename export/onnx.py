@@ -56,9 +56,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from sim import formats as F
-from sim.network import Conv2d, Dense, IntNetwork, SumPool2d
-from sim.simulator import TIMINGS, SimResult, check_spikes
+from spikeport.sim import formats as F
+from spikeport.sim.network import Conv2d, Dense, IntNetwork, SumPool2d
+from spikeport.sim.simulator import TIMINGS, SimResult, check_spikes
 
 OPSET = 17
 IR_VERSION = 8  # opset 17's IR; onnx 1.23 would write IR 14, which onnxruntime 1.23 refuses (max 11)

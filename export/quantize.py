@@ -60,13 +60,13 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from sim import formats as F
-from sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons
-from train.layers import Conv2d as TorchConv2d
-from train.layers import Linear as TorchLinear
-from train.layers import Pool2d
-from train.network import SpikingNetwork
-from train.neurons import LIF
+from spikeport.sim import formats as F
+from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons
+from spikeport.train.layers import Conv2d as TorchConv2d
+from spikeport.train.layers import Linear as TorchLinear
+from spikeport.train.layers import Pool2d
+from spikeport.train.network import SpikingNetwork
+from spikeport.train.neurons import LIF
 
 
 @dataclass(frozen=True)

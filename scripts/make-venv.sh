@@ -1,33 +1,36 @@
 #!/usr/bin/env bash
-# Create the project's virtual environment (default .venv) with Python 3.10 and the Lava stack.
+# Create the project's environment (default .venv): current CPython (3.12 preferred; 3.11-3.13),
+# numpy 2, current torch; then the managed Lava runtime beside it (.venv/lava-runtime: Python 3.10,
+# lava-nc 0.10, lava-dl 0.6, numpy < 2, torch 2.3), created by `spikeport lava setup`.
 set -euo pipefail
 venv=${1:-.venv}
 
+works() {  # a pyenv shim exists even when its version is not installed: run it to be sure
+    "$1" -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 13)' >/dev/null 2>&1
+}
+
 find_python() {
     local c
-    for c in "${PYTHON310:-}" python3.10 "$HOME"/.pyenv/versions/3.10*/bin/python3.10 \
-             /usr/local/bin/python3.10 /usr/bin/python3.10; do
+    for c in "${PYTHON:-}" python3.12 "$HOME"/.pyenv/versions/3.12*/bin/python3.12 \
+             python3.13 "$HOME"/.pyenv/versions/3.13*/bin/python3.13 \
+             python3.11 "$HOME"/.pyenv/versions/3.11*/bin/python3.11 python3; do
         [ -n "$c" ] || continue
-        # a pyenv shim exists even when 3.10 is not selected: run it to be sure
-        if "$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1; then
-            echo "$c"; return 0
-        fi
+        if works "$c"; then command -v "$c" || echo "$c"; return 0; fi
     done
     return 1
 }
 
 if ! py=$(find_python); then
     cat >&2 <<'MSG'
-error: Python 3.10 not found. Lava (lava-nc 0.10, lava-dl 0.6) runs only on Python 3.10.
-Install one, then run make again, for example:
-  pyenv install 3.10 && pyenv local 3.10        (pyenv)
-  sudo apt-get install python3.10 python3.10-venv   (Debian/Ubuntu with deadsnakes)
-  conda create -n py310 python=3.10              (conda; then PYTHON310=$CONDA_PREFIX/bin/python)
-or point PYTHON310 at a Python 3.10 interpreter: PYTHON310=/path/to/python3.10 make test
+error: no Python 3.11, 3.12 or 3.13 found (spikeport needs one; 3.12 is the default).
+Install one, for example `pyenv install 3.12` or `sudo apt-get install python3.12-venv`,
+or point PYTHON at it: PYTHON=/path/to/python3.12 make test
 MSG
     exit 1
 fi
-echo "creating $venv with $py"
+echo "creating $venv with $py ($("$py" -c 'import sys; print(sys.version.split()[0])'))"
 "$py" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
-"$venv/bin/python" -m pip install -q -e ".[lava,dev,onnx]"
+"$venv/bin/python" -m pip install -q --upgrade pip "setuptools>=77" wheel
+"$venv/bin/python" -m pip install -q -e ".[dev,onnx]"
+# The Lava runtime (needs a Python 3.10; the message says how to get one if there is none).
+"$venv/bin/spikeport" lava setup

@@ -1,4 +1,5 @@
-"""Command line: ``spikeport train | evaluate | presets | export | simulate | deploy | validate``."""
+"""Command line: ``spikeport train | evaluate | presets | export | simulate | deploy | validate | pipeline |
+study | traffic | lava``."""
 from __future__ import annotations
 
 import argparse
@@ -7,14 +8,14 @@ import sys
 
 
 def _cmd_train(args) -> int:
-    from train.config import make_config, parse_set
-    from train.trainer import CONFIG, train
+    from spikeport.train.config import make_config, parse_set
+    from spikeport.train.trainer import CONFIG, train
 
     if args.resume and args.preset is None and args.config is None:
         # resume a run from its own saved configuration
         from pathlib import Path
 
-        from train.config import Config
+        from spikeport.train.config import Config
 
         saved = Path(args.out) / CONFIG
         if not saved.exists():
@@ -25,7 +26,7 @@ def _cmd_train(args) -> int:
                           parse_set(args.set), args.data_dir)
     if args.device:
         cfg = cfg.with_overrides({"optim.device": args.device})
-    from export.quantize import attach_fake_quant
+    from spikeport.export.quantize import attach_fake_quant
     from spikeport.pipeline import quant_spec
 
     metrics = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
@@ -37,7 +38,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from train.trainer import evaluate
+    from spikeport.train.trainer import evaluate
 
     res = evaluate(args.run_dir, data_dir=args.data_dir, device=args.device or "auto",
                    progress=not args.no_progress)
@@ -53,12 +54,12 @@ def _cmd_export(args) -> int:
     if args.format == "npz":
         loaded.net.save(args.out)
     elif args.format == "nir":
-        from export.nir import write_nir
+        from spikeport.export.nir import write_nir
 
         if loaded.model is None:
             raise ValueError("NIR export needs a training run directory (the float model travels with the integers)")
         if loaded.cfg is not None and loaded.cfg.quant.qat:
-            from export.quantize import attach_fake_quant
+            from spikeport.export.quantize import attach_fake_quant
             from spikeport.pipeline import quant_spec
 
             attach_fake_quant(loaded.model, quant_spec(loaded.cfg))
@@ -66,8 +67,8 @@ def _cmd_export(args) -> int:
     elif args.format == "netx":
         import dataclasses
 
-        from export.netx import write_netx
-        from export.quantize import NETX, quantize_network
+        from spikeport.export.netx import write_netx
+        from spikeport.export.quantize import NETX, quantize_network
         from spikeport.pipeline import quant_spec
 
         net = loaded.net
@@ -78,7 +79,7 @@ def _cmd_export(args) -> int:
             print(f"quantized for netx (no weight exponent, bias_exp 6): worst weight error {worst:.4f}")
         write_netx(net, args.out)
     elif args.format == "onnx":
-        from export.onnx import to_onnx
+        from spikeport.export.onnx import to_onnx
 
         to_onnx(loaded.net, args.out, timing=args.timing)
     else:
@@ -98,7 +99,7 @@ def _inputs(args, loaded):
         return np.load(args.input), None
     if not args.dataset and loaded.cfg is None:
         raise ValueError("give --input X.npy, or --dataset NAME (with --T for an exported network)")
-    from train.config import Config
+    from spikeport.train.config import Config
 
     cfg = loaded.cfg or Config()
     over = {}
@@ -126,7 +127,7 @@ def _cmd_simulate(args) -> int:
 
     import numpy as np
 
-    from sim.simulator import simulate
+    from spikeport.sim.simulator import simulate
     from spikeport.pipeline import load_network
 
     loaded = load_network(args.network, dt=args.dt, convention=args.nir_convention)
@@ -147,7 +148,7 @@ def _cmd_deploy(args) -> int:
 
     if args.target != "lava":
         raise ValueError(f"unknown target {args.target!r}; available: lava")
-    from targets.lava import run_lava
+    from spikeport.targets.lava import run_lava
 
     loaded = load_network(args.network, dt=args.dt, convention=args.nir_convention)
     x, labels = _inputs(args, loaded)
@@ -169,7 +170,7 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_pipeline(args) -> int:
-    from train.config import parse_set
+    from spikeport.train.config import parse_set
 
     from spikeport.pipeline import run_pipeline
 
@@ -195,8 +196,40 @@ def _add_input_args(p) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _cmd_lava(args) -> int:
+    """``spikeport lava setup | status | python``: the managed Lava runtime (targets/lava_env.py)."""
+    import subprocess
+
+    from spikeport.targets import lava_env
+
+    try:
+        if args.lava_command == "setup":
+            py = lava_env.setup(force=args.force, python=args.python)
+            print(f"Lava runtime: {py}")
+        elif args.lava_command == "status":
+            info = lava_env.status()
+            if args.json:
+                print(json.dumps(info, indent=1))
+            else:
+                print(f"runtime    {info['runtime']}")
+                print(f"ready      {'yes' if info['ready'] else 'no'}")
+                for k, v in info.get("versions", {}).items():
+                    print(f"{k:10s} {v}")
+                if not info["ready"]:
+                    found = info.get("python3.10_found")
+                    print(info.get("error") or (f"run `spikeport lava setup` (Python 3.10 found: {found})" if found
+                                                else lava_env.HOW_TO_GET_310))
+            return 0 if info["ready"] else 1
+        else:  # python: run the runtime's interpreter (regeneration scripts that need lava-dl itself)
+            return subprocess.call([str(lava_env.ensure()), *args.args])
+    except lava_env.LavaRuntimeMissing as err:
+        print(f"spikeport lava: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _cmd_presets(args) -> int:
-    from train.config import PRESETS
+    from spikeport.train.config import PRESETS
 
     for name, p in PRESETS.items():
         d = p["data"]
@@ -274,6 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-progress", action="store_true")
     v.set_defaults(func=_cmd_validate)
 
+    lv = sub.add_parser("lava", help="the managed Lava runtime (Python 3.10, lava-nc 0.10, lava-dl 0.6)")
+    lsub = lv.add_subparsers(dest="lava_command", required=True)
+    ls = lsub.add_parser("setup", help="create the Lava runtime (once; downloads lava-nc, lava-dl, torch 2.3)")
+    ls.add_argument("--force", action="store_true", help="rebuild it even if it is current")
+    ls.add_argument("--python", help="the Python 3.10 interpreter to build it from (default: found)")
+    lst = lsub.add_parser("status", help="where the runtime is and what it holds")
+    lst.add_argument("--json", action="store_true")
+    lp = lsub.add_parser("python", help="run the runtime's Python (e.g. scripts/make_lavadl_netx.py)")
+    lp.add_argument("args", nargs=argparse.REMAINDER)
+    lv.set_defaults(func=_cmd_lava)
+
     from spikeport.study import add_study_parser
     from spikeport.traffic import add_traffic_parser
 
@@ -283,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["lava", "python"] and argv[2:3] not in (["-h"], ["--help"]):
+        # everything after `lava python` belongs to that interpreter (argparse would take its options)
+        return _cmd_lava(argparse.Namespace(lava_command="python", args=argv[2:]))
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

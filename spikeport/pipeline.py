@@ -15,11 +15,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-from export.quantize import QuantSpec, attach_fake_quant, quantize_network
-from sim.network import IntNetwork
-from sim.simulator import simulate
-from train.config import Config
-from train.trainer import CHECKPOINT, derived_seed, encode_batch, load_run, load_test_split
+from spikeport.export.quantize import QuantSpec, attach_fake_quant, quantize_network
+from spikeport.sim.network import IntNetwork
+from spikeport.sim.simulator import simulate
+from spikeport.train.config import Config
+from spikeport.train.trainer import CHECKPOINT, derived_seed, encode_batch, load_run, load_test_split
 
 
 def quant_spec(cfg: Config) -> QuantSpec:
@@ -52,11 +52,11 @@ def load_network(path, dt: Optional[float] = None, convention: str = "nir") -> L
     if p.suffix == ".npz":
         return Loaded(IntNetwork.load(p))
     if p.suffix in (".net", ".h5", ".hdf5"):
-        from export.netx import read_netx
+        from spikeport.export.netx import read_netx
 
         return Loaded(read_netx(p))
     if p.suffix == ".nir":
-        from export.nir import read_nir
+        from spikeport.export.nir import read_nir
 
         net, info = read_nir(p, dt=dt, convention=convention)
         return Loaded(net, report=info.get("quantization"), model=info.get("model"))
@@ -119,8 +119,8 @@ def _float_run(model, x: np.ndarray, bs: int = 256):
 
 def float_layer_specs(model) -> list:
     """The float model as plain layer records for ``targets.lava.run_lava_float``."""
-    from export.quantize import block_weight, neuron_floats
-    from train.layers import Linear, Pool2d
+    from spikeport.export.quantize import block_weight, neuron_floats
+    from spikeport.train.layers import Linear, Pool2d
 
     specs = []
     for i, (syn, neuron, in_shape, out_shape) in enumerate(model.blocks()):
@@ -180,7 +180,7 @@ def validate(run_dir, samples: Optional[int] = None, lava_samples: Optional[int]
                                    for a, b in zip(f_layers, ideal.spikes)],
               "quantization": loaded.report}
     try:
-        from targets.lava import run_lava, run_lava_float
+        from spikeport.targets.lava import run_lava, run_lava_float
     except ImportError as err:  # pragma: no cover - the lava extra is part of the project's environment
         result["lava_error"] = f"Lava not available: {err}"
         return result
@@ -232,9 +232,9 @@ def run_pipeline(preset: str, out_dir, overrides: Optional[dict] = None, lava_sa
     simulate it bit-accurately, run it in Lava, and validate against the float model."""
     import time
 
-    from export.nir import read_nir, write_nir
-    from train.config import make_config
-    from train.trainer import METRICS, train
+    from spikeport.export.nir import read_nir, write_nir
+    from spikeport.train.config import make_config
+    from spikeport.train.trainer import METRICS, train
 
     out = Path(out_dir)
     cfg = make_config(preset, overrides=overrides)

@@ -115,7 +115,7 @@ class Point:
                 f"{exp}-{self.rounding}")
 
     def spec(self, target_vth: int = 1024):
-        from export.quantize import QuantSpec
+        from spikeport.export.quantize import QuantSpec
 
         return QuantSpec(num_weight_bits=self.weight_bits, rounding=self.rounding, target_vth=target_vth,
                          decay_bits=self.decay_bits, vth_bits=self.vth_bits,
@@ -218,7 +218,7 @@ def _init_worker() -> None:
 def _base(ctx: dict):
     key = ("base", ctx["base_run"], ctx["base_sha256"])
     if key not in _CACHE:
-        from train.trainer import load_run
+        from spikeport.train.trainer import load_run
 
         cfg, model = load_run(ctx["base_run"])
         if ctx.get("data_dir"):
@@ -250,7 +250,7 @@ def _base_float(ctx: dict, T: int):
 
 
 def _finished(run: Path, epochs: int) -> bool:
-    from train.trainer import CHECKPOINT
+    from spikeport.train.trainer import CHECKPOINT
 
     import torch
 
@@ -271,8 +271,8 @@ def qat_config(cfg_base, point: Point, ctx: dict):
 def _qat_model(point: Point, spec, ctx: dict, cfg_base):
     import torch
 
-    from export.quantize import attach_fake_quant
-    from train.trainer import CHECKPOINT, load_run, train, write_json
+    from spikeport.export.quantize import attach_fake_quant
+    from spikeport.train.trainer import CHECKPOINT, load_run, train, write_json
 
     run = Path(ctx["out_dir"]) / "qat" / point.id
     qcfg = qat_config(cfg_base, point, ctx)
@@ -303,8 +303,8 @@ def _qat_model(point: Point, spec, ctx: dict, cfg_base):
 
 def evaluate_point(point: Point, ctx: dict) -> dict:
     """Float, fake-quantized and integer-simulated accuracy (and the rest) of one point."""
-    from export.quantize import attach_fake_quant, detach_fake_quant, quantize_network
-    from sim.simulator import simulate
+    from spikeport.export.quantize import attach_fake_quant, detach_fake_quant, quantize_network
+    from spikeport.sim.simulator import simulate
     from spikeport.pipeline import _corr, _float_run, accuracy
 
     t0 = time.perf_counter()
@@ -432,8 +432,8 @@ def _prepare_base(base, out: Path, overrides: Optional[dict], data_dir, progress
     """``(description, base run dir in out, checkpoint sha256)``: a run directory is snapshotted
     into ``out/base`` (so a run retrained meanwhile cannot mix into the study), a preset is trained
     there (resumed if interrupted)."""
-    from train.config import PRESETS, make_config
-    from train.trainer import CHECKPOINT, CONFIG, train
+    from spikeport.train.config import PRESETS, make_config
+    from spikeport.train.trainer import CHECKPOINT, CONFIG, train
 
     dest = out / "base"
     src = Path(str(base))
@@ -513,7 +513,7 @@ def run_quant_study(base, grid: Optional[Grid] = None, out_dir="runs/study-quant
     torch.set_num_threads(1)  # same arithmetic as the workers (see module docstring)
     try:
         base_info, base_run, digest = _prepare_base(base, out, overrides, data_dir, progress, log)
-        from train.trainer import load_run
+        from spikeport.train.trainer import load_run
 
         cfg, _ = load_run(base_run)
         grid = (grid or Grid()).resolve(cfg.data.T)
@@ -880,7 +880,7 @@ def _list(kind):
 def _cmd_study_quant(args) -> int:
     import signal
 
-    from train.config import parse_set
+    from spikeport.train.config import parse_set
 
     def _term(signum, frame):  # `kill`: stop like Ctrl-C, so worker processes are terminated too
         raise KeyboardInterrupt(f"signal {signum}")

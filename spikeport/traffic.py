@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.chip import COEFFICIENT_UNITS, STRUCTURE, Traffic, count_traffic, load_profile, map_network
-from sim.simulator import TIMINGS, check_input, simulate
+from spikeport.sim.chip import COEFFICIENT_UNITS, STRUCTURE, Traffic, count_traffic, load_profile, map_network
+from spikeport.sim.simulator import TIMINGS, check_input, simulate
 
 PLOTS = {"occupancy": "occupancy.png", "traffic": "traffic.png", "spikes": "spikes_per_layer.png",
          "raster": "raster.png"}
@@ -255,7 +255,7 @@ def _cmd_traffic(args) -> int:
         x = np.load(args.input)
         description = f"{args.input}: input spikes of shape {list(x.shape)}"
     else:
-        from train.config import Config
+        from spikeport.train.config import Config
 
         cfg = loaded.cfg or Config()
         overrides = {"data.dataset": args.dataset} | ({"data.T": args.T} if args.T else {})

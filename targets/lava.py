@@ -1,22 +1,9 @@
-"""Run an ``IntNetwork`` as Lava processes under ``Loihi2SimCfg(select_tag='fixed_pt')``.
+"""Lava as a target: run an ``IntNetwork`` in Lava ``fixed_pt`` or a float model in ``floating_pt``.
 
-Lava is imported here only, lazily: the rest of spikeport runs without it.
-
-Layout conversions (Lava's conventions, from lava/proc/conv):
-- Feature maps are ``(W, H, C)`` in Lava and ``(C, H, W)`` here (PyTorch).
-- Lava's ``Conv`` computes a true convolution (it flips the kernel) with weights
-  ``(C_out, kW, kH, C_in)``; PyTorch's ``conv2d`` is a cross-correlation with ``(C_out, C_in, kH, kW)``.
-  So ``w_lava[o, x, y, c] = w_torch[o, c, kH - 1 - y, kW - 1 - x]``.
-- Lava's ``Conv`` ignores ``weight_exp``: it is folded into the weights (``w << weight_exp``,
-  exact; the record allows only ``weight_exp >= 0`` for convolutions).
-- Sum pooling is a ``Conv`` with a unit kernel per channel and stride ``k``.
-- A dense layer after a feature map reads Lava's flattened ``(W, H, C)`` order, so its weight
-  columns are permuted from PyTorch's ``(C, H, W)`` order.
-- Lava's ``LIF`` holds one ``du``, ``dv`` and ``vth`` per process; biases are per neuron.
-
-Samples run one after another: ``T`` steps each, then ``u``, ``v`` and every synaptic buffer are
-set back to zero, so each sample starts from rest as in the simulator. The input source sends
-``X[:, t]`` at step ``t``; the output sink records step ``t`` into ``Y[:, t]``.
+Lava runs in its own managed Python 3.10 runtime (``targets/lava_env.py``); these functions send
+the work there through the file-based bridge (``targets/bridge.py``) and return the same
+``SimResult`` the simulator does. The process builder itself, with every layout conversion between
+PyTorch's and Lava's conventions, is ``targets/lava_procs.py`` (it runs inside the runtime).
 """
 from __future__ import annotations
 
@@ -24,229 +11,59 @@ import math
 
 import numpy as np
 
-from sim.network import Dense, IntNetwork, SumPool2d
-from sim.simulator import SimResult, check_input
+from spikeport.sim.network import IntNetwork
+from spikeport.sim.simulator import SimResult, check_input
+
+from . import bridge
 
 
-def _import_lava_runtime() -> None:
-    """Import Lava's runtime. It calls ``multiprocessing.set_start_method('fork')`` on import,
-    which fails when anything earlier in the process (a progress bar's lock, a data loader) already
-    fixed the start method. If that method is 'fork' as well, clear it and let Lava set it."""
-    import multiprocessing as mp
-
-    try:
-        import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
-    except RuntimeError as err:
-        if "context has already been set" not in str(err):
-            raise
-        if mp.get_start_method() != "fork":
-            raise RuntimeError(f"Lava needs the 'fork' multiprocessing start method, but this process already "
-                               f"uses {mp.get_start_method()!r}") from None
-        mp.set_start_method(None, force=True)
-        import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401,F811
-
-
-def _lava_shape(shape: tuple) -> tuple:
-    return (shape[2], shape[1], shape[0]) if len(shape) == 3 else tuple(shape)
-
-
-def _to_lava_order(flat: np.ndarray, shape: tuple) -> np.ndarray:
-    """``(..., prod(shape))`` in (C, H, W) order -> ``(..., W, H, C)`` (or unchanged for 1-d)."""
-    if len(shape) != 3:
-        return flat
-    return np.moveaxis(flat.reshape(*flat.shape[:-1], *shape), (-3, -2, -1), (-1, -2, -3))
-
-
-def _from_lava_order(arr: np.ndarray, shape: tuple) -> np.ndarray:
-    """Inverse of ``_to_lava_order``: ``(..., W, H, C)`` -> ``(..., prod(shape))``."""
-    if len(shape) != 3:
-        return arr.reshape(*arr.shape[:-1], -1) if arr.ndim else arr
-    n = len(shape)
-    back = np.moveaxis(arr, (-1, -2, -3), (-3, -2, -1))
-    return back.reshape(*back.shape[:-n], -1)
-
-
-def lava_conv_weight(w_torch: np.ndarray) -> np.ndarray:
-    """PyTorch cross-correlation kernel ``(C_out, C_in, kH, kW)`` -> Lava convolution kernel
-    ``(C_out, kW, kH, C_in)`` (transposed and spatially flipped)."""
-    return np.ascontiguousarray(w_torch.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
-
-
-def dense_weight_for_lava(w: np.ndarray, in_shape: tuple) -> np.ndarray:
-    """Permute dense weight columns from PyTorch's flattened (C, H, W) to Lava's (W, H, C)."""
-    if len(in_shape) != 3:
-        return w
-    cols = np.arange(math.prod(in_shape)).reshape(in_shape)        # our flat index at (c, h, w)
-    lava_cols = cols.transpose(2, 1, 0).reshape(-1)                 # ours at Lava flat position
-    return w[:, lava_cols]
-
-
-def _shared(neurons, name: str, where: str) -> int:
-    return neurons.shared_value(name, where, f"Lava's LIF holds one {name} per process (use per-layer {name})")
-
-
-def fixed_layers(net: IntNetwork) -> list:
-    """Lava process arguments for every layer of an integer network (``fixed_pt``)."""
-    from lava.utils.weightutils import SignMode
-
-    layers = []
-    for i, layer in enumerate(net.layers):
-        where, in_shape, out_shape = f"layer {i}", net.shapes[i], net.shapes[i + 1]
-        syn, n = layer.synapse, layer.neurons
-        if isinstance(syn, Dense):
-            mode = SignMode[syn.sign_mode.upper()] if syn.sign_mode else None
-            synapse = ("dense", dict(weights=dense_weight_for_lava(np.asarray(syn.weight).astype(np.int64), in_shape),
-                                     weight_exp=int(syn.weight_exp), num_weight_bits=int(syn.num_weight_bits),
-                                     sign_mode=mode))
-        else:
-            conv = syn.as_conv(in_shape[0]) if isinstance(syn, SumPool2d) else syn
-            synapse = ("conv", dict(weight=lava_conv_weight(conv.effective_weight()), stride=tuple(conv.stride)[::-1],
-                                    padding=tuple(conv.padding)[::-1]))
-        lif = dict(du=_shared(n, "du", where), dv=_shared(n, "dv", where), vth=_shared(n, "vth", where),
-                   bias_mant=_to_lava_order(n.expand("bias_mant", out_shape), out_shape),
-                   bias_exp=_to_lava_order(n.expand("bias_exp", out_shape), out_shape))
-        layers.append((synapse, lif, out_shape))
-    return layers
-
-
-def float_layers(in_shape: tuple, specs: list) -> list:
-    """Lava process arguments for float layers (``floating_pt``).
-
-    Each spec is a dict: ``kind`` ('dense' or 'conv'), ``weight`` (float, PyTorch layout),
-    ``stride``/``padding`` (conv), ``decay_syn``, ``decay_mem``, ``v_threshold`` (one value per
-    layer: Lava's LIF holds one), ``bias`` (per neuron, C order), ``out_shape``.
-    Lava's float LIF: ``u = u (1 - du) + a``, ``v = v (1 - dv) + u + bias_mant``, spike ``v > vth``,
-    reset to 0; so ``du = 1 - decay_syn`` (1 for the STBP LIF) and ``dv = 1 - decay_mem``.
-    """
-    layers, prev = [], tuple(in_shape)
-    for spec in specs:
-        out_shape = tuple(spec["out_shape"])
-        if spec["kind"] == "dense":
-            synapse = ("dense", dict(weights=dense_weight_for_lava(np.asarray(spec["weight"], dtype=np.float64), prev)))
-        else:
-            synapse = ("conv", dict(weight=lava_conv_weight(np.asarray(spec["weight"], dtype=np.float64)),
-                                    stride=tuple(spec["stride"])[::-1], padding=tuple(spec["padding"])[::-1]))
-        lif = dict(du=1.0 - float(spec["decay_syn"]), dv=1.0 - float(spec["decay_mem"]),
-                   vth=float(spec["v_threshold"]),
-                   bias_mant=_to_lava_order(np.broadcast_to(spec["bias"], (math.prod(out_shape),)), out_shape))
-        layers.append((synapse, lif, out_shape))
-        prev = out_shape
-    return layers
-
-
-class LavaNetwork:
-    """Lava processes for a chain of layers fed with ``x_flat`` ``(S, T, N_in)`` (samples one after
-    the other in the source's buffer); built on construction, run with ``run``.
-
-    ``layers`` come from ``fixed_layers`` (an integer network, run with ``tag='fixed_pt'``) or
-    ``float_layers`` (a float model, ``tag='floating_pt'``).
-    """
-
-    def __init__(self, in_shape: tuple, layers: list, x_flat: np.ndarray, record: bool = False,
-                 tag: str = "fixed_pt"):
-        _import_lava_runtime()
-        from lava.proc.conv.process import Conv
-        from lava.proc.dense.process import Dense as LavaDense
-        from lava.proc.io.sink import RingBuffer as Sink
-        from lava.proc.io.source import RingBuffer as Source
-        from lava.proc.lif.process import LIF
-        from lava.proc.monitor.process import Monitor
-
-        S, T, _ = x_flat.shape
-        steps = S * T
-        self.shapes = [tuple(in_shape)] + [out for _, _, out in layers]
-        self.record, self.tag = record, tag
-        seq = _to_lava_order(x_flat.reshape(steps, -1), in_shape)          # (steps, W, H, C)
-        data = np.moveaxis(np.asarray(seq), 0, -1)                          # (W, H, C, steps)
-        self.source = Source(data=data.astype(np.int32 if tag == "fixed_pt" else np.float64))
-        port, port_shape = self.source.s_out, tuple(in_shape)
-        self.synapses, self.lifs, self.sinks, self.monitors = [], [], [], []
-        for i, ((kind, syn_args), lif_args, out_shape) in enumerate(layers):
-            if kind == "dense":
-                if len(port_shape) == 3:
-                    port = port.flatten()
-                proc = LavaDense(**syn_args)
-            else:
-                proc = Conv(input_shape=_lava_shape(port_shape), **syn_args)
-            port.connect(proc.s_in)
-            lif = LIF(shape=_lava_shape(out_shape), **lif_args)
-            proc.a_out.connect(lif.a_in)
-            self.synapses.append(proc)
-            self.lifs.append(lif)
-            if record or i == len(layers) - 1:
-                sink = Sink(shape=_lava_shape(out_shape), buffer=steps)
-                lif.s_out.connect(sink.a_in)
-                self.sinks.append(sink)
-            if record:
-                mu, mv = Monitor(), Monitor()
-                mu.probe(lif.u, steps)
-                mv.probe(lif.v, steps)
-                self.monitors.append((mu, mv))
-            port, port_shape = lif.s_out, out_shape
-
-    def run(self, S: int, T: int, progress: bool = False) -> SimResult:
-        from lava.magma.core.run_conditions import RunSteps
-        from lava.magma.core.run_configs import Loihi2SimCfg
-
-        cfg = Loihi2SimCfg(select_tag=self.tag)
-        first = self.lifs[0]
-        samples = range(S)
-        if progress:
-            from tqdm.auto import tqdm
-
-            samples = tqdm(samples, desc="lava", unit="sample")
-        try:
-            for _ in samples:
-                first.run(condition=RunSteps(num_steps=T), run_cfg=cfg)
-                for lif in self.lifs:
-                    lif.u.set(np.zeros(lif.u.shape))
-                    lif.v.set(np.zeros(lif.v.shape))
-                for syn in self.synapses:
-                    buf = syn.a_buff if hasattr(syn, "a_buff") else syn.a_buf
-                    buf.set(np.zeros(buf.shape))
-            return self._collect(S, T)
-        finally:
-            first.stop()
-
-    def _collect(self, S: int, T: int) -> SimResult:
-        def per_layer(arr_lava_time_last, shape):  # (W, H, C, steps) -> (S, T, N)
-            arr = np.moveaxis(np.asarray(arr_lava_time_last), -1, 0)
-            return _from_lava_order(arr, shape).reshape(S, T, -1)
-
-        shapes = self.shapes[1:]
-        spikes = [per_layer(s.data.get(), shapes[i if self.record else -1]).astype(np.int8)
-                  for i, s in enumerate(self.sinks)]
-        if not self.record:
-            return SimResult(spikes[-1])
-        us, vs = [], []
-        for (mu, mv), lif, shape in zip(self.monitors, self.lifs, shapes):
-            u = mu.get_data()[lif.name]["u"]  # (steps, *lava_shape)
-            v = mv.get_data()[lif.name]["v"]
-            dtype = np.int32 if self.tag == "fixed_pt" else np.float64
-            us.append(_from_lava_order(np.asarray(u), shape).reshape(S, T, -1).astype(dtype))
-            vs.append(_from_lava_order(np.asarray(v), shape).reshape(S, T, -1).astype(dtype))
-        return SimResult(spikes[-1], spikes, us, vs)
+def _sim_result(arrays: dict, record: bool) -> SimResult:
+    if not record:
+        return SimResult(arrays["output"])
+    n = sum(1 for k in arrays if k.startswith("spikes."))
+    return SimResult(arrays["output"], *([arrays[f"{key}.{i}"] for i in range(n)] for key in ("spikes", "u", "v")))
 
 
 def run_lava(net: IntNetwork, x, record: bool = False, progress: bool = False) -> SimResult:
     """Run ``net`` in Lava ``fixed_pt`` on input spikes ``x`` ``(S, T, *input_shape)``.
 
     Lava's timing is the simulator's ``hardware`` timing (one step of delay per synaptic layer).
-    The processes are always stopped, also after an error.
+    Samples run one after another, each from rest. With ``record``, spikes, ``u`` and ``v`` of every
+    layer come back as ``(S, T, N)`` arrays (flattened C order).
     """
     x = check_input(net, x)
-    S, T = x.shape[:2]
-    return LavaNetwork(net.input_shape, fixed_layers(net), x, record=record).run(S, T, progress=progress)
+    _, arrays = bridge.call("record", {"record": bool(record), "progress": bool(progress)}, {"x": x}, network=net)
+    return _sim_result(arrays, record)
 
 
 def run_lava_float(in_shape: tuple, specs: list, x, record: bool = False, progress: bool = False) -> SimResult:
-    """Run float layers (``float_layers`` specs) in Lava ``floating_pt`` on spikes ``x``
-    ``(S, T, *in_shape)``: the float reference in Lava's hardware timing (one step of delay per
-    synaptic layer, as a float model trained with ``synaptic_delay=True``)."""
+    """Run float layers in Lava ``floating_pt`` on spikes ``x`` ``(S, T, *in_shape)``: the float
+    reference in Lava's hardware timing (one step of delay per synaptic layer, as a float model
+    trained with ``synaptic_delay=True``).
+
+    Each spec is a dict: ``kind`` ('dense' or 'conv'), ``weight`` (float, PyTorch layout),
+    ``stride``/``padding`` (conv), ``decay_syn``, ``decay_mem``, ``v_threshold`` (one value per
+    layer: Lava's LIF holds one), ``bias`` (per neuron, C order), ``out_shape``.
+    """
     x = np.asarray(x)
     n_in = math.prod(in_shape)
     if x.ndim < 3 or math.prod(x.shape[2:]) != n_in:
         raise ValueError(f"input must have shape (samples, T, {tuple(in_shape)}), got {x.shape}")
-    S, T = x.shape[:2]
-    return LavaNetwork(tuple(in_shape), float_layers(in_shape, specs), x.reshape(S, T, n_in), record=record,
-                       tag="floating_pt").run(S, T, progress=progress)
+    arrays, plain = {"x": x.reshape(x.shape[0], x.shape[1], n_in)}, []
+    for i, spec in enumerate(specs):
+        arrays[f"spec.{i}.weight"] = np.asarray(spec["weight"], dtype=np.float64)
+        arrays[f"spec.{i}.bias"] = np.asarray(spec["bias"], dtype=np.float64)
+        plain.append({"kind": spec["kind"], "stride": [int(v) for v in spec.get("stride", (1, 1))],
+                      "padding": [int(v) for v in spec.get("padding", (0, 0))],
+                      "decay_syn": float(spec["decay_syn"]), "decay_mem": float(spec["decay_mem"]),
+                      "v_threshold": float(spec["v_threshold"]), "out_shape": [int(v) for v in spec["out_shape"]]})
+    params = {"in_shape": [int(v) for v in in_shape], "specs": plain, "record": bool(record),
+              "progress": bool(progress)}
+    _, out = bridge.call("float", params, arrays)
+    return _sim_result(out, record)
+
+
+def lava_versions() -> dict:
+    """Python, lava-nc, lava-dl, numpy and torch versions inside the Lava runtime."""
+    info, _ = bridge.call("versions")
+    return info

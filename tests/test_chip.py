@@ -13,10 +13,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sim.chip import (COEFFICIENT_UNITS, STRUCTURE, ChipProfile, Coefficient, builtin_profiles, count_traffic,
+from spikeport.sim.chip import (COEFFICIENT_UNITS, STRUCTURE, ChipProfile, Coefficient, builtin_profiles, count_traffic,
                       load_profile, map_network)
-from sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
-from sim.simulator import simulate
+from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
+from spikeport.sim.simulator import simulate
 from spikeport.traffic import PLOTS, add_traffic_parser, run_traffic
 
 BIG = 10 ** 9  # a limit that never binds

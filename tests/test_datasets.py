@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.datasets import (
+from spikeport.train.datasets import (
     EVENT_DTYPE,
     DatasetError,
     load_cifar10,

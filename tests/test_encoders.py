@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.datasets import EVENT_DTYPE
-from train.encoders import ENCODERS, bernoulli, bin_events, encode, repeat
+from spikeport.train.datasets import EVENT_DTYPE
+from spikeport.train.encoders import ENCODERS, bernoulli, bin_events, encode, repeat
 
 # ----------------------------------------------------------------- bernoulli
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from sim import formats as F
+from spikeport.sim import formats as F
 
 FORMATS = [F.DU, F.DV, F.VTH, F.BIAS_MANT, F.BIAS_EXP, F.WEIGHT, F.WEIGHT_EXP, F.NUM_WEIGHT_BITS]
 

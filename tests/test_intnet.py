@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as TF
 
-from sim import formats as F
-from sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
+from spikeport.sim import formats as F
+from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
 
 
 def _dense(rng, n_out, n_in, lo=-100, hi=100, **kw):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from train.losses import (
+from spikeport.train.losses import (
     LOSSES,
     LossSpec,
     hamming_distance,
@@ -13,7 +13,7 @@ from train.losses import (
     van_rossum_distance,
     van_rossum_filter,
 )
-from train.surrogates import Surrogate, spike
+from spikeport.train.surrogates import Surrogate, spike
 
 F64 = torch.float64
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.layers import Conv2d, Dropout, Flatten, Linear, Pool2d
-from train.network import NeuronSpec, SpikingNetwork, build_network, parse_input_shape
-from train.neurons import CUBA, LIF
+from spikeport.train.layers import Conv2d, Dropout, Flatten, Linear, Pool2d
+from spikeport.train.network import NeuronSpec, SpikingNetwork, build_network, parse_input_shape
+from spikeport.train.neurons import CUBA, LIF
 
 # ----------------------------------------------------------------- reference shape arithmetic
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from train.neurons import (
+from spikeport.train.neurons import (
     CUBA,
     LIF,
     CubaParams,
@@ -19,7 +19,7 @@ from train.neurons import (
     neuron_sequence,
     tau_from_decay,
 )
-from train.surrogates import SURROGATES, Surrogate
+from spikeport.train.surrogates import SURROGATES, Surrogate
 
 F64 = torch.float64
 

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from export.nir import (META_KEY, chain, decay_tau_euler, nir_to_model, read_graph, read_nir, tau_decay_euler,
+from spikeport.export.nir import (META_KEY, chain, decay_tau_euler, nir_to_model, read_graph, read_nir, tau_decay_euler,
                         write_nir)
-from export.quantize import quantize_network
-from sim.simulator import simulate
+from spikeport.export.quantize import quantize_network
+from spikeport.sim.simulator import simulate
 from spikeport.pipeline import load_network
-from targets.lava import run_lava
-from train.network import NeuronSpec, build_network
+from spikeport.targets.lava import run_lava
+from spikeport.train.network import NeuronSpec, build_network
 
 DT = 1e-3
 

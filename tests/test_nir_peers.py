@@ -34,9 +34,9 @@ import numpy as np
 import pytest
 import torch
 
-from export.nir import nir_to_model, read_graph, read_nir
-from sim.network import IntNetwork
-from sim.simulator import simulate
+from spikeport.export.nir import nir_to_model, read_graph, read_nir
+from spikeport.sim.network import IntNetwork
+from spikeport.sim.simulator import simulate
 
 DATA = Path(__file__).resolve().parent / "data" / "peer_nir"
 NAMES = ("snntorch_leaky", "snntorch_synaptic", "norse_lifbox", "norse_lif")
@@ -244,7 +244,7 @@ def test_integer_network_in_the_simulator_agrees_with_the_library(tmp_path, name
 
 
 def test_norse_convention_option_reads_norse_files_at_norses_dt():
-    from export.nir import apply_convention, nir_to_model, read_graph, read_nir
+    from spikeport.export.nir import apply_convention, nir_to_model, read_graph, read_nir
 
     for name in ("norse_lifbox", "norse_lif"):
         path = DATA / f"{name}.nir"

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from export.onnx import run_onnx, to_onnx
-from sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
-from sim.simulator import TIMINGS, simulate
+from spikeport.export.onnx import run_onnx, to_onnx
+from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
+from spikeport.sim.simulator import TIMINGS, simulate
 
 
 def assert_identical(net, x, timing, tmp_path):

@@ -6,8 +6,8 @@ import pytest
 
 from spikeport.cli import main as cli
 from spikeport.pipeline import load_network, validate
-from train.config import make_config
-from train.trainer import train
+from spikeport.train.config import make_config
+from spikeport.train.trainer import train
 
 SMALL = {"data.train_samples": 256, "data.test_samples": 60, "data.T": 8, "optim.epochs": 2,
          "network": "64-40-10"}
@@ -69,7 +69,7 @@ def test_bad_inputs_are_reported_not_crashed(small_run, tmp_path, capsys):
 def test_digits_validation_bars(tmp_path, qat, bound):
     """The issue's bars: integer accuracy within 1 point of float after PTQ, 0.3 after QAT; Lava equal."""
     cfg = make_config("digits-mlp", overrides={"quant.qat": qat})
-    from export.quantize import attach_fake_quant
+    from spikeport.export.quantize import attach_fake_quant
     from spikeport.pipeline import quant_spec
 
     train(cfg, tmp_path, progress=False, log=lambda *_: None, fake_quant=lambda m: attach_fake_quant(m, quant_spec(cfg)))
@@ -91,7 +91,7 @@ def test_load_network_errors(tmp_path):
 
 
 def test_netx_export_simulates_exactly_as_netx_runs_in_lava(small_run, tmp_path):
-    from targets.netx import run_netx
+    from spikeport.targets.netx import run_netx
 
     assert cli(["export", str(small_run), "--format", "netx", "--out", str(tmp_path / "n.net")]) == 0
     x = (np.random.default_rng(2).random((2, 8, 64)) < 0.3).astype(np.int8)

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from export.quantize import (QuantSpec, attach_fake_quant, block_weight, detach_fake_quant, layer_scale,
+from spikeport.export.quantize import (QuantSpec, attach_fake_quant, block_weight, detach_fake_quant, layer_scale,
                              neuron_floats, quantize_block, quantize_network)
-from sim import formats as F
-from sim.network import Conv2d, Dense
-from sim.simulator import simulate
-from train.layers import Linear as TorchLinear
-from train.layers import Pool2d
-from train.network import NeuronSpec, build_network
-from train.neurons import CUBA
+from spikeport.sim import formats as F
+from spikeport.sim.network import Conv2d, Dense
+from spikeport.sim.simulator import simulate
+from spikeport.train.layers import Linear as TorchLinear
+from spikeport.train.layers import Pool2d
+from spikeport.train.network import NeuronSpec, build_network
+from spikeport.train.neurons import CUBA
 
 torch.set_num_threads(1)
 VTH_MAX = 2 ** 17 - 1

@@ -9,9 +9,9 @@ saturate v. Lava is required: these tests run in CI and never skip.
 import numpy as np
 import pytest
 
-from sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
-from sim.simulator import simulate
-from targets.lava import run_lava
+from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
+from spikeport.sim.simulator import simulate
+from spikeport.targets.lava import run_lava
 
 
 def assert_identical(net, x):
@@ -135,8 +135,8 @@ def test_lava_floating_pt_matches_the_float_model_with_synaptic_delay(spec, neur
     import torch
 
     from spikeport.pipeline import float_layer_specs
-    from targets.lava import run_lava_float
-    from train.network import NeuronSpec, build_network
+    from spikeport.targets.lava import run_lava_float
+    from spikeport.train.network import NeuronSpec, build_network
 
     torch.manual_seed(0)
     model = build_network(spec, NeuronSpec(**neuron), synaptic_delay=True)

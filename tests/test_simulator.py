@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as TF
 
-from sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
-from sim.simulator import check_input, simulate
+from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
+from spikeport.sim.simulator import check_input, simulate
 
 # ------------------------------------------------------------------------ Python reference
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from export.quantize import (QuantSpec, attach_fake_quant, block_weight, decay_registers, layer_scale,
+from spikeport.export.quantize import (QuantSpec, attach_fake_quant, block_weight, decay_registers, layer_scale,
                              neuron_floats, quantize_block, quantize_network, spec_dict)
-from sim import formats as F
-from sim.network import Conv2d, Dense
-from train.layers import Pool2d
-from train.network import NeuronSpec, build_network
+from spikeport.sim import formats as F
+from spikeport.sim.network import Conv2d, Dense
+from spikeport.train.layers import Pool2d
+from spikeport.train.network import NeuronSpec, build_network
 
 torch.set_num_threads(1)
 
@@ -275,8 +275,8 @@ def test_pool_factor_in_the_qat_forward_spikes_as_the_scaled_pool():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from train.config import make_config
-    from train.trainer import train
+    from spikeport.train.config import make_config
+    from spikeport.train.trainer import train
 
     cfg = make_config("digits-mlp", overrides={"network": "64-48-10", "optim.epochs": 5,
                                                "data.train_samples": 600, "data.T": 8})

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from train.surrogates import SURROGATES, Surrogate, get_surrogate, spike
+from spikeport.train.surrogates import SURROGATES, Surrogate, get_surrogate, spike
 
 # ----------------------------------------------------------------- reference formulas (module docstring)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import train.trainer as trainer
+import spikeport.train.trainer as trainer
 from spikeport.cli import main as cli_main
-from train.config import make_config
+from spikeport.train.config import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

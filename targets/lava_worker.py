@@ -1,0 +1,130 @@
+"""The Lava runtime's side of the bridge (``targets/bridge.py`` documents the protocol).
+
+Run by the bridge as ``<lava-runtime python> -I lava_worker.py REQUEST_DIR``, on Python 3.10 with
+numpy < 2 and Lava. It must stay importable there: standard library and numpy only at top level;
+``spikeport.sim`` and ``spikeport.targets`` are mounted from the directories the request names
+(the project's environment is never put on ``sys.path``: its numpy 2 would not load here).
+"""
+import importlib.util
+import json
+import sys
+import traceback
+import types
+from pathlib import Path
+
+PROTOCOL = 1
+
+
+def mount(packages: dict) -> None:
+    """Make ``spikeport.<name>`` importable from explicit directories, without ``spikeport``'s
+    own ``__init__`` or anything else of the project's environment."""
+    top = types.ModuleType("spikeport")
+    top.__path__ = []
+    sys.modules["spikeport"] = top
+    for name, directory in packages.items():
+        spec = importlib.util.spec_from_file_location(name, str(Path(directory) / "__init__.py"),
+                                                      submodule_search_locations=[directory])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        setattr(top, name.rpartition(".")[2], module)
+
+
+def _result_arrays(res) -> dict:
+    out = {"output": res.output}
+    for key in ("spikes", "u", "v"):
+        for i, arr in enumerate(getattr(res, key) or []):
+            out[f"{key}.{i}"] = arr
+    return out
+
+
+def op_record(d: Path, params: dict, arrays: dict):
+    from spikeport.sim.network import IntNetwork
+    from spikeport.targets import lava_procs
+
+    net = IntNetwork.load(d / "network.npz")
+    res = lava_procs.run_record(net, arrays["x"], record=bool(params.get("record")),
+                                progress=bool(params.get("progress")))
+    return {}, _result_arrays(res)
+
+
+def op_float(d: Path, params: dict, arrays: dict):
+    from spikeport.targets import lava_procs
+
+    specs = []
+    for i, spec in enumerate(params["specs"]):
+        spec = dict(spec, weight=arrays[f"spec.{i}.weight"], bias=arrays[f"spec.{i}.bias"])
+        specs.append(spec)
+    res = lava_procs.run_float(tuple(params["in_shape"]), specs, arrays["x"], record=bool(params.get("record")),
+                               progress=bool(params.get("progress")))
+    return {}, _result_arrays(res)
+
+
+def op_netx(d: Path, params: dict, arrays: dict):
+    from spikeport.targets import lava_procs
+
+    y = lava_procs.run_netx(params["path"], arrays["x"], num_layers=params.get("num_layers"))
+    return {}, {"output": y}
+
+
+def op_netx_optimize_weight_bits(d: Path, params: dict, arrays: dict):
+    import numpy as np
+
+    from spikeport.targets import lava_procs
+
+    res = lava_procs.netx_optimize_weight_bits([arrays[f"w.{i}"] for i in range(int(params["count"]))])
+    out = {}
+    for i, (w, bits, exp) in enumerate(res):
+        out[f"w.{i}"], out[f"bits.{i}"], out[f"exp.{i}"] = w, np.array(bits), np.array(exp)
+    return {}, out
+
+
+def op_netx_dense_synapse(d: Path, params: dict, arrays: dict):
+    from spikeport.targets import lava_procs
+
+    res = lava_procs.netx_dense_synapse(params["path"])
+    return ({k: res[k] for k in ("num_weight_bits", "weight_exp", "sign_mode")},
+            {"weights": res["weights"], "effective": res["effective"]})
+
+
+def op_versions(d: Path, params: dict, arrays: dict):
+    import importlib.metadata as md
+
+    info = {"python": sys.version.split()[0]}
+    for name in ("lava-nc", "lava-dl", "numpy", "torch"):
+        info[name] = md.version(name)
+    return info, {}
+
+
+OPS = {"record": op_record, "float": op_float, "netx": op_netx, "versions": op_versions,
+       "netx_optimize_weight_bits": op_netx_optimize_weight_bits, "netx_dense_synapse": op_netx_dense_synapse}
+
+
+def main(argv) -> int:
+    import numpy as np
+
+    d = Path(argv[1])
+    response = {"protocol": PROTOCOL, "ok": False}
+    outputs = {}
+    try:
+        request = json.loads((d / "request.json").read_text())
+        if request.get("protocol") != PROTOCOL:
+            raise RuntimeError(f"request speaks protocol {request.get('protocol')!r}, this worker {PROTOCOL}")
+        op = OPS.get(request.get("op"))
+        if op is None:
+            raise RuntimeError(f"unknown op {request.get('op')!r} (known: {', '.join(OPS)})")
+        mount(request["packages"])
+        with np.load(d / "inputs.npz", allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        info, outputs = op(d, request.get("params", {}), arrays)
+        response.update(ok=True, info=info)
+    except Exception as err:  # noqa: BLE001 - every failure goes back to the caller, typed
+        response.update(error_type=type(err).__name__, error=str(err), traceback=traceback.format_exc())
+    with open(d / "outputs.npz", "wb") as f:
+        np.savez(f, **outputs)
+    (d / "response.json").write_text(json.dumps(response))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
