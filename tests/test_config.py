@@ -184,7 +184,7 @@ def test_parse_set_values():
         "loss.tau": 5,
     }
     assert type(got["data.T"]) is int and type(got["optim.lr"]) is float
-    cfg = Config().with_overrides(got)
+    cfg = Config().with_overrides({k: v for k, v in got.items() if k not in ("data.dataset", "optim.lr")})
     assert cfg.loss.tau == 5.0 and type(cfg.loss.tau) is float
     assert cfg.neuron.learn_decay is True and cfg.optim.device == "cuda:1"
 
@@ -293,3 +293,124 @@ def test_scientific_notation_is_a_float_in_set_and_yaml(tmp_path):
     assert make_config(file=f).optim.lr == 0.002
     with pytest.raises(ValueError, match="optim.lr"):
         make_config(overrides=parse_set(["optim.lr=fast"]))
+
+
+# ----------------------------------------------------------------- value ranges
+
+
+@pytest.mark.parametrize("key,value", [
+    ("optim.batch_size", 0), ("optim.batch_size", -4), ("data.T", 0), ("data.T", -2),
+    ("neuron.decay", float("nan")), ("neuron.decay", 1.5), ("neuron.decay", -0.1),
+    ("neuron.decay_syn", float("inf")), ("neuron.decay_mem", 2.0),
+    ("neuron.v_threshold", -1.0), ("neuron.v_threshold", 0.0), ("neuron.v_threshold", float("nan")),
+    ("optim.lr", 0.0), ("optim.lr", -2.5), ("optim.lr", float("inf")), ("optim.lr", "nan"),
+    ("optim.epochs", -1), ("optim.momentum", 1.0), ("optim.weight_decay", -1e-4),
+    ("optim.grad_clip", 0.0), ("optim.seed", -1), ("optim.device", "tpu"), ("optim.device", "cuda:x"),
+    ("optim.eval_batch_size", 0), ("optim.checkpoint_every", -1), ("optim.optimizer", "adagrad"),
+    ("optim.schedule", "step"), ("data.train_samples", 0), ("data.test_samples", -5),
+    ("data.event_duration_us", 0.0), ("data.dataset", "imagenet"), ("data.encoder", "latency"),
+    ("data.data_dir", ""), ("init_gain", 0.0), ("loss.tau", -1.0), ("loss.target_rate", 0.0),
+    ("loss.target_rate", 1.5), ("loss.name", "l2"), ("neuron.surrogate", "relu"),
+    ("neuron.surrogate_width", 0.0), ("neuron.model", "izhikevich"), ("quant.num_weight_bits", 9),
+    ("quant.decay_bits", 0), ("quant.vth_bits", 18), ("quant.target_vth", 0), ("quant.bias_exp", 8),
+    ("quant.rounding", "up"), ("network", "784-0-10"), ("network", "28x28-4C5s0-10"), ("network", "abc"),
+    ("network", "784"), ("data.T", 10 ** 9),
+])
+def test_out_of_range_values_are_refused_naming_the_key(key, value):
+    with pytest.raises(ValueError) as err:
+        Config().with_overrides({key: value})
+    assert repr(key) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_boundary_values_are_accepted():
+    cfg = Config().with_overrides({
+        "neuron.decay": 0.0, "neuron.decay_mem": 1.0, "optim.epochs": 0, "optim.momentum": 0.0,
+        "optim.checkpoint_every": 0, "optim.seed": 2 ** 63 - 1, "optim.device": "cuda:0",
+        "loss.target_rate": 1.0, "quant.num_weight_bits": 1, "quant.bias_exp": 0, "data.T": 1,
+        "network": "34x34x2-12C5p2s2-S2-D0.5-10"})
+    assert cfg.optim.seed == 2 ** 63 - 1 and cfg.neuron.decay == 0.0
+
+
+def test_direct_construction_is_checked_too():
+    with pytest.raises(ValueError, match="'optim.lr'"):
+        Config(optim=OptimConfig(lr=float("nan")))
+
+
+def test_quant_rules_match_the_quantizer():
+    """The config's quant ranges are QuantSpec's: a value passes one exactly when it passes the other."""
+    from spikeport.export.quantize import QuantSpec
+
+    for field_name, values in (("num_weight_bits", range(-1, 12)), ("decay_bits", range(-1, 16)),
+                               ("vth_bits", range(-1, 20)), ("bias_exp", [None, *range(-2, 10)]),
+                               ("target_vth", [0, 1, 2 ** 17 - 1, 2 ** 17]),
+                               ("rounding", ["nearest", "floor", "up"])):
+        for v in values:
+            try:
+                QuantSpec(**{field_name: v})
+                spec_ok = True
+            except ValueError:
+                spec_ok = False
+            try:
+                Config().with_overrides({f"quant.{field_name}": v})
+                cfg_ok = True
+            except ValueError:
+                cfg_ok = False
+            assert spec_ok == cfg_ok, (field_name, v)
+
+
+# ----------------------------------------------------------------- hostile files
+
+
+@pytest.mark.parametrize("name,text,match", [
+    ("scan.yaml", "optim: [\n", "invalid YAML"),
+    ("tab.yaml", "optim:\n\tlr: 1\n", "invalid YAML"),
+    ("deep.yaml", "[" * 5000, "invalid YAML"),
+    ("deep.json", "[" * 100000, "invalid JSON"),
+    ("list.json", "[1, 2]", "mapping"),
+    ("null.json", "null", "mapping"),
+    ("bad.json", "{'a': 1}", "invalid JSON"),
+    ("bad.toml", "a = [\n", "invalid TOML"),
+    ("twice.toml", "x = 1\nx = 2\n", "invalid TOML"),
+    ("binary.yaml", "\x00\x01\x02", "invalid YAML"),
+    ("key.yaml", "{1: 2}", "keys must be strings"),
+    ("complex.yaml", "? [a, b]\n: 1\n", "invalid YAML"),
+    ("nan.yaml", "optim:\n  lr: .nan\n", "'optim.lr'"),
+])
+def test_config_file_errors_are_one_line_naming_the_file(tmp_path, name, text, match):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match) as err:
+        make_config(file=path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_config_file_not_utf8_or_too_large(tmp_path):
+    raw = tmp_path / "raw.yaml"
+    raw.write_bytes(b"optim:\n  lr: \xff\xfe\n")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        load_file(raw)
+    big = tmp_path / "big.yaml"
+    big.write_text("#" * (2 << 20))
+    with pytest.raises(ValueError, match="at most"):
+        load_file(big)
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
+    """Aliases make a small file name an exponential tree; keys are checked on the way down, so
+    the refusal comes at the first unknown key, without walking the tree."""
+    import time
+
+    lines = ["a0: &a0 {x: 1, y: 1}"] + [f"a{i}: &a{i} {{x: *a{i - 1}, y: *a{i - 1}}}" for i in range(1, 60)]
+    lines.append("optim: *a59")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="unknown configuration key"):
+        make_config(file=path)
+    assert time.perf_counter() - t0 < 5.0
+
+
+def test_set_with_a_yaml_error_names_the_key():
+    with pytest.raises(ValueError, match="--set optim.lr") as err:
+        parse_set(["optim.lr=["])
+    assert "\n" not in str(err.value)

@@ -10,19 +10,29 @@ A configuration has five sections; ``--set`` addresses fields with dots::
     [quant]   qat, synaptic_delay, num_weight_bits, rounding, target_vth
 
 Precedence: preset < config file < ``--set`` overrides (< ``--data-dir``).
+
+Every value is checked when a configuration is built (``RULES``: one rule per key); a bad value is
+refused with a ``ValueError`` naming the key, never carried into a run (NaN and infinities included).
+Configuration files are read with ``yaml.safe_load``/``tomllib``/``json`` only, at most
+``MAX_CONFIG_BYTES``; any parse failure is one line naming the file.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .losses import LossSpec
-from .network import NeuronSpec
+from .datasets import DATASETS
+from .encoders import ENCODERS
+from .losses import LOSSES, LossSpec
+from .network import _CONV, _DENSE, _DROP, _INPUT, _POOL, NeuronSpec
+from .surrogates import SURROGATES
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,10 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     quant: QuantConfig = field(default_factory=QuantConfig)
 
+    def __post_init__(self):
+        for key, value in _flatten(self.to_dict(), self.to_dict()).items():
+            check_value(key, value)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -98,28 +112,160 @@ class Config:
     def with_overrides(self, overrides: dict) -> "Config":
         """Merge a nested or dotted dict of overrides (``{'optim.lr': 0.01}`` or ``{'optim': {'lr': 0.01}}``)."""
         merged = self.to_dict()
-        for key, value in _flatten(overrides).items():
+        if not isinstance(overrides, dict):
+            raise ValueError(f"configuration overrides must be a table, got {type(overrides).__name__}")
+        for key, value in _flatten(overrides, merged).items():
             node = merged
             *parents, leaf = key.split(".")
             for p in parents:
-                if not isinstance(node.get(p), dict):
-                    raise ValueError(f"unknown configuration key {key!r}")
                 node = node[p]
-            if leaf not in node:
-                raise ValueError(f"unknown configuration key {key!r}; known here: {', '.join(node)}")
             node[leaf] = value
         return Config.from_dict(merged)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def _flatten(d: dict, schema: dict, prefix: str = "") -> dict:
+    """Dotted ``{key: value}`` of a nested dict, every key checked against ``schema`` (a
+    configuration as a dict) on the way down: an unknown key is refused before anything below it
+    is visited, so the work is bounded by the schema, whatever the input (YAML aliases included)."""
     out = {}
     for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+        if not isinstance(k, str):
+            raise ValueError(f"configuration keys must be strings, got {k!r} in {prefix.rstrip('.') or '(top)'}")
+        key, node = prefix, schema
+        for part in k.split("."):
+            if not isinstance(node, dict) or part not in node:
+                known = f"; known here: {', '.join(node)}" if isinstance(node, dict) else ""
+                raise ValueError(f"unknown configuration key {prefix + k!r}{known}")
+            key, node = f"{key}{part}.", node[part]
+        key = key[:-1]
+        if isinstance(v, dict) and isinstance(node, dict):
+            out.update(_flatten(v, node, key + "."))
         else:
             out[key] = v
     return out
+
+
+# --- value rules: one per key ------------------------------------------------------------------
+# A rule returns None for a good value, else what the value must be (the message names the key).
+
+def _integer(lo: int, hi: Optional[int] = None):
+    def rule(v):
+        if lo <= v and (hi is None or v <= hi):
+            return None
+        return f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
+    return rule
+
+
+def _real(lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool = False):
+    def rule(v):
+        above = v > lo if lo_open else v >= lo
+        below = v < hi if hi_open else v <= hi
+        if math.isfinite(v) and above and below:
+            return None
+        if hi == math.inf:
+            return f"a finite number {'>' if lo_open else '>='} {lo:g}"
+        return f"a finite number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    return rule
+
+
+def _choice(options):
+    options = tuple(options)
+
+    def rule(v):
+        return None if v in options else f"one of {', '.join(options)}"
+    return rule
+
+
+def _optional(rule):
+    return lambda v: None if v is None else rule(v)
+
+
+def _non_empty(v):
+    return None if v.strip() else "a non-empty string"
+
+
+DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,3})$")
+
+
+def _device(v):
+    return None if DEVICE.match(v) else "auto, cpu, cuda or cuda:N"
+
+
+def _network(v):
+    """The spec grammar of ``train.network``, token by token, with every count, kernel and stride
+    at least 1 (shapes are checked when the network is built)."""
+    tokens = [t.strip() for t in v.strip().split("-")]
+    want = "a network spec such as 784-800-10 or 28x28-15C5-P2-10 (see train/network.py)"
+    if len(tokens) < 2 or not _INPUT.match(tokens[0]):
+        return want
+    sizes = [n for n in _INPUT.match(tokens[0]).groups() if n is not None]
+    for tok in tokens[1:]:
+        if m := _CONV.match(tok):
+            sizes += [m[1], m[2], m[4] or "1"]  # channels, kernel, stride (padding may be 0)
+        elif m := _POOL.match(tok):
+            sizes.append(m[2])
+        elif m := _DENSE.match(tok):
+            sizes.append(m[1])
+        elif not _DROP.match(tok):
+            return f"{want}; {tok!r} is not a layer"
+    if any(int(n) < 1 for n in sizes):
+        return f"{want}, with sizes of at least 1"
+    return None
+
+
+MAX_T = 100_000
+"""Largest ``data.T`` accepted (a bound against absurd allocations, far above any preset)."""
+
+RULES = {
+    "network": _network,
+    "init_gain": _real(0, lo_open=True),
+    "data.dataset": _choice(DATASETS),
+    "data.data_dir": _optional(_non_empty),
+    "data.encoder": _choice(ENCODERS),
+    "data.T": _integer(1, MAX_T),
+    "data.train_samples": _optional(_integer(1)),
+    "data.test_samples": _optional(_integer(1)),
+    "data.event_duration_us": _optional(_real(0, lo_open=True)),
+    "neuron.model": _choice(("lif", "cuba")),
+    "neuron.decay": _real(0, 1),
+    "neuron.decay_syn": _real(0, 1),
+    "neuron.decay_mem": _real(0, 1),
+    "neuron.v_threshold": _real(0, lo_open=True),
+    "neuron.surrogate": _choice(SURROGATES),
+    "neuron.surrogate_width": _real(0, lo_open=True),
+    "loss.name": _choice(LOSSES),
+    "loss.tau": _real(0, lo_open=True),
+    "loss.target_rate": _real(0, 1, lo_open=True),
+    "optim.epochs": _integer(0),
+    "optim.batch_size": _integer(1),
+    "optim.lr": _real(0, lo_open=True),
+    "optim.optimizer": _choice(("adam", "adamw", "sgd")),
+    "optim.momentum": _real(0, 1, hi_open=True),
+    "optim.weight_decay": _real(0),
+    "optim.schedule": _choice(("cosine", "none")),
+    "optim.grad_clip": _optional(_real(0, lo_open=True)),  # null: no clipping
+    "optim.seed": _integer(0, 2 ** 63 - 1),
+    "optim.device": _device,
+    "optim.eval_batch_size": _integer(1),
+    "optim.checkpoint_every": _integer(0),
+    # The quantizer's ranges (export.quantize.QuantSpec checks them again; tests/test_config.py
+    # holds the two tables equal).
+    "quant.num_weight_bits": _integer(1, 8),
+    "quant.rounding": _choice(("nearest", "floor")),
+    "quant.target_vth": _integer(1, 2 ** 17 - 1),
+    "quant.decay_bits": _integer(1, 12),
+    "quant.vth_bits": _integer(1, 17),
+    "quant.bias_exp": _optional(_integer(0, 7)),
+}
+"""What every value must be, by dotted key (booleans and types are checked by ``_coerce``)."""
+
+
+def check_value(key: str, value) -> None:
+    """Refuse a value that is out of range for ``key`` (``ValueError`` naming the key)."""
+    rule = RULES.get(key)
+    problem = rule(value) if rule is not None else None
+    if problem is not None:
+        raise ValueError(f"configuration key {key!r} must be {problem}, got {value!r}")
 
 
 def _coerce(value, tp, key: str):
@@ -168,44 +314,83 @@ def _build(cls, d: dict, prefix: str):
             kwargs[name] = _build(tp, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, tp, prefix + name)
+            check_value(prefix + name, kwargs[name])  # before a section's own checks can fire
     return cls(**kwargs)
+
+
+def _yaml(text: str, where: str):
+    """``yaml.safe_load`` with every failure as one line naming ``where``."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"{where}{line}: invalid YAML ({problem})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: invalid YAML (nested too deeply)") from None
 
 
 def parse_set(items) -> dict:
     """``['optim.lr=0.01', 'neuron.model=cuba']`` -> dotted dict; values parsed as YAML scalars."""
-    import yaml
-
     out = {}
     for item in items or ():
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        out[key.strip()] = _yaml(raw, f"--set {key.strip()}") if raw.strip() else None
     return out
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest configuration file read (1 MiB; a full configuration is about 1 kB)."""
+
+
 def load_file(path) -> dict:
-    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) configuration file into a dict."""
+    """Read a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON (``.json``) configuration file.
+
+    Returns the top-level mapping; refuses (``ValueError`` naming the file, one line) a missing or
+    oversized file, text that is not UTF-8, a parse error, nesting too deep to parse, and a top
+    level that is not a mapping.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"configuration file {path} does not exist")
-    text = path.read_text()
+    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ValueError(f"configuration file {path}: use .yaml, .yml, .toml or .json")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ValueError(f"configuration file {path} is {size} bytes; a configuration is at most "
+                         f"{MAX_CONFIG_BYTES} bytes")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"configuration file {path} is not UTF-8 text (byte {exc.start})") from None
     if path.suffix == ".toml":
         try:
             import tomllib
         except ModuleNotFoundError:  # Python < 3.11
             import tomli as tomllib
-        return tomllib.loads(text)
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"configuration file {path} must hold a mapping at the top level")
-        return data
-    if path.suffix == ".json":
-        return json.loads(text)
-    raise ValueError(f"configuration file {path}: use .yaml, .yml, .toml or .json")
+        try:
+            data = tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, RecursionError) as exc:
+            problem = str(exc).splitlines()[0] if str(exc) else "nested too deeply"
+            raise ValueError(f"configuration file {path}: invalid TOML ({problem})") from None
+    elif path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            problem = str(exc) or "nested too deeply"
+            raise ValueError(f"configuration file {path}: invalid JSON ({problem})") from None
+    else:
+        data = _yaml(text, f"configuration file {path}")
+        data = {} if data is None else data  # an empty YAML file
+    if not isinstance(data, dict):
+        raise ValueError(f"configuration file {path} must hold a mapping at the top level, "
+                         f"got {type(data).__name__}")
+    return data
 
 
 PRESETS: dict[str, dict] = {
@@ -271,7 +456,11 @@ def make_config(preset: Optional[str] = None, file=None, overrides: Optional[dic
             raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         cfg = cfg.with_overrides(PRESETS[preset])
     if file is not None:
-        cfg = cfg.with_overrides(load_file(file))
+        data = load_file(file)
+        try:
+            cfg = cfg.with_overrides(data)
+        except ValueError as err:
+            raise ValueError(f"configuration file {file}: {err}") from None
     if overrides:
         cfg = cfg.with_overrides(overrides)
     if data_dir is not None:
