@@ -79,6 +79,8 @@ from typing import Optional
 
 import numpy as np
 
+from spikeport import cliargs
+
 MODES = ("ptq", "qat")
 EXPONENTS = ("per-layer", "shared")
 ROUNDINGS = ("nearest", "floor")
@@ -126,8 +128,10 @@ class Point:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.exponent not in EXPONENTS:
             raise ValueError(f"exponent must be one of {', '.join(EXPONENTS)}, got {self.exponent!r}")
-        if not isinstance(self.T, int) or self.T < 1:
-            raise ValueError(f"T must be a positive integer, got {self.T!r}")
+        from spikeport.train.config import MAX_T
+
+        if not isinstance(self.T, int) or not 1 <= self.T <= MAX_T:
+            raise ValueError(f"T must be an integer in [1, {MAX_T}], got {self.T!r}")
         self.spec()  # QuantSpec checks the bit widths and the rounding
 
 
@@ -250,14 +254,12 @@ def _base_float(ctx: dict, T: int):
 
 
 def _finished(run: Path, epochs: int) -> bool:
-    from spikeport.train.trainer import CHECKPOINT
-
-    import torch
+    from spikeport.train.trainer import CHECKPOINT, read_checkpoint
 
     path = run / CHECKPOINT
     if not path.exists():
         return False
-    state = torch.load(path, map_location="cpu")
+    state = read_checkpoint(path)
     return state["epoch"] >= epochs and state["step"] == 0
 
 
@@ -269,10 +271,8 @@ def qat_config(cfg_base, point: Point, ctx: dict):
 
 
 def _qat_model(point: Point, spec, ctx: dict, cfg_base):
-    import torch
-
     from spikeport.export.quantize import attach_fake_quant
-    from spikeport.train.trainer import CHECKPOINT, load_run, train, write_json
+    from spikeport.train.trainer import CHECKPOINT, load_run, read_checkpoint, train, write_json
 
     run = Path(ctx["out_dir"]) / "qat" / point.id
     qcfg = qat_config(cfg_base, point, ctx)
@@ -281,7 +281,7 @@ def _qat_model(point: Point, spec, ctx: dict, cfg_base):
     if not _finished(run, qcfg.optim.epochs):
         init = None
         if ctx["qat_init"] == "float":
-            init = torch.load(Path(ctx["base_run"]) / CHECKPOINT, map_location="cpu")["model"]
+            init = read_checkpoint(Path(ctx["base_run"]) / CHECKPOINT)["model"]
 
         def hook(model):
             if init is not None:
@@ -926,7 +926,8 @@ def add_study_parser(subparsers) -> None:
                                      "quantization options",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("base", help="training run directory, or a preset name (trained into OUT/base first)")
-    q.add_argument("--out", required=True, help="study directory (results, plots, report, QAT runs)")
+    q.add_argument("--out", required=True, type=cliargs.output_dir,
+                   help="study directory (results, plots, report, QAT runs)")
     q.add_argument("--weight-bits", type=_list(int), metavar="B,...", help="PTQ weight bits (default 8,7,6,5,4,3,2)")
     q.add_argument("--qat-weight-bits", type=_list(int), metavar="B,...",
                    help="QAT weight bits (default: --weight-bits if given, else 8,4,2)")
@@ -944,11 +945,12 @@ def add_study_parser(subparsers) -> None:
                                                            "(default: QAT varies only the weight bits)")
     q.add_argument("--qat-init", choices=["float", "scratch"], default="float",
                    help="QAT from the float run's weights (fine-tune; default) or from scratch")
-    q.add_argument("--qat-epochs", type=int, help="QAT epochs (default: epochs/8 fine-tuning, all from scratch)")
-    q.add_argument("--qat-lr", type=float, help="QAT learning rate (default: the run's)")
+    q.add_argument("--qat-epochs", type=cliargs.positive_int,
+                   help="QAT epochs (default: epochs/8 fine-tuning, all from scratch)")
+    q.add_argument("--qat-lr", type=cliargs.positive_float, help="QAT learning rate (default: the run's)")
     q.add_argument("--retrain-qat", action="store_true", help="discard QAT trainings found in OUT/qat")
-    q.add_argument("--samples", type=int, help="test samples (default: all)")
-    q.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    q.add_argument("--samples", type=cliargs.positive_int, help="test samples (default: all)")
+    q.add_argument("--workers", type=cliargs.positive_int, default=1, help="parallel worker processes (default 1)")
     q.add_argument("--resume", action="store_true", help="continue a study in OUT, skipping finished points")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="configuration override for a preset base (repeatable)")

@@ -23,7 +23,7 @@ def small_config(**extra):
 
 
 def weights(run_dir):
-    return torch.load(Path(run_dir) / trainer.CHECKPOINT, map_location="cpu")["model"]
+    return trainer.read_checkpoint(Path(run_dir) / trainer.CHECKPOINT)["model"]
 
 
 def test_resume_after_interruption_gives_identical_weights(tmp_path, monkeypatch):
@@ -45,7 +45,7 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         trainer.train(cfg, tmp_path / "killed", progress=False, log=lambda *_: None)
     monkeypatch.setattr(trainer, "_atomic_write_bytes", real_write)
-    state = torch.load(tmp_path / "killed" / trainer.CHECKPOINT, map_location="cpu")
+    state = trainer.read_checkpoint(tmp_path / "killed" / trainer.CHECKPOINT)
     assert (state["epoch"], state["step"]) == (1, 2)  # the kill really happened mid-epoch
 
     trainer.train(cfg, tmp_path / "killed", resume=True, progress=False, log=lambda *_: None)

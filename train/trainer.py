@@ -15,7 +15,18 @@ Data parallel
 
 Run directory
     ``config.json`` (resolved configuration), ``checkpoint.pt`` (latest state), ``metrics.json``
-    (per-epoch metrics, ``test_accuracy`` of the last epoch).
+    (per-epoch metrics, ``test_accuracy`` of the last epoch). ``config.json`` is written with the
+    first checkpoint (just before it), not at start: a run killed before its first checkpoint leaves
+    the directory as it found it. A non-empty directory is trained into only when it is a run of
+    the same configuration, or when told to resume (the checkpoint's configuration must match) or
+    to overwrite (the run's own three files are removed first; nothing else is touched).
+
+Checkpoints are data, not code
+    ``checkpoint.pt`` holds only tensors and plain containers (the configuration as a dict, the
+    optimizer and schedule state, integers ``epoch``/``step``, the metrics history): there is no RNG
+    state to keep, since every random choice is derived from the seed. It is read with
+    ``torch.load(weights_only=True)``, which refuses anything else instead of running it, and then
+    checked (``read_checkpoint``): structure, configuration, finite parameters.
 """
 from __future__ import annotations
 
@@ -24,12 +35,13 @@ import math
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from .config import Config
+from .config import DEVICE, Config
 from .datasets import Split, load_dataset
 from .encoders import encode
 from .network import SpikingNetwork, build_network
@@ -63,24 +75,35 @@ def write_json(path: Path, obj) -> None:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if not isinstance(name, str) or not DEVICE.match(name):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but there are {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def load_splits(cfg: Config) -> tuple[Split, Split]:
     d = cfg.data
     train = load_dataset(d.dataset, d.data_dir, "train")
-    if d.train_samples:
+    if d.train_samples is not None:
         train = train.subset(d.train_samples)
+    if len(train) == 0:
+        raise ValueError(f"the {d.dataset} training split is empty ({d.data_dir or 'built in'})")
     return train, load_test_split(cfg)
 
 
 def load_test_split(cfg: Config) -> Split:
     test = load_dataset(cfg.data.dataset, cfg.data.data_dir, "test")
-    return test.subset(cfg.data.test_samples) if cfg.data.test_samples else test
+    if cfg.data.test_samples is not None:
+        test = test.subset(cfg.data.test_samples)
+    if len(test) == 0:
+        raise ValueError(f"the {cfg.data.dataset} test split is empty ({cfg.data.data_dir or 'built in'})")
+    return test
 
 
 def make_model(cfg: Config, input_shape=None) -> SpikingNetwork:
@@ -157,13 +180,15 @@ class _Dist:
 
 
 def train(cfg: Config, out_dir, resume: bool = False, progress: bool = True, log=print,
-          fake_quant=None) -> dict:
+          fake_quant=None, overwrite: bool = False) -> dict:
     """Train ``cfg`` into ``out_dir``; returns the metrics record (also in ``out_dir/metrics.json``).
 
     With ``resume=True`` and a checkpoint in ``out_dir``, continues from it (the configuration
-    must match the saved one except for ``optim.epochs``, which may grow). ``fake_quant`` is a
-    callable ``model -> model`` that attaches fake quantization (required when ``quant.qat``;
-    ``spikeport train`` passes ``export.quantize.attach_fake_quant``).
+    must match the saved one except for ``optim.epochs``, which may grow). A non-empty ``out_dir``
+    that is not a run of ``cfg`` is refused unless ``resume`` or ``overwrite`` (see
+    ``prepare_run_dir``). ``fake_quant`` is a callable ``model -> model`` that attaches fake
+    quantization (required when ``quant.qat``; ``spikeport train`` passes
+    ``export.quantize.attach_fake_quant``).
     """
     if cfg.quant.qat and fake_quant is None:
         raise ValueError("quant.qat needs a fake quantizer: train through `spikeport train` or pass "
@@ -180,17 +205,12 @@ def train(cfg: Config, out_dir, resume: bool = False, progress: bool = True, log
     if cfg.optim.batch_size % dd.world:
         raise ValueError(f"optim.batch_size={cfg.optim.batch_size} must be divisible by the "
                          f"number of processes ({dd.world})")
+    if cfg.optim.epochs == 0:
+        raise ValueError("optim.epochs is 0: nothing to train")
     ckpt_path = out / CHECKPOINT
-    state = None
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu")
-        saved = Config.from_dict(state["config"])
-        if saved.with_overrides({"optim.epochs": cfg.optim.epochs}) != cfg:
-            diff = _config_diff(saved.to_dict(), cfg.to_dict())
-            raise ValueError(f"cannot resume {out}: configuration differs from the saved run ({diff})")
+    state = prepare_run_dir(out, cfg, resume=resume, overwrite=overwrite, remove=dd.main)
     if dd.main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / CONFIG, cfg.to_dict())
 
     train_split, test_split = load_splits(cfg)
     model = make_model(cfg, train_split.input_shape).to(device)
@@ -205,11 +225,13 @@ def train(cfg: Config, out_dir, resume: bool = False, progress: bool = True, log
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg, cfg.optim.epochs * steps_per_epoch))
     history, epoch0, step0 = [], 0, 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        _load_states(ckpt_path, [("model", model, state["model"]), ("optimizer", opt, state["optimizer"]),
+                                 ("schedule", sched, state["scheduler"])])
         sched.lr_lambdas[0] = _lr_factor(cfg, cfg.optim.epochs * steps_per_epoch)
         history, epoch0, step0 = state["history"], state["epoch"], state["step"]
+        if step0 >= steps_per_epoch:
+            raise ValueError(f"{ckpt_path}: saved position step {step0} lies beyond the {steps_per_epoch} "
+                             "steps of an epoch")
         if dd.main:
             log(f"resuming {out} at epoch {epoch0 + 1}, step {step0}")
     net = model
@@ -217,8 +239,14 @@ def train(cfg: Config, out_dir, resume: bool = False, progress: bool = True, log
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    config_written = False
+
     def save(epoch: int, step: int):
+        nonlocal config_written
         if dd.main:
+            if not config_written:  # with the first checkpoint: a run killed before it leaves no trace
+                write_json(out / CONFIG, cfg.to_dict())
+                config_written = True
             payload = {"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
                        "scheduler": sched.state_dict(), "epoch": epoch, "step": step, "history": history}
             _atomic_write_bytes(ckpt_path, lambda f: torch.save(payload, f))
@@ -287,16 +315,165 @@ def _metrics(cfg: Config, history: list, train_split: Split, test_split: Split) 
             "best_test_accuracy": max(h["test_accuracy"] for h in history)}
 
 
-def _config_diff(a: dict, b: dict, prefix: str = "") -> str:
+def _config_diff(a: dict, b: dict, prefix: str = "", skip=("optim.epochs",)) -> str:
     diffs = []
     for k in a:
         if isinstance(a[k], dict):
-            d = _config_diff(a[k], b.get(k, {}), f"{prefix}{k}.")
+            d = _config_diff(a[k], b.get(k, {}), f"{prefix}{k}.", skip)
             if d:
                 diffs.append(d)
-        elif a[k] != b.get(k) and f"{prefix}{k}" != "optim.epochs":
+        elif a[k] != b.get(k) and f"{prefix}{k}" not in skip:
             diffs.append(f"{prefix}{k}: saved {a[k]!r}, now {b.get(k)!r}")
     return "; ".join(diffs)
+
+
+MAX_CHECKPOINT_BYTES = 4 << 30
+"""Largest checkpoint read, as the sum of the sizes its zip archive declares (4 GiB; the
+mnist-conv preset's checkpoint is about 2 MB)."""
+
+_STATE_TYPES = {"config": dict, "model": dict, "optimizer": dict, "scheduler": dict, "epoch": int, "step": int,
+                "history": list}
+
+
+def _unpickling_problem(exc: BaseException) -> str:
+    """One line out of torch's multi-line refusal (the line that names the refused global)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    named = [ln for ln in lines if any(w in ln.lower() for w in ("unsupported", "global", "weightsunpickler"))]
+    return (named or lines or [type(exc).__name__])[0][:300]
+
+
+def read_checkpoint(path) -> dict:
+    """The state saved in a ``checkpoint.pt``, read without running code, and checked.
+
+    Refuses, with a one-line ``ValueError`` naming the file: a file that is not a zip-format torch
+    checkpoint; an archive declaring more than ``MAX_CHECKPOINT_BYTES`` or holding compressed
+    members (torch stores them uncompressed); anything but tensors and plain containers (read with
+    ``weights_only=True``: a pickled callable is refused, never called); missing or mistyped
+    entries; an invalid configuration; a position outside the run; parameters that are not finite.
+
+    Returns
+    -------
+    dict
+        ``config`` (dict), ``model``, ``optimizer``, ``scheduler`` (state dicts), ``epoch``,
+        ``step`` (int) and ``history`` (list of per-epoch dicts).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} not found")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path}: not a spikeport checkpoint (not a zip-format torch file: {exc})") from None
+    declared = sum(m.file_size for m in members)
+    if declared > MAX_CHECKPOINT_BYTES:
+        raise ValueError(f"{path}: checkpoint declares {declared} bytes, more than the {MAX_CHECKPOINT_BYTES} "
+                         "bytes read (MAX_CHECKPOINT_BYTES)")
+    if any(m.compress_type != zipfile.ZIP_STORED for m in members):
+        raise ValueError(f"{path}: not a spikeport checkpoint (compressed archive members; torch stores them)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # untrusted bytes: the torch and pickle readers raise many types
+        raise ValueError(f"{path}: refused or unreadable checkpoint ({_unpickling_problem(exc)})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: checkpoint must hold a dict, got {type(state).__name__}")
+    for key, tp in _STATE_TYPES.items():
+        value = state.get(key)
+        if not isinstance(value, tp) or isinstance(value, bool):
+            raise ValueError(f"{path}: checkpoint entry {key!r} must be a {tp.__name__}, got {type(value).__name__}")
+    try:
+        cfg = Config.from_dict(state["config"])
+    except ValueError as err:
+        raise ValueError(f"{path}: saved configuration is invalid: {err}") from None
+    epoch, step = state["epoch"], state["step"]
+    if not 0 <= epoch <= cfg.optim.epochs or step < 0 or (step > 0 and epoch == cfg.optim.epochs):
+        raise ValueError(f"{path}: position epoch {epoch}, step {step} lies outside the saved run of "
+                         f"{cfg.optim.epochs} epochs")
+    if len(state["history"]) != epoch or not all(isinstance(h, dict) for h in state["history"]):
+        raise ValueError(f"{path}: history must hold one record per finished epoch ({epoch}), "
+                         f"got {len(state['history'])} entries")
+    for name, tensor in state["model"].items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise ValueError(f"{path}: model state must map names to tensors, got {name!r}: {type(tensor).__name__}")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{path}: parameter {name!r} holds NaN or infinite values (a diverged or corrupt run)")
+    return state
+
+
+def _load_states(path: Path, pairs) -> None:
+    """``obj.load_state_dict(state)`` for each pair; a state that does not fit is a ``ValueError``."""
+    for what, obj, st in pairs:
+        try:
+            obj.load_state_dict(st)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            problem = " ".join(str(exc).split())[:300]
+            raise ValueError(f"{path}: saved {what} state does not fit the configured network ({problem})") from None
+
+
+RUN_FILES = (CONFIG, CHECKPOINT, METRICS)
+
+
+def _saved_config(out: Path, state: dict | None):
+    """The configuration a run directory holds: its checkpoint's, else its ``config.json``'s."""
+    if state is not None:
+        return Config.from_dict(state["config"])
+    path = out / CONFIG
+    if not path.exists():
+        return None
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{path} is not a spikeport run configuration ({err}); pass --overwrite to replace "
+                         "it, or choose another --out") from None
+
+
+def prepare_run_dir(out, cfg: Config, resume: bool = False, overwrite: bool = False,
+                    remove: bool = True) -> dict | None:
+    """Check what training may do with the run directory ``out``; the checkpoint state to resume
+    from, or None to start from scratch.
+
+    - missing or empty: start;
+    - ``overwrite``: remove the run's own files (``config.json``, ``checkpoint.pt``, ``metrics.json``;
+      with ``remove``, which only the main process sets) and start; other files stay;
+    - ``resume``: continue from the checkpoint if there is one (its configuration must equal ``cfg``
+      but for ``optim.epochs``), else start beside whatever else the folder holds, provided it
+      holds no run files of another configuration;
+    - otherwise: start only over a run of exactly this configuration; anything else is refused.
+    """
+    out = Path(out)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"run directory {out} exists and is not a directory")
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    present = [n for n in RUN_FILES if (out / n).exists()]
+    if overwrite:
+        if remove:
+            for name in RUN_FILES:
+                for path in (out / name, out / f"{name}.tmp"):
+                    path.unlink(missing_ok=True)
+        return None
+    state = read_checkpoint(out / CHECKPOINT) if CHECKPOINT in present else None
+    saved = _saved_config(out, state)
+    if resume:
+        if saved is None and METRICS in present:
+            raise ValueError(f"cannot resume {out}: it holds {METRICS} but no {CONFIG} or {CHECKPOINT}; "
+                             "pass --overwrite to replace it, or choose another --out")
+        if saved is not None and saved.with_overrides({"optim.epochs": cfg.optim.epochs}) != cfg:
+            diff = _config_diff(saved.to_dict(), cfg.to_dict())
+            raise ValueError(f"cannot resume {out}: configuration differs from the saved run ({diff})")
+        return state
+    if saved is not None and saved == cfg:
+        return None  # the same run again, from scratch (its files are replaced as it goes)
+    if saved is not None:
+        diff = _config_diff(saved.to_dict(), cfg.to_dict(), skip=())
+        what = f"a run of another configuration ({diff})"
+    else:
+        names = sorted(p.name for p in out.iterdir())
+        what = f"files that are not a spikeport run ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+    raise ValueError(f"{out} is not empty: it holds {what}; pass --resume to continue a run, --overwrite to "
+                     "replace it, or choose another --out")
 
 
 def load_run(run_dir, device: str = "cpu") -> tuple[Config, SpikingNetwork]:
@@ -305,10 +482,10 @@ def load_run(run_dir, device: str = "cpu") -> tuple[Config, SpikingNetwork]:
     path = run / CHECKPOINT
     if not path.exists():
         raise ValueError(f"{run} is not a training run: {CHECKPOINT} is missing")
-    state = torch.load(path, map_location="cpu")
+    state = read_checkpoint(path)
     cfg = Config.from_dict(state["config"])
     model = make_model(cfg)
-    model.load_state_dict(state["model"])
+    _load_states(path, [("model", model, state["model"])])
     return cfg, model.to(device).eval()
 
 
