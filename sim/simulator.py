@@ -151,11 +151,20 @@ def _exact_dtype(weight: np.ndarray, where: str, scale: float = 1.0):
 
 
 class _Synapse:
-    """A layer's synaptic operator prepared for batched evaluation: ``(M, *in) 0/1 -> (M, N)``,
-    returning ``a << 6`` (the neuron's input, already MSB-aligned)."""
+    """A projection's synaptic operator prepared for batched evaluation: ``(M, *in) -> (M, N)``,
+    returning ``a << 6`` (the neuron's input, already MSB-aligned).
 
-    def __init__(self, syn, in_shape, out_shape, where):
+    ``in_max`` is the largest input magnitude (1 for spikes, larger for graded payloads). Lava's
+    Dense sums in int32 (``weights.dot(s)``) and shifts in int32: where the largest possible sum
+    can reach ``2**31`` (graded payloads), the sum is wrapped to 32 bits before ``<< 6``.
+    """
+
+    def __init__(self, syn, in_shape, out_shape, where, in_max: int = 1):
         self.in_shape, self.out_shape = in_shape, out_shape
+        self.wrap32 = False
+        if in_max > 1 and not isinstance(syn, Dense):
+            raise ValueError(f"{where}: graded (non 0/1) input into a {syn.kind} operator is not supported "
+                             "(Lava's Conv takes spikes); feed graded input through a Dense operator")
         if isinstance(syn, SumPool2d):
             self.kind, self.k = "pool", int(syn.kernel)
             return
@@ -163,10 +172,12 @@ class _Synapse:
         w = syn.effective_weight()
         if isinstance(syn, Dense):
             self.exp = int(syn.weight_exp)
+            rows = float(np.abs(w).sum(axis=1).max()) * in_max if w.size else 0.0
+            self.wrap32 = rows * 2.0 ** max(self.exp, 0) >= 2.0 ** 31
             # A non-negative exponent and the << 6 are exact multiplications: fold them into the
             # weights (the sum then comes out MSB-aligned). A negative exponent floors the sum.
-            self.scale = 2.0 ** (self.exp + F.ACT_SHIFT) if self.exp >= 0 else 1.0
-            self.dtype = _exact_dtype(w, where, self.scale)
+            self.scale = 2.0 ** (self.exp + F.ACT_SHIFT) if self.exp >= 0 and not self.wrap32 else 1.0
+            self.dtype = _exact_dtype(w, where, self.scale * in_max)
             self.w = np.ascontiguousarray((w.T * self.scale).astype(self.dtype))  # (in, out)
         else:  # Conv2d, weight folded with its exponent; the wrap to 24 bits comes before << 6
             self.dtype = _exact_dtype(w, where)
@@ -179,6 +190,10 @@ class _Synapse:
         act = 2.0 ** F.ACT_SHIFT
         if self.kind == "dense":
             a = s.reshape(m, -1).astype(self.dtype, copy=False) @ self.w
+            if self.wrap32:  # int32 sum, int32 shift (Lava's Dense), then the neuron's << 6
+                a = _wrap(a.astype(np.float64), 32)
+                a = _wrap(a * 2.0 ** self.exp, 32) if self.exp >= 0 else np.floor(a / 2.0 ** -self.exp)
+                return a * act
             if self.exp >= 0:
                 return a
             return np.floor(a.astype(np.float64) / 2.0 ** -self.exp) * act  # arithmetic right shift
@@ -201,6 +216,18 @@ class _Synapse:
         a = a.reshape(m, oh, ow, -1).transpose(0, 3, 1, 2).reshape(m, -1)
         return _wrap(a, F.CONV_BITS) * act
 
+    def bound(self, in_max: float = 1.0) -> float:
+        """Largest ``|a << 6|`` this operator can deliver (for ``layer_bounds`` of recurrent groups)."""
+        act = 2.0 ** F.ACT_SHIFT
+        if self.kind == "pool":
+            return min(self.k * self.k * in_max, 2.0 ** (F.CONV_BITS - 1)) * act
+        rows = float(np.abs(self.w.astype(np.float64)).sum(axis=0).max()) * in_max if self.w.size else 0.0
+        if self.kind == "dense":
+            if self.wrap32:
+                return 2.0 ** 31 * act
+            return rows if self.exp >= 0 else rows / 2.0 ** -self.exp * act + act
+        return min(rows, 2.0 ** (F.CONV_BITS - 1)) * act
+
 
 @dataclass
 class SimResult:
@@ -213,7 +240,24 @@ class SimResult:
     v: Optional[list] = None
 
 
-def check_input(net: IntNetwork, x) -> np.ndarray:
+@dataclass
+class GraphResult:
+    """What a graph run returns: ``outputs`` (output name -> ``(S, T, N)`` int8 spikes, or the
+    input's values for an output that reads an input) and, with recording, ``spikes``, ``u`` and
+    ``v`` of every neuron group (group name -> ``(S, T, N)``, int8 / int32, flattened C order)."""
+
+    outputs: dict
+    spikes: Optional[dict] = None
+    u: Optional[dict] = None
+    v: Optional[dict] = None
+
+    @property
+    def output(self) -> np.ndarray:
+        """The first output's spikes."""
+        return next(iter(self.outputs.values()))
+
+
+def check_input(net, x) -> np.ndarray:
     """``(S, T, *input_shape)`` 0/1 spikes -> ``(S, T, prod(input_shape))`` uint8, or a clear error."""
     return check_spikes(x, net.input_shape)
 
@@ -230,56 +274,302 @@ def check_spikes(x, input_shape: tuple) -> np.ndarray:
     return x.reshape(x.shape[0], x.shape[1], n_in).astype(np.uint8)
 
 
-def simulate(net: IntNetwork, x, timing: str = "hardware", record: bool = False,
-             batch_size: int = 64, progress: bool = False) -> SimResult:
-    """Run ``net`` on input spike trains ``x`` of shape ``(S, T, *input_shape)``.
+GRADED = F.IntFormat("graded spike payload", F.UV_BITS, True)  # Loihi 2 graded spikes: up to 24 bits
 
-    Every sample starts from rest (``u = v = 0``, empty synaptic buffers). Returns a ``SimResult``.
-    ``batch_size`` samples are simulated together; 64 keeps a layer's state in the CPU's cache.
+
+def check_payload(x, input_shape: tuple, where: str = "input") -> np.ndarray:
+    """``(S, T, *input_shape)`` 0/1 spikes or integer graded payloads -> ``(S, T, N)``: uint8 for
+    spikes, int64 for payloads (signed 24-bit, Loihi 2's graded spikes), or a clear error."""
+    x = np.asarray(x)
+    n_in = math.prod(input_shape)
+    if x.ndim < 2 or math.prod(x.shape[2:]) != n_in or (x.ndim == 2 and n_in != 1):
+        raise ValueError(f"{where} must have shape (samples, T, {', '.join(map(str, input_shape))}), got {x.shape}")
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: dtype {x.dtype} is not numeric")
+    x = x.reshape(x.shape[0], x.shape[1], n_in)
+    if not x.size or np.all((x == 0) | (x == 1)):
+        return x.astype(np.uint8)
+    return GRADED.check(x, where)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a run is driven (the same for the simulator and every target).
+
+    ``steps``           time steps per sample (from the input, or given with ``input_bias`` alone)
+    ``input_bias``      ``(S, N)`` int64 bias mantissas of the input neuron group, one row per sample
+                        (netx's Input block driven through its bias, as lava-dl drives PilotNet)
+    ``reset_interval``  None: every sample starts from rest (u, v and synaptic buffers zeroed).
+                        N: the samples run back to back as ONE stream; u and v of group ``g`` are
+                        zeroed before the step whose time ``tau`` (from 1) has
+                        ``tau % N == (reset_offset + 1 + depth(g)) % N`` -- lava-dl netx's
+                        ``Network(reset_interval=N, reset_offset=K)`` (lava/lib/dl/netx/hdf5.py,
+                        ``_create``: ``reset_offset = self.reset_offset + 1``, then ``+= 1`` per
+                        layer; LIFReset, lava/proc/lif/models.py ``PyLifResetModelBitAcc.run_spk``:
+                        the reset comes after receiving input, before the dynamics). Synaptic
+                        buffers are not reset: what a layer sent last carries into the next sample.
+    """
+
+    steps: int
+    input_bias: Optional[np.ndarray] = None
+    reset_interval: Optional[int] = None
+    reset_offset: int = 0
+
+    def phase(self, depth: int) -> int:
+        return (self.reset_offset + 1 + depth) % self.reset_interval
+
+
+def prepare_inputs(graph, x=None, input_bias=None, steps=None, reset_interval=None, reset_offset=0):
+    """Check a run's inputs against ``graph`` -> ``(xs, protocol, samples)``.
+
+    ``x``: one array (for a graph with one input) or a dict input name -> array, each
+    ``(S, T, *shape)`` 0/1 spikes or graded integers; may be omitted when ``input_bias`` drives the
+    input neuron group, then ``steps`` gives ``T``. ``input_bias``: ``(S, *shape)`` integer bias
+    mantissas of the input with neurons. Returns ``xs`` (name -> ``(S, T, N)``), the ``Protocol``
+    and ``S``; every problem is a ``ValueError`` naming the argument.
+    """
+    names = graph.inputs()
+    if x is None:
+        xs = {}
+    elif isinstance(x, dict):
+        unknown = set(x) - set(names)
+        if unknown:
+            raise ValueError(f"input for unknown node(s) {sorted(unknown)}; the graph's inputs are {names}")
+        xs = dict(x)
+    elif len(names) == 1:
+        xs = {names[0]: x}
+    else:
+        raise ValueError(f"the graph has {len(names)} inputs ({names}): give x as a dict name -> array")
+    xs = {n: check_payload(v, graph.shapes[n], f"input {n!r}") for n, v in xs.items()}
+    counts = {v.shape[0] for v in xs.values()}
+    lengths = {v.shape[1] for v in xs.values()}
+    bias_inputs = [n for n in names if graph.neurons(n) is not None]
+    bias = None
+    if input_bias is not None:
+        if len(bias_inputs) != 1:
+            raise ValueError(f"--input-bias drives the input neuron group, but the graph has {len(bias_inputs)} "
+                             f"inputs with neurons ({bias_inputs})")
+        shape = graph.shapes[bias_inputs[0]]
+        b = np.asarray(input_bias)
+        if b.ndim < 1 or math.prod(b.shape[1:]) != math.prod(shape):
+            raise ValueError(f"input bias must have shape (samples, {', '.join(map(str, shape))}), got {b.shape}")
+        bias = F.BIAS_MANT.check(b.reshape(b.shape[0], -1), "input bias")
+        counts.add(bias.shape[0])
+    if len(counts) > 1:
+        raise ValueError(f"inputs disagree on the number of samples: {sorted(counts)}")
+    if steps is not None:
+        if int(steps) < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        lengths.add(int(steps))
+    if len(lengths) > 1:
+        raise ValueError(f"inputs disagree on the number of time steps: {sorted(lengths)}")
+    if not lengths:
+        raise ValueError("no input: give input spikes, or --input-bias with --steps")
+    missing = [n for n in names if n not in xs and graph.neurons(n) is None]
+    if missing:
+        raise ValueError(f"no input for {missing}: these inputs have no neurons, so they need spikes")
+    S, T = (counts.pop() if counts else 0), lengths.pop()
+    if reset_interval is not None and int(reset_interval) < 1:
+        raise ValueError(f"reset interval must be >= 1, got {reset_interval}")
+    if reset_interval is None and reset_offset:
+        raise ValueError("a reset offset needs a reset interval")
+    proto = Protocol(T, bias, None if reset_interval is None else int(reset_interval), int(reset_offset))
+    return xs, proto, S
+
+
+def simulate(net, x=None, timing: str = "hardware", record: bool = False, batch_size: int = 64,
+             progress: bool = False, input_bias=None, steps=None, reset_interval=None, reset_offset: int = 0):
+    """Run ``net`` (an ``IntNetwork`` chain or an ``IntGraph``) on input ``x`` ``(S, T, *input_shape)``.
+
+    A chain returns a ``SimResult`` (per-layer lists); a graph a ``GraphResult`` (dicts by node
+    name). See ``simulate_graph`` for the arguments.
+    """
+    from .graph import IntGraph
+
+    if isinstance(net, IntGraph):
+        return simulate_graph(net, x, timing, record, batch_size, progress, input_bias, steps, reset_interval,
+                              reset_offset)
+    if x is not None:
+        check_input(net, x)  # chains take 0/1 spikes (the graph form accepts graded payloads)
+    res = simulate_graph(IntGraph.from_chain(net), x, timing, record, batch_size, progress, input_bias, steps,
+                         reset_interval, reset_offset)
+    if not record:
+        return SimResult(res.output)
+    names = [f"layer{i}" for i in range(len(net.layers))]
+    return SimResult(res.output, [res.spikes[n] for n in names], [res.u[n] for n in names], [res.v[n] for n in names])
+
+
+def simulate_graph(graph, x=None, timing: str = "hardware", record: bool = False, batch_size: int = 64,
+                   progress: bool = False, input_bias=None, steps=None, reset_interval=None,
+                   reset_offset: int = 0) -> GraphResult:
+    """Run an ``IntGraph`` bit-exactly as Lava ``fixed_pt`` does.
+
+    Parameters
+    ----------
+    x : array or dict
+        ``(S, T, *shape)`` per input: 0/1 spikes or integer graded payloads (signed 24-bit).
+    timing : 'hardware' | 'ideal'
+        ``hardware`` (Lava's): every projection delivers one step late. ``ideal``: feed-forward
+        projections deliver at once (aligned with a float model); recurrent ones (inside a strongly
+        connected component) keep their one step, without which a loop would be instantaneous.
+    record : bool
+        Also return spikes, u and v of every neuron group.
+    batch_size : int
+        Samples simulated together (ignored in stream mode, which is one sequence).
+    input_bias, steps, reset_interval, reset_offset
+        The deployment protocol (``Protocol``).
+
+    Feed-forward components are simulated a whole sequence at a time (one product per projection,
+    only the neurons loop over time); recurrent components step through time together.
     """
     if timing not in TIMINGS:
         raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
-    x = check_input(net, x)
-    S, T = x.shape[:2]
-    if S == 0 or T == 0:
-        empty = [np.zeros((S, T, int(np.prod(sh))), dtype=np.int8) for sh in net.shapes[1:]]
-        if record:
-            return SimResult(empty[-1], empty, [e.astype(np.int32) for e in empty], [e.astype(np.int32) for e in empty])
-        return SimResult(empty[-1])
-    syns = [_Synapse(layer.synapse, net.shapes[i], net.shapes[i + 1], f"layer {i}")
-            for i, layer in enumerate(net.layers)]
-    consts = [NeuronConstants.of(layer.neurons, net.shapes[i + 1]) for i, layer in enumerate(net.layers)]
-    sizes = [math.prod(s) for s in net.shapes[1:]]
-    out = np.zeros((S, T, net.output_size), dtype=np.int8)
-    rec = {k: [np.zeros((S, T, n), dtype=np.int8 if k == "spikes" else np.int32) for n in sizes]
+    xs, proto, S = prepare_inputs(graph, x, input_bias, steps, reset_interval, reset_offset)
+    T = proto.steps
+    groups = graph.groups()
+    sizes = {n: graph.size(n) for n in graph.nodes if n in graph.shapes}
+    out_src = graph.outputs()
+    rec = {k: {n: np.zeros((S, T, sizes[n]), dtype=np.int8 if k == "spikes" else np.int32) for n in groups}
            for k in ("spikes", "u", "v")} if record else None
-    chunks = range(0, S, batch_size)
+    outputs = {o: np.zeros((S, T, sizes[src]), dtype=np.int8 if src in groups else xs[src].dtype)
+               for o, src in out_src.items()}
+    if S == 0 or T == 0:
+        return GraphResult(outputs, *((rec["spikes"], rec["u"], rec["v"]) if record else ()))
+    in_max = {n: int(np.abs(v).max()) if v.size else 1 for n, v in xs.items()}
+    syns = {}
+    for p in graph.projections():
+        syns[id(p)] = _Synapse(p.op, graph.shapes[p.src], graph.shapes[p.dst], f"node {p.name!r}",
+                               max(in_max.get(p.src, 1), 1))
+    consts = {n: NeuronConstants.of(graph.neurons(n), graph.shapes[n]) for n in groups}
+    depth = graph.depths()
+    stream = proto.reset_interval is not None
+    chunks = [(0, S)] if stream else [(s, min(s + batch_size, S)) for s in range(0, S, batch_size)]
     if progress:
         from tqdm.auto import tqdm
 
         chunks = tqdm(chunks, desc="simulate", unit="batch")
-    for start in chunks:
-        stop = min(start + batch_size, S)
+    run = _GraphRun(graph, syns, consts, depth, timing, proto, record)
+    for start, stop in chunks:
         B = stop - start
-        s = x[start:stop].transpose(1, 0, 2)  # (T, B, N_in)
-        for li, (syn, c) in enumerate(zip(syns, consts)):
-            a64 = syn(s.reshape(T * B, -1)).reshape(T, B, -1)  # (T, B, N) neuron input a << 6 per step
-            flags = layer_bounds(float(np.abs(a64).max()) if a64.size else 0.0, c)
-            n = a64.shape[-1]
-            u = np.zeros((B, n))
-            v = np.zeros((B, n))
-            idle = np.zeros((B, n), dtype=a64.dtype)  # hardware timing: step 0 gets the empty buffer
-            spikes = np.zeros((T, B, n), dtype=bool)
-            for t in range(T):
-                at = a64[t] if timing == "ideal" else (a64[t - 1] if t else idle)
-                ut = neuron_step(u, v, at, c, spikes[t], *flags)
-                if record:
-                    rec["u"][li][start:stop, t] = ut
-                    rec["v"][li][start:stop, t] = v
-            s = spikes.view(np.uint8)
+        if stream:  # one sequence of S*T steps, batch 1
+            xb = {n: v.reshape(1, S * T, -1).transpose(1, 0, 2) for n, v in xs.items()}
+            bias = None if proto.input_bias is None else np.repeat(proto.input_bias, T, axis=0)[:, None, :]
+            res = run(xb, S * T, 1, bias)
+            for o, src in out_src.items():
+                outputs[o][:] = res["spikes"][src].reshape(S, T, -1)
             if record:
-                rec["spikes"][li][start:stop] = spikes.transpose(1, 0, 2)
-        out[start:stop] = s.transpose(1, 0, 2)
-    if record:
-        return SimResult(out, rec["spikes"], rec["u"], rec["v"])
-    return SimResult(out)
+                for k in rec:
+                    for n in groups:
+                        rec[k][n][:] = res[k][n].reshape(S, T, -1)
+            continue
+        xb = {n: v[start:stop].transpose(1, 0, 2) for n, v in xs.items()}  # (T, B, N)
+        bias = None if proto.input_bias is None else proto.input_bias[start:stop]
+        res = run(xb, T, B, bias)
+        for o, src in out_src.items():
+            outputs[o][start:stop] = res["spikes"][src].transpose(1, 0, 2)
+        if record:
+            for k in rec:
+                for n in groups:
+                    rec[k][n][start:stop] = res[k][n].transpose(1, 0, 2)
+    return GraphResult(outputs, *((rec["spikes"], rec["u"], rec["v"]) if record else ()))
+
+
+class _GraphRun:
+    """One batch of a graph run: ``(T, B, N)`` inputs -> ``(T, B, N)`` spikes (and u, v) per group."""
+
+    def __init__(self, graph, syns, consts, depth, timing, proto, record):
+        self.g, self.syns, self.consts, self.depth = graph, syns, consts, depth
+        self.timing, self.proto, self.record = timing, proto, record
+        self.comps = graph.components()
+        self.into = {}
+        for p in graph.projections():
+            self.into.setdefault(p.dst, []).append(p)
+        readers = {}
+        for p in graph.projections():
+            readers[p.src] = readers.get(p.src, 0) + 1
+        self.readers = readers
+        self.kept = set(graph.outputs().values())
+
+    def __call__(self, xb: dict, T: int, B: int, bias) -> dict:
+        spikes, us, vs = {}, {}, {}
+        left = dict(self.readers)
+        for comp in self.comps:
+            for n in comp:
+                if n in xb and self.g.neurons(n) is None:
+                    spikes[n] = xb[n]
+            live = [n for n in comp if self.g.neurons(n) is not None]
+            if live:
+                self._component(live, xb, spikes, us, vs, T, B, bias)
+            for n in comp:  # free what no later component reads
+                for p in self.into.get(n, []):
+                    left[p.src] -= 1
+                    if left[p.src] == 0 and p.src not in self.kept and not self.record:
+                        spikes.pop(p.src, None)
+        return {"spikes": spikes, "u": us, "v": vs}
+
+    def _external(self, n, comp, spikes, T, B, direct):
+        """Input of group ``n`` from outside its component, ``(T, B, N)`` ``a << 6`` as computed at
+        each step (not yet delayed), and whether it arrives one step late."""
+        total = None
+        for p in self.into.get(n, []):
+            if p.src in comp:
+                continue
+            a = self.syns[id(p)](spikes[p.src].reshape(T * B, -1)).reshape(T, B, -1)
+            total = a if total is None else total + a
+        if direct is not None:  # an input group's own input: straight into a_in, no synapse, no delay
+            return direct.astype(np.float64) * 2.0 ** F.ACT_SHIFT, False
+        if total is None:
+            total = np.zeros((T, B, self.g.size(n)))
+        return total, self.timing == "hardware"
+
+    def _constants(self, n, bias) -> NeuronConstants:
+        """The group's constants; an input group driven by a per-sample bias gets it here:
+        ``bias_mant`` rows ``(B, N)``, or ``(T, 1, N)`` step by step in stream mode."""
+        c = self.consts[n]
+        if bias is None or n not in self.g.inputs():
+            return c
+        exp = self.g.neurons(n).expand("bias_exp", self.g.shapes[n]).astype(np.float64)
+        return NeuronConstants(c.cu, c.cv, bias.astype(np.float64) * 2.0 ** exp, c.vth, c.no_current)
+
+    def _component(self, comp, xb, spikes, us, vs, T, B, bias):
+        internal = [p for n in comp for p in self.into.get(n, []) if p.src in comp]
+        ext = {n: self._external(n, comp, spikes, T, B, xb.get(n)) for n in comp}
+        consts = {n: self._constants(n, bias) for n in comp}
+        flags = {}
+        for n in comp:
+            a_max = float(np.abs(ext[n][0]).max()) if ext[n][0].size else 0.0
+            a_max += sum(self.syns[id(p)].bound() for p in internal if p.dst == n)
+            c = consts[n]
+            bias_max = np.abs(c.bias).reshape(-1, c.cu.size).max(axis=0)
+            flags[n] = layer_bounds(a_max, NeuronConstants(c.cu, c.cv, bias_max, c.vth, c.no_current))
+        reset = self.proto.reset_interval
+        phase = {n: self.proto.phase(self.depth[n]) for n in comp} if reset is not None else {}
+        u = {n: np.zeros((B, self.g.size(n))) for n in comp}
+        v = {n: np.zeros((B, self.g.size(n))) for n in comp}
+        out = {n: np.zeros((T, B, self.g.size(n)), dtype=bool) for n in comp}
+        if self.record:
+            for n in comp:
+                us[n] = np.zeros((T, B, self.g.size(n)), dtype=np.int32)
+                vs[n] = np.zeros((T, B, self.g.size(n)), dtype=np.int32)
+        idle = {n: np.zeros((B, self.g.size(n))) for n in comp}
+        for t in range(T):
+            for n in comp:
+                a, late = ext[n]
+                at = (a[t - 1] if t else idle[n]) if late else a[t]
+                if internal and t:  # what the component's groups sent at t - 1 (always one step late)
+                    at = at.copy()
+                    for p in internal:
+                        if p.dst == n:
+                            at += self.syns[id(p)](out[p.src][t - 1].view(np.uint8))
+                if reset is not None and (t + 1) % reset == phase[n]:
+                    u[n][...] = 0
+                    v[n][...] = 0
+                c = consts[n]
+                if c.bias.ndim == 3:
+                    c = NeuronConstants(c.cu, c.cv, c.bias[t], c.vth, c.no_current)
+                ut = neuron_step(u[n], v[n], at, c, out[n][t], *flags[n])
+                if self.record:
+                    us[n][t] = ut
+                    vs[n][t] = v[n]
+        for n in comp:
+            spikes[n] = out[n].view(np.uint8)

@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 
+from spikeport.sim.graph import IntGraph, as_graph
 from spikeport.sim.network import IntNetwork
-from spikeport.sim.simulator import SimResult, check_input
+from spikeport.sim.simulator import GraphResult, SimResult, check_input, prepare_inputs
 
 from . import bridge
 
@@ -24,16 +25,39 @@ def _sim_result(arrays: dict, record: bool) -> SimResult:
     return SimResult(arrays["output"], *([arrays[f"{key}.{i}"] for i in range(n)] for key in ("spikes", "u", "v")))
 
 
-def run_lava(net: IntNetwork, x, record: bool = False, progress: bool = False) -> SimResult:
-    """Run ``net`` in Lava ``fixed_pt`` on input spikes ``x`` ``(S, T, *input_shape)``.
+def run_lava(net, x=None, record: bool = False, progress: bool = False, input_bias=None, steps=None,
+             reset_interval=None, reset_offset: int = 0):
+    """Run ``net`` (an ``IntNetwork`` chain or an ``IntGraph``) in Lava ``fixed_pt``.
 
-    Lava's timing is the simulator's ``hardware`` timing (one step of delay per synaptic layer).
-    Samples run one after another, each from rest. With ``record``, spikes, ``u`` and ``v`` of every
-    layer come back as ``(S, T, N)`` arrays (flattened C order).
+    The arguments and the result are the simulator's (``sim.simulator.simulate``): input spikes or
+    graded payloads ``x`` ``(S, T, *input_shape)``, the deployment protocol (``input_bias`` with
+    ``steps``, ``reset_interval`` / ``reset_offset``), and with ``record`` the spikes, ``u`` and
+    ``v`` of every neuron group. Lava's timing is the simulator's ``hardware`` timing. A chain
+    returns a ``SimResult``, a graph a ``GraphResult``.
     """
-    x = check_input(net, x)
-    _, arrays = bridge.call("record", {"record": bool(record), "progress": bool(progress)}, {"x": x}, network=net)
-    return _sim_result(arrays, record)
+    graph = as_graph(net)
+    if isinstance(net, IntNetwork) and x is not None:
+        check_input(net, x)
+    xs, proto, S = prepare_inputs(graph, x, input_bias, steps, reset_interval, reset_offset)
+    arrays = {f"x.{n}": v for n, v in xs.items()}
+    if proto.input_bias is not None:
+        arrays["input_bias"] = proto.input_bias
+    params = {"steps": proto.steps, "reset_interval": proto.reset_interval, "reset_offset": proto.reset_offset,
+              "record": bool(record), "progress": bool(progress)}
+    if S == 0:
+        from spikeport.sim.simulator import simulate
+
+        return simulate(net, x, record=record, input_bias=input_bias, steps=steps)
+    _, out = bridge.call("graph", params, arrays, network=graph)
+    outputs = {o: (out[f"spikes.{src}"] if f"spikes.{src}" in out else xs[src]) for o, src in graph.outputs().items()}
+    res = GraphResult(outputs, *(({n: out[f"{k}.{n}"] for n in graph.groups()} for k in ("spikes", "u", "v"))
+                                 if record else ()))
+    if isinstance(net, IntGraph):
+        return res
+    if not record:
+        return SimResult(res.output)
+    names = [f"layer{i}" for i in range(len(net.layers))]
+    return SimResult(res.output, [res.spikes[n] for n in names], [res.u[n] for n in names], [res.v[n] for n in names])
 
 
 def run_lava_float(in_shape: tuple, specs: list, x, record: bool = False, progress: bool = False) -> SimResult:

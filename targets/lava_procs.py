@@ -1,4 +1,4 @@
-"""Lava processes for an ``IntNetwork`` (``fixed_pt``), a float model (``floating_pt``) or a netx file.
+"""Lava processes for an integer graph (``fixed_pt``), a float model (``floating_pt``) or a netx file.
 
 This module runs INSIDE the managed Lava runtime (Python 3.10, lava-nc 0.10, numpy < 2), called by
 ``targets/lava_worker.py``; the project's own environment never imports it. The public entry
@@ -28,7 +28,6 @@ import math
 
 import numpy as np
 
-from spikeport.sim.network import Dense, IntNetwork, SumPool2d
 from spikeport.sim.simulator import SimResult
 
 
@@ -85,34 +84,6 @@ def dense_weight_for_lava(w: np.ndarray, in_shape: tuple) -> np.ndarray:
     return w[:, lava_cols]
 
 
-def _shared(neurons, name: str, where: str) -> int:
-    return neurons.shared_value(name, where, f"Lava's LIF holds one {name} per process (use per-layer {name})")
-
-
-def fixed_layers(net: IntNetwork) -> list:
-    """Lava process arguments for every layer of an integer network (``fixed_pt``)."""
-    from lava.utils.weightutils import SignMode
-
-    layers = []
-    for i, layer in enumerate(net.layers):
-        where, in_shape, out_shape = f"layer {i}", net.shapes[i], net.shapes[i + 1]
-        syn, n = layer.synapse, layer.neurons
-        if isinstance(syn, Dense):
-            mode = SignMode[syn.sign_mode.upper()] if syn.sign_mode else None
-            synapse = ("dense", dict(weights=dense_weight_for_lava(np.asarray(syn.weight).astype(np.int64), in_shape),
-                                     weight_exp=int(syn.weight_exp), num_weight_bits=int(syn.num_weight_bits),
-                                     sign_mode=mode))
-        else:
-            conv = syn.as_conv(in_shape[0]) if isinstance(syn, SumPool2d) else syn
-            synapse = ("conv", dict(weight=lava_conv_weight(conv.effective_weight()), stride=tuple(conv.stride)[::-1],
-                                    padding=tuple(conv.padding)[::-1]))
-        lif = dict(du=_shared(n, "du", where), dv=_shared(n, "dv", where), vth=_shared(n, "vth", where),
-                   bias_mant=_to_lava_order(n.expand("bias_mant", out_shape), out_shape),
-                   bias_exp=_to_lava_order(n.expand("bias_exp", out_shape), out_shape))
-        layers.append((synapse, lif, out_shape))
-    return layers
-
-
 def float_layers(in_shape: tuple, specs: list) -> list:
     """Lava process arguments for float layers (``floating_pt``).
 
@@ -142,8 +113,8 @@ class LavaNetwork:
     """Lava processes for a chain of layers fed with ``x_flat`` ``(S, T, N_in)`` (samples one after
     the other in the source's buffer); built on construction, run with ``run``.
 
-    ``layers`` come from ``fixed_layers`` (an integer network, run with ``tag='fixed_pt'``) or
-    ``float_layers`` (a float model, ``tag='floating_pt'``).
+    ``layers`` come from ``float_layers`` (a float model, ``tag='floating_pt'``); integer
+    networks, chains or graphs, run as ``LavaGraph``.
     """
 
     def __init__(self, in_shape: tuple, layers: list, x_flat: np.ndarray, record: bool = False,
@@ -230,16 +201,6 @@ class LavaNetwork:
             us.append(_from_lava_order(np.asarray(u), shape).reshape(S, T, -1).astype(dtype))
             vs.append(_from_lava_order(np.asarray(v), shape).reshape(S, T, -1).astype(dtype))
         return SimResult(spikes[-1], spikes, us, vs)
-
-
-def run_record(net: IntNetwork, x: np.ndarray, record: bool = False, progress: bool = False) -> SimResult:
-    """Run ``net`` in Lava ``fixed_pt`` on checked input spikes ``x`` ``(S, T, N_in)`` (uint8).
-
-    Lava's timing is the simulator's ``hardware`` timing (one step of delay per synaptic layer).
-    The processes are always stopped, also after an error.
-    """
-    S, T = x.shape[:2]
-    return LavaNetwork(net.input_shape, fixed_layers(net), x, record=record).run(S, T, progress=progress)
 
 
 def run_float(in_shape: tuple, specs: list, x: np.ndarray, record: bool = False, progress: bool = False) -> SimResult:
@@ -347,3 +308,200 @@ def netx_dense_synapse(path) -> dict:
     return {"weights": weights, "effective": np.asarray(effective), "num_weight_bits": int(params["num_weight_bits"]),
             "weight_exp": int(params["weight_exp"]), "sign_mode": None if params.get("sign_mode") is None
             else str(params["sign_mode"])}
+
+
+# --- any integer graph ---------------------------------------------------------------------------
+
+def register_parts(graph, name: str) -> list:
+    """Neuron indices (flat C order) of each Lava process group ``name`` needs: Lava's LIF holds one
+    ``du``, ``dv`` and ``vth`` per process, so neurons are grouped by their (du, dv, vth)."""
+    neurons, shape = graph.neurons(name), graph.shapes[name]
+    keys = np.stack([neurons.expand(f, shape) for f in ("du", "dv", "vth")], axis=1)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    return [np.flatnonzero(inverse.reshape(-1) == i) for i in range(len(uniq))]
+
+
+class _Part:
+    """One Lava process's worth of a group or input: ``idx`` our flat indices, ``shape`` its Lava
+    shape, ``order`` our flat index at each position of its flattened Lava port."""
+
+    def __init__(self, graph, name, idx, whole):
+        self.idx = idx
+        shape = graph.shapes[name]
+        if whole and len(shape) == 3:
+            self.shape = _lava_shape(shape)
+            self.order = np.arange(math.prod(shape)).reshape(shape).transpose(2, 1, 0).reshape(-1)
+        else:
+            self.shape = (len(idx),)
+            self.order = idx
+        self.port = None     # spikes out (LIF s_out or a source)
+        self.lif = None
+
+
+class LavaGraph:
+    """Lava processes for an ``IntGraph`` (``fixed_pt``): built on construction, run with ``run``.
+
+    - each neuron group becomes one ``LIF`` per register set (``register_parts``), or ``LIFReset``
+      with netx's phase per group in stream mode (``reset_interval``);
+    - each input becomes ``RingBuffer`` sources (graded payloads as int32); an input with neurons
+      is a LIF whose ``a_in`` the source drives directly;
+    - each projection becomes ``Dense`` (one per pair of parts; the sign mode Lava would determine
+      from the whole matrix is set explicitly, so splitting cannot change its truncation; graded
+      input sets ``num_message_bits = 24``) or ``Conv`` (kernel flipped and transposed, exponent
+      folded; sum-pooling as a unit-kernel Conv); several projections into one LIF add at its port.
+    """
+
+    def __init__(self, graph, xs: dict, steps: int, input_bias=None, reset_interval=None, reset_offset=0,
+                 record=False):
+        _import_lava_runtime()
+        from lava.proc.conv.process import Conv
+        from lava.proc.dense.process import Dense as LavaDense
+        from lava.proc.io.sink import RingBuffer as Sink
+        from lava.proc.io.source import RingBuffer as Source
+        from lava.proc.lif.process import LIF, LIFReset
+        from lava.proc.monitor.process import Monitor
+        from lava.utils.weightutils import SignMode
+
+        from spikeport.sim import formats as F
+        from spikeport.sim.graph import Conv2d as _Conv, Dense as _Dense, SumPool2d as _Pool
+
+        self.graph, self.record, self.steps = graph, record, steps
+        S = next(iter(xs.values())).shape[0] if xs else (0 if input_bias is None else input_bias.shape[0])
+        self.S, total = S, S * steps
+        depth = graph.depths()
+        self.parts, self.sources, self.sinks, self.monitors, self.synapses = {}, [], {}, {}, []
+        groups = graph.groups()
+        for name in graph.nodes:
+            if name not in graph.shapes or (name not in groups and name not in graph.inputs()):
+                continue
+            if name in groups:
+                idx_parts = register_parts(graph, name)
+            else:
+                idx_parts = [np.arange(graph.size(name))]
+            whole = len(idx_parts) == 1
+            self.parts[name] = [_Part(graph, name, idx, whole) for idx in idx_parts]
+        for name, parts in self.parts.items():
+            neurons = graph.neurons(name)
+            x = xs.get(name)
+            for part in parts:
+                if x is not None:
+                    seq = x.reshape(total, -1)[:, part.order].reshape(total, *part.shape)
+                    src = Source(data=np.moveaxis(seq, 0, -1).astype(np.int32))
+                    self.sources.append(src)
+                    part.port = src.s_out
+                if neurons is None:
+                    continue
+                shape = graph.shapes[name]
+                regs = {f: int(neurons.expand(f, shape)[part.idx[0]]) for f in ("du", "dv", "vth")}
+                bias = {f: neurons.expand(f, shape)[part.order].reshape(part.shape) for f in ("bias_mant", "bias_exp")}
+                if input_bias is not None and name in graph.inputs() and input_bias.shape[0]:
+                    bias["bias_mant"] = input_bias[0][part.order].reshape(part.shape)  # first sample's
+                if reset_interval is None:
+                    lif = LIF(shape=part.shape, **regs, **bias)
+                else:
+                    lif = LIFReset(shape=part.shape, **regs, **bias, reset_interval=int(reset_interval),
+                                   reset_offset=(int(reset_offset) + 1 + depth[name]) % int(reset_interval))
+                if part.port is not None:  # an input with neurons: its input drives a_in directly
+                    part.port.connect(lif.a_in)
+                part.lif, part.port = lif, lif.s_out
+        graded = {n for n, x in xs.items() if x.size and not np.all((x == 0) | (x == 1))}
+        for p in graph.projections():
+            src_parts, dst_parts = self.parts[p.src], self.parts[p.dst]
+            where = f"node {p.name!r}"
+            if isinstance(p.op, _Dense):
+                w = np.asarray(p.op.weight).astype(np.int64)
+                mode = SignMode[(p.op.sign_mode or F.sign_mode_of(w)).upper()]
+                for sp in src_parts:
+                    for dp in dst_parts:
+                        proc = LavaDense(weights=w[np.ix_(dp.order, sp.order)], weight_exp=int(p.op.weight_exp),
+                                         num_weight_bits=int(p.op.num_weight_bits), sign_mode=mode,
+                                         num_message_bits=24 if p.src in graded else 0)
+                        port = sp.port.flatten() if len(sp.shape) > 1 else sp.port
+                        port.connect(proc.s_in)
+                        out = proc.a_out.reshape(dp.shape) if len(dp.shape) > 1 else proc.a_out
+                        out.connect(dp.lif.a_in)
+                        self.synapses.append(proc)
+                continue
+            if len(src_parts) != 1 or len(dst_parts) != 1:
+                raise ValueError(f"{where}: a {p.op.kind} between groups whose neurons have several (du, dv, vth) "
+                                 "sets cannot be split into Lava processes; use one set per group")
+            conv = p.op.as_conv(graph.shapes[p.src][0]) if isinstance(p.op, _Pool) else p.op
+            assert isinstance(conv, _Conv)
+            proc = Conv(input_shape=src_parts[0].shape, weight=lava_conv_weight(conv.effective_weight()),
+                        stride=tuple(conv.stride)[::-1], padding=tuple(conv.padding)[::-1])
+            src_parts[0].port.connect(proc.s_in)
+            proc.a_out.connect(dst_parts[0].lif.a_in)
+            self.synapses.append(proc)
+        keep = set(groups) if record else set(graph.outputs().values()) & set(groups)
+        for name in keep:
+            for part in self.parts[name]:
+                sink = Sink(shape=part.shape, buffer=total)
+                part.lif.s_out.connect(sink.a_in)
+                self.sinks.setdefault(name, []).append(sink)
+                if record:
+                    mu, mv = Monitor(), Monitor()
+                    mu.probe(part.lif.u, total)
+                    mv.probe(part.lif.v, total)
+                    self.monitors.setdefault(name, []).append((mu, mv))
+        self.input_bias, self.stream = input_bias, reset_interval is not None
+        self.lifs = [p.lif for parts in self.parts.values() for p in parts if p.lif is not None]
+        if not self.lifs:
+            raise ValueError("the graph has no neuron group to run")
+
+    def run(self, progress: bool = False) -> dict:
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+
+        cfg = Loihi2SimCfg(select_tag="fixed_pt")
+        anchor = self.lifs[0]
+        bias_group = [n for n in self.graph.inputs() if self.graph.neurons(n) is not None]
+        samples = range(self.S)
+        if progress:
+            from tqdm.auto import tqdm
+
+            samples = tqdm(samples, desc="lava", unit="sample")
+        try:
+            for s in samples:
+                if self.input_bias is not None and s:  # the first sample's bias is the initial value
+                    for part in self.parts[bias_group[0]]:
+                        part.lif.bias_mant.set(self.input_bias[s][part.order].reshape(part.shape))
+                anchor.run(condition=RunSteps(num_steps=self.steps), run_cfg=cfg)
+                if self.stream:
+                    continue
+                for lif in self.lifs:
+                    lif.u.set(np.zeros(lif.u.shape))
+                    lif.v.set(np.zeros(lif.v.shape))
+                for syn in self.synapses:
+                    buf = syn.a_buff if hasattr(syn, "a_buff") else syn.a_buf
+                    buf.set(np.zeros(buf.shape))
+            return self._collect()
+        finally:
+            anchor.stop()
+
+    def _gather(self, name, arrays) -> np.ndarray:
+        """Per-part ``(steps, *lava_shape)`` arrays -> ``(S, T, N)`` in our flat C order."""
+        n = self.graph.size(name)
+        total = self.S * self.steps
+        out = np.zeros((total, n), dtype=np.int64)
+        for part, arr in zip(self.parts[name], arrays):
+            out[:, part.order] = np.asarray(arr).reshape(total, -1)
+        return out.reshape(self.S, self.steps, n)
+
+    def _collect(self) -> dict:
+        res = {}
+        for name, sinks in self.sinks.items():
+            data = [np.moveaxis(np.asarray(s.data.get()), -1, 0) for s in sinks]  # (steps, *shape)
+            res[f"spikes.{name}"] = self._gather(name, data).astype(np.int8)
+        for name, mons in self.monitors.items():
+            for key, k in (("u", 0), ("v", 1)):
+                data = [m[k].get_data()[part.lif.name][key] for m, part in zip(mons, self.parts[name])]
+                res[f"{key}.{name}"] = self._gather(name, data).astype(np.int32)
+        return res
+
+
+def run_graph(graph, xs: dict, steps: int, input_bias=None, reset_interval=None, reset_offset=0,
+              record=False, progress=False) -> dict:
+    """Run an ``IntGraph`` in Lava ``fixed_pt``; returns ``spikes.<group>`` (and ``u.``/``v.`` with
+    ``record``) as ``(S, T, N)`` arrays in our flat C order. Processes are always stopped."""
+    net = LavaGraph(graph, xs, steps, input_bias, reset_interval, reset_offset, record)
+    return net.run(progress)

@@ -38,14 +38,16 @@ def _result_arrays(res) -> dict:
     return out
 
 
-def op_record(d: Path, params: dict, arrays: dict):
-    from spikeport.sim.network import IntNetwork
+def op_graph(d: Path, params: dict, arrays: dict):
+    from spikeport.sim.graph import load_record
     from spikeport.targets import lava_procs
 
-    net = IntNetwork.load(d / "network.npz")
-    res = lava_procs.run_record(net, arrays["x"], record=bool(params.get("record")),
-                                progress=bool(params.get("progress")))
-    return {}, _result_arrays(res)
+    graph = load_record(d / "network.npz")
+    xs = {k[2:]: v for k, v in arrays.items() if k.startswith("x.")}
+    out = lava_procs.run_graph(graph, xs, int(params["steps"]), arrays.get("input_bias"), params.get("reset_interval"),
+                               int(params.get("reset_offset", 0)), bool(params.get("record")),
+                               bool(params.get("progress")))
+    return {}, out
 
 
 def op_float(d: Path, params: dict, arrays: dict):
@@ -96,7 +98,7 @@ def op_versions(d: Path, params: dict, arrays: dict):
     return info, {}
 
 
-OPS = {"record": op_record, "float": op_float, "netx": op_netx, "versions": op_versions,
+OPS = {"graph": op_graph, "float": op_float, "netx": op_netx, "versions": op_versions,
        "netx_optimize_weight_bits": op_netx_optimize_weight_bits, "netx_dense_synapse": op_netx_dense_synapse}
 
 

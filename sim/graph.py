@@ -1,0 +1,503 @@
+"""The integer network as a graph: what NIR describes and Lava runs, in Loihi's integer formats.
+
+An ``IntGraph`` is a directed graph of named nodes:
+
+``Input``      where spikes enter (``(S, T, *shape)`` 0/1 spikes or integer graded payloads). With
+               ``neurons`` it is itself a group of CUBA neurons (netx's Input block): the input
+               drives their ``a_in`` directly (no synapse, no delay) and a per-sample bias can
+               replace their ``bias_mant`` (``--input-bias``, as lava-dl drives PilotNet).
+``Neurons``    a group of Loihi CUBA neurons of a given ``shape`` (``NeuronGroup``); its registers
+               are scalars, per channel or per neuron (``sim.network.Neurons``).
+``Dense``, ``Conv2d``, ``SumPool2d``, ``Flatten``
+               synaptic operators (``sim.network``), exactly one input each.
+``Output``     names a group (or input) whose spikes are the network's output.
+
+Edges may form cycles (recurrence) and several edges may enter one neuron group: their synaptic
+inputs add, as Lava's ports add what several connections send. Every path from a group to a group
+passes through at least one synaptic operator; a chain of operators without a neuron between them
+(``SumPool2d -> Conv2d``, ``SumPool2d -> Flatten -> Dense``) is composed into ONE operator
+exactly (``projections``): on the chip it is one synapse, with one step of delay.
+
+``projections()`` is the lowered form every runner uses: ``Projection(src, dst, op)`` from a group
+or input to a group, ``op`` a single ``Dense``, ``Conv2d`` or ``SumPool2d`` (Flatten dropped: data
+is flat C-order everywhere; a Dense after a feature map reads it flattened).
+
+Timing (Lava's): each projection delivers at step ``t`` what its source sent at ``t - 1``.
+
+Records are frozen and validated on construction; a bad value is a ``ValueError`` naming the node,
+the field, the value and the allowed range. ``save``/``load`` write one ``.npz`` (arrays plus a
+JSON header) through one generic node (de)serialization (``node_to_dict``/``node_from_dict``),
+also used for NIR metadata. ``IntNetwork`` (a feed-forward chain) converts with ``from_chain``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import formats as F
+from .network import Conv2d, Dense, IntNetwork, Neurons, SumPool2d, _shape
+
+FORMAT = "spikeport.intgraph"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Input:
+    """Where input enters; with ``neurons`` a neuron group driven by the input (netx's Input block)."""
+
+    shape: tuple
+    neurons: Neurons | None = None
+    kind = "input"
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", _shape(self.shape))
+
+
+@dataclass(frozen=True, eq=False)
+class NeuronGroup:
+    """A group of Loihi CUBA neurons of ``shape`` (PyTorch order) with its registers."""
+
+    shape: tuple
+    neurons: Neurons = field(default_factory=Neurons)
+    kind = "neurons"
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", _shape(self.shape))
+
+
+@dataclass(frozen=True, eq=False)
+class Flatten:
+    """A shape change only (data is flat C-order everywhere): ``(C, H, W) -> (C*H*W,)``."""
+
+    kind = "flatten"
+
+    def validate(self, where: str, in_shape: tuple) -> tuple:
+        return (math.prod(in_shape),)
+
+
+@dataclass(frozen=True, eq=False)
+class Output:
+    """The spikes of the node that feeds it are an output of the network."""
+
+    kind = "output"
+
+
+OPERATORS = {"dense": Dense, "conv": Conv2d, "sumpool": SumPool2d, "flatten": Flatten}
+NODE_TYPES = {"input": Input, "neurons": NeuronGroup, "output": Output, **OPERATORS}
+
+
+def is_group(node) -> bool:
+    """Nodes whose spikes other nodes read: neuron groups and inputs."""
+    return isinstance(node, (Input, NeuronGroup))
+
+
+def group_neurons(node) -> Neurons | None:
+    return node.neurons if isinstance(node, (Input, NeuronGroup)) else None
+
+
+# --- one generic (de)serialization for every node type ---------------------------------------
+
+def node_to_dict(node, arrays: dict, prefix: str) -> dict:
+    """``{"kind": ..., field: value}``; array fields go into ``arrays`` under ``prefix.field`` and
+    appear in the dict as ``{"array": key}``; a nested ``Neurons`` is a nested dict."""
+    out = {"kind": node.kind}
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if isinstance(value, Neurons):
+            out[f.name] = {"neurons": {n: _encode(getattr(value, n), arrays, f"{prefix}.{f.name}.{n}")
+                                       for n in Neurons.FIELDS}}
+        else:
+            out[f.name] = _encode(value, arrays, f"{prefix}.{f.name}")
+    return out
+
+
+def _encode(value, arrays: dict, key: str):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (tuple, list)) and all(isinstance(v, (int, np.integer)) for v in value):
+        return [int(v) for v in value]
+    arr = np.asarray(value)
+    if arr.ndim == 0 and arr.dtype.kind in "iu":
+        return int(arr)
+    if arr.ndim == 0 and arr.dtype.kind == "f":
+        return float(arr)
+    arrays[key] = arr
+    return {"array": key}
+
+
+def node_from_dict(entry: dict, arrays, where: str):
+    """Inverse of ``node_to_dict``; ``arrays`` is a mapping (an open ``.npz``)."""
+    if not isinstance(entry, dict) or entry.get("kind") not in NODE_TYPES:
+        kind = entry.get("kind") if isinstance(entry, dict) else entry
+        raise ValueError(f"{where}: unknown node kind {kind!r} (known: {', '.join(NODE_TYPES)})")
+    cls = NODE_TYPES[entry["kind"]]
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in entry:
+            continue
+        value = entry[f.name]
+        if isinstance(value, dict) and "neurons" in value:
+            value = Neurons(**{n: _decode(value["neurons"].get(n, 0), arrays, where) for n in Neurons.FIELDS})
+        else:
+            value = _decode(value, arrays, where)
+        kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+def _decode(value, arrays, where):
+    if isinstance(value, dict):
+        key = value.get("array")
+        if not isinstance(key, str) or key not in arrays:
+            raise ValueError(f"{where}: array {key!r} missing from the file")
+        arr = arrays[key]
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"{where}: array {key!r} has dtype {arr.dtype}, expected numbers")
+        return arr
+    return value
+
+
+# --- the graph ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Projection:
+    """One synapse of the lowered graph: ``op`` from group/input ``src`` to group ``dst``.
+    ``name`` is the operator node it came from (the last one of a composed chain)."""
+
+    src: str
+    dst: str
+    op: object
+    name: str
+
+
+@dataclass(frozen=True, eq=False)
+class IntGraph:
+    """A quantized spiking network as a graph of named nodes (see the module docstring).
+
+    Attributes
+    ----------
+    nodes : dict
+        name -> node, in a stable order (the order groups are listed and recorded in).
+    edges : tuple of (str, str)
+        ``(src, dst)`` connections.
+    dt : float
+        Seconds per time step the integers were derived for (1.0 if unitless).
+    meta : dict
+        Free JSON-serialisable facts.
+    """
+
+    nodes: dict
+    edges: tuple
+    dt: float = 1.0
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        nodes = dict(self.nodes)
+        edges = tuple((str(a), str(b)) for a, b in self.edges)
+        object.__setattr__(self, "nodes", nodes)
+        object.__setattr__(self, "edges", edges)
+        if not isinstance(self.dt, (int, float)) or not math.isfinite(self.dt) or not self.dt > 0:
+            raise ValueError(f"dt must be a finite number > 0, got {self.dt!r}")
+        for name, node in nodes.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"node names must be non-empty strings, got {name!r}")
+            if type(node) not in NODE_TYPES.values():
+                raise ValueError(f"node {name!r}: {type(node).__name__} is not a graph node type")
+        seen = set()
+        for a, b in edges:
+            for n in (a, b):
+                if n not in nodes:
+                    raise ValueError(f"edge {a!r} -> {b!r}: no node named {n!r}")
+            if (a, b) in seen:
+                raise ValueError(f"edge {a!r} -> {b!r} appears twice")
+            seen.add((a, b))
+        ins = {n: [a for a, b in edges if b == n] for n in nodes}
+        outs = {n: [b for a, b in edges if a == n] for n in nodes}
+        object.__setattr__(self, "_ins", ins)
+        object.__setattr__(self, "_outs", outs)
+        if not any(isinstance(n, Input) for n in nodes.values()):
+            raise ValueError("the graph has no Input node")
+        if not any(isinstance(n, Output) for n in nodes.values()):
+            raise ValueError("the graph has no Output node")
+        for name, node in nodes.items():
+            where = f"node {name!r}"
+            if isinstance(node, Input) and ins[name]:
+                raise ValueError(f"{where}: an Input takes no incoming edges (from {ins[name]})")
+            if isinstance(node, Output):
+                if len(ins[name]) != 1 or not is_group(nodes[ins[name][0]]):
+                    raise ValueError(f"{where}: an Output needs exactly one incoming edge from a neuron group or "
+                                     f"input, got {ins[name]}")
+                if outs[name]:
+                    raise ValueError(f"{where}: an Output has no outgoing edges")
+            if type(node) in OPERATORS.values() and len(ins[name]) != 1:
+                raise ValueError(f"{where}: a synaptic operator takes exactly one input, got {len(ins[name])} "
+                                 f"({ins[name]}); to add inputs, send each through its own operator into a "
+                                 "neuron group")
+            if isinstance(node, NeuronGroup):
+                for src in ins[name]:
+                    if is_group(nodes[src]):
+                        raise ValueError(f"{where}: edge from {src!r} needs a synaptic operator between two "
+                                         "neuron groups")
+            if isinstance(node, Output) or outs[name] or isinstance(node, (NeuronGroup, Input)):
+                continue
+            raise ValueError(f"{where}: the operator's output goes nowhere")
+        shapes = {}
+        for name, node in nodes.items():
+            if is_group(node):
+                shapes[name] = node.shape
+                neurons = group_neurons(node)
+                if neurons is not None:
+                    neurons.validate(f"node {name!r}", node.shape)
+        for name, node in nodes.items():
+            if type(node) in OPERATORS.values():
+                self._op_shape(name, shapes, ins, ())
+            elif isinstance(node, Output):
+                shapes[name] = shapes[ins[name][0]]
+        object.__setattr__(self, "shapes", shapes)
+        object.__setattr__(self, "_projections", tuple(self._lower(ins, shapes)))
+
+    def _op_shape(self, name, shapes, ins, trail):
+        if name in shapes:
+            return shapes[name]
+        if name in trail:
+            raise ValueError(f"node {name!r}: a cycle of synaptic operators without a neuron group "
+                             f"({' -> '.join(trail + (name,))})")
+        src = ins[name][0]
+        in_shape = shapes[src] if is_group(self.nodes[src]) else self._op_shape(src, shapes, ins, trail + (name,))
+        out = _shape(self.nodes[name].validate(f"node {name!r}", in_shape))
+        shapes[name] = out
+        return out
+
+    def _lower(self, ins, shapes):
+        for dst, node in self.nodes.items():
+            if not is_group(node):
+                continue
+            for last in ins[dst]:
+                if isinstance(self.nodes[last], Output):
+                    continue
+                if math.prod(shapes[last]) != math.prod(node.shape):
+                    raise ValueError(f"node {dst!r}: input from {last!r} has shape {shapes[last]}, the group "
+                                     f"{node.shape}")
+                chain = [last]
+                while not is_group(self.nodes[ins[chain[0]][0]]):
+                    chain.insert(0, ins[chain[0]][0])
+                src = ins[chain[0]][0]
+                op = compose([(self.nodes[n], shapes[ins[n][0]], n) for n in chain])
+                yield Projection(src, dst, op, last)
+
+    # --- views ---------------------------------------------------------------------------------
+    def projections(self) -> tuple:
+        """The lowered synapses, one per path from a group/input to a group (see module docstring)."""
+        return self._projections
+
+    def groups(self) -> list:
+        """Names of everything with neurons: inputs with neurons and neuron groups, in node order."""
+        return [n for n, node in self.nodes.items() if group_neurons(node) is not None]
+
+    def inputs(self) -> list:
+        return [n for n, node in self.nodes.items() if isinstance(node, Input)]
+
+    def outputs(self) -> dict:
+        """Output name -> the group (or input) it reads."""
+        return {n: self._ins[n][0] for n, node in self.nodes.items() if isinstance(node, Output)}
+
+    def predecessors(self, name: str) -> list:
+        return list(self._ins[name])
+
+    def size(self, name: str) -> int:
+        return math.prod(self.shapes[name])
+
+    def neurons(self, name: str) -> Neurons:
+        return group_neurons(self.nodes[name])
+
+    # --- structure -------------------------------------------------------------------------------
+    def components(self) -> list:
+        """Strongly connected components of the group graph (through projections), in topological
+        order: each a list of group/input names. A component of several groups, or of one group
+        with a projection onto itself, is recurrent."""
+        names = [n for n, node in self.nodes.items() if is_group(node)]
+        succ = {n: [] for n in names}
+        for p in self._projections:
+            succ[p.src].append(p.dst)
+        return _tarjan(names, succ)
+
+    def depths(self) -> dict:
+        """Pipeline depth of each group: 0 for groups fed only by inputs (or input groups), else 1 +
+        the deepest group feeding it from an earlier component (netx's layer index when the graph
+        is a netx chain; recurrent edges inside a component do not count)."""
+        comp_of = {}
+        comps = self.components()
+        for i, comp in enumerate(comps):
+            for n in comp:
+                comp_of[n] = i
+        depth = {}
+        for comp in comps:
+            for n in comp:
+                feeders = [p.src for p in self._projections if p.dst == n and comp_of[p.src] != comp_of[n]]
+                group_feeders = [depth[s] for s in feeders if group_neurons(self.nodes[s]) is not None]
+                depth[n] = 1 + max(group_feeders) if group_feeders else 0
+        return depth
+
+    # --- persistence ---------------------------------------------------------------------------
+    def save(self, path) -> None:
+        arrays = {}
+        header = {"format": FORMAT, "version": FORMAT_VERSION, "dt": self.dt, "meta": self.meta,
+                  "nodes": [[name, node_to_dict(node, arrays, f"n{i}")] for i, (name, node) in
+                            enumerate(self.nodes.items())],
+                  "edges": [list(e) for e in self.edges]}
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        with open(path, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    @classmethod
+    def from_header(cls, header: dict, arrays, where: str) -> "IntGraph":
+        try:
+            nodes = {}
+            for name, entry in header["nodes"]:
+                if not isinstance(name, str) or name in nodes:
+                    raise ValueError(f"{where}: bad or repeated node name {name!r}")
+                nodes[name] = node_from_dict(entry, arrays, f"{where}: node {name!r}")
+            edges = [tuple(e) for e in header["edges"]]
+            if any(len(e) != 2 for e in edges):
+                raise ValueError(f"{where}: every edge must be a [src, dst] pair")
+            return cls(nodes, edges, float(header.get("dt", 1.0)), dict(header.get("meta") or {}))
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{where}: damaged integer graph (missing or malformed {err})") from None
+
+    @classmethod
+    def from_chain(cls, net: IntNetwork) -> "IntGraph":
+        """The graph of a feed-forward chain: ``input -> layer0.synapse -> layer0 -> ... -> output``."""
+        nodes, edges, prev = {"input": Input(net.input_shape)}, [], "input"
+        for i, layer in enumerate(net.layers):
+            syn, grp = f"layer{i}.synapse", f"layer{i}"
+            nodes[syn] = layer.synapse
+            nodes[grp] = NeuronGroup(net.shapes[i + 1], layer.neurons)
+            edges += [(prev, syn), (syn, grp)]
+            prev = grp
+        nodes["output"] = Output()
+        edges.append((prev, "output"))
+        return cls(nodes, tuple(edges), net.dt, dict(net.meta))
+
+
+def load_record(path):
+    """Read a ``.npz`` integer record: an ``IntGraph`` or a chain ``IntNetwork`` (older files)."""
+    path = Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+        header = json.loads(bytes(data["header"]).decode())
+    except Exception as err:  # noqa: BLE001 - any failure means "not our file"
+        raise ValueError(f"{path} is not a spikeport integer network file ({err})") from None
+    if isinstance(header, dict) and header.get("format") == FORMAT:
+        if header.get("version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{path} was written by a newer spikeport (format {header['version']})")
+        return IntGraph.from_header(header, data, str(path))
+    return IntNetwork.load(path)
+
+
+def as_graph(net) -> IntGraph:
+    return net if isinstance(net, IntGraph) else IntGraph.from_chain(net)
+
+
+# --- composing chains of synaptic operators ------------------------------------------------------
+
+def compose(chain: list):
+    """One operator equal to applying ``chain`` (``[(op, in_shape, name), ...]``, first applied
+    first) with no neuron between them, or a ``ValueError`` naming the nodes.
+
+    Exact compositions (entries of the result are entries of the originals, so every format and
+    Lava's sign-mode rules see the same values):
+    - ``Flatten`` anywhere: dropped;
+    - ``SumPool2d(k)`` then ``Conv2d`` (kernel ``(kh, kw)``, stride ``s``, padding ``p``): a
+      ``Conv2d`` with kernel ``(kh k, kw k)``, ``K[o, c, y k + i, x k + j] = W[o, c, y, x]``,
+      stride ``s k`` and padding ``p k`` (needs ``p = 0`` or ``H, W`` divisible by ``k``:
+      pooling drops a remainder that a padded composed kernel would read);
+    - ``SumPool2d(k)`` then ``Dense``: a ``Dense`` reading the un-pooled map,
+      ``W'[:, (c, y, x)] = W[:, (c, y // k, x // k)]`` (0 for the dropped remainder);
+    - ``SumPool2d(k1)`` then ``SumPool2d(k2)``: ``SumPool2d(k1 k2)`` when the first divides evenly.
+    """
+    ops = [(op, shape, name) for op, shape, name in chain if not isinstance(op, Flatten)]
+    if not ops:
+        raise ValueError(f"node {chain[-1][2]!r}: a Flatten alone is no synapse between two neuron groups")
+    op, in_shape, name = ops[0]
+    for nxt, nxt_shape, nxt_name in ops[1:]:
+        op = _compose_two(op, in_shape, nxt, nxt_shape, name, nxt_name)
+        name = nxt_name
+    return op
+
+
+def _compose_two(a, a_in, b, b_in, a_name, b_name):
+    if not isinstance(a, SumPool2d):
+        raise ValueError(f"nodes {a_name!r} -> {b_name!r}: two weighted synaptic operators with no neuron group "
+                         f"between them ({a.kind} then {b.kind}); Loihi applies one synapse per hop, and their "
+                         "product would not fit the weight format")
+    k = int(a.kernel)
+    c, h, w = a_in
+    if isinstance(b, SumPool2d):
+        if h % k or w % k:
+            raise ValueError(f"nodes {a_name!r} -> {b_name!r}: pooling {k}x{k} of {a_in} leaves a remainder; "
+                             "two poolings compose only when the first divides the map evenly")
+        return SumPool2d(k * int(b.kernel))
+    if isinstance(b, Conv2d):
+        stride, padding = _shape(b.stride), _shape(b.padding)
+        if any(padding) and (h % k or w % k):
+            raise ValueError(f"nodes {a_name!r} -> {b_name!r}: a padded convolution after {k}x{k} pooling of "
+                             f"{a_in} (not divisible by {k}) cannot be composed exactly")
+        wt = np.asarray(b.weight)
+        kernel = np.repeat(np.repeat(wt, k, axis=2), k, axis=3)  # K[o, c, y k + i, x k + j] = W[o, c, y, x]
+        return Conv2d(kernel, stride=(stride[0] * k, stride[1] * k), padding=(padding[0] * k, padding[1] * k),
+                      weight_exp=b.weight_exp)
+    if isinstance(b, Dense):
+        ph, pw = h // k, w // k
+        cols = np.full((c, h, w), -1, dtype=np.int64)
+        pooled = np.arange(c * ph * pw).reshape(c, ph, pw)
+        cols[:, :ph * k, :pw * k] = np.repeat(np.repeat(pooled, k, axis=1), k, axis=2)
+        wt = np.asarray(b.weight)
+        wide = np.where(cols.reshape(-1) >= 0, wt[:, np.maximum(cols.reshape(-1), 0)], 0).astype(wt.dtype)
+        # the sign mode Lava determines from the original matrix (zeros added for the remainder
+        # must not turn an inhibitory matrix's determination)
+        mode = b.sign_mode or F.sign_mode_of(wt)
+        return Dense(wide, weight_exp=b.weight_exp, num_weight_bits=b.num_weight_bits, sign_mode=mode)
+    raise ValueError(f"nodes {a_name!r} -> {b_name!r}: cannot compose {a.kind} then {b.kind}")
+
+
+def _tarjan(names: list, succ: dict) -> list:
+    """Strongly connected components in topological order (sources first), iteratively."""
+    index, low, on, stack, comps, counter = {}, {}, set(), [], [], [0]
+    for root in names:
+        if root in index:
+            continue
+        work = [(root, iter(succ[root]))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            node, it = work[-1]
+            nxt = next(it, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter[0]
+                    counter[0] += 1
+                    stack.append(nxt)
+                    on.add(nxt)
+                    work.append((nxt, iter(succ[nxt])))
+                elif nxt in on:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    m = stack.pop()
+                    on.discard(m)
+                    comp.append(m)
+                    if m == node:
+                        break
+                comps.append(comp[::-1])
+    return comps[::-1]
