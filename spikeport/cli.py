@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from spikeport import cliargs
+
 
 def _cmd_train(args) -> int:
     from spikeport.train.config import make_config, parse_set
@@ -16,11 +18,19 @@ def _cmd_train(args) -> int:
         from pathlib import Path
 
         from spikeport.train.config import Config
+        from spikeport.train.trainer import CHECKPOINT, read_checkpoint
 
         saved = Path(args.out) / CONFIG
-        if not saved.exists():
+        if saved.exists():
+            try:
+                cfg = Config.from_dict(json.loads(saved.read_text()))
+            except ValueError as err:
+                raise ValueError(f"--resume: {saved}: {err}") from None
+        elif (Path(args.out) / CHECKPOINT).exists():  # killed between its first two writes
+            cfg = Config.from_dict(read_checkpoint(Path(args.out) / CHECKPOINT)["config"])
+        else:
             raise ValueError(f"--resume: {saved} not found; give --preset/--config to start a new run")
-        cfg = Config.from_dict(json.loads(saved.read_text())).with_overrides(parse_set(args.set))
+        cfg = cfg.with_overrides(parse_set(args.set))
     else:
         cfg = make_config(args.preset or "digits-mlp" if args.config is None else args.preset, args.config,
                           parse_set(args.set), args.data_dir)
@@ -29,7 +39,7 @@ def _cmd_train(args) -> int:
     from spikeport.export.quantize import attach_fake_quant
     from spikeport.pipeline import quant_spec
 
-    metrics = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
+    metrics = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
                     fake_quant=lambda m: attach_fake_quant(m, quant_spec(cfg)))
     if metrics:
         print(f"test accuracy: {100 * metrics['test_accuracy']:.2f}% "
@@ -96,7 +106,7 @@ def _inputs(args, loaded):
     from spikeport.pipeline import encode_split
 
     if args.input:
-        return np.load(args.input), None
+        return cliargs.load_input_spikes(args.input), None
     if not args.dataset and loaded.cfg is None:
         raise ValueError("give --input X.npy, or --dataset NAME (with --T for an exported network)")
     from spikeport.train.config import Config
@@ -184,14 +194,16 @@ def _cmd_pipeline(args) -> int:
 
 def _add_input_args(p) -> None:
     p.add_argument("network", help="training run directory, NIR file (.nir) or integer network file (.npz)")
-    p.add_argument("--dt", type=float, help="seconds per step for NIR files that do not say it")
+    p.add_argument("--dt", type=cliargs.positive_float, help="seconds per step for NIR files that do not say it")
     p.add_argument("--nir-convention", default="nir", choices=["nir", "norse-1.1"],
                    help="undo a known exporter deviation (norse-1.1: tau written as dt*tau, LIFCell input)")
-    p.add_argument("--input", help="input spikes .npy of shape (samples, T, *input_shape), 0/1")
-    p.add_argument("--output", help="write output spikes (samples, T, n_out) int8 to this .npy")
+    p.add_argument("--input", type=cliargs.input_file,
+                   help="input spikes .npy of shape (samples, T, *input_shape), 0/1")
+    p.add_argument("--output", type=cliargs.output_npy,
+                   help="write output spikes (samples, T, n_out) int8 to this .npy")
     p.add_argument("--dataset", help="encode this dataset's test split instead of --input")
-    p.add_argument("--samples", type=int, help="number of dataset samples (default: all)")
-    p.add_argument("--T", type=int, help="time steps per sample for --dataset (default: the run's)")
+    p.add_argument("--samples", type=cliargs.positive_int, help="number of dataset samples (default: all)")
+    p.add_argument("--T", type=cliargs.positive_int, help="time steps per sample for --dataset (default: the run's)")
     p.add_argument("--data-dir", help="dataset folder")
     p.add_argument("--no-progress", action="store_true")
 
@@ -238,8 +250,15 @@ def _cmd_presets(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (the option and what is wrong), exit code 2; subcommands inherit it."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="spikeport", description=__doc__)
+    p = _Parser(prog="spikeport", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a spiking network with STBP")
@@ -248,16 +267,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one field, e.g. --set optim.lr=0.01 (repeatable)")
     t.add_argument("--data-dir", help="folder with the dataset's files")
-    t.add_argument("--out", required=True, help="run directory (config, checkpoint, metrics)")
-    t.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
-    t.add_argument("--device", help="cpu, cuda, cuda:N (default: auto)")
+    t.add_argument("--out", required=True, type=cliargs.output_dir, help="run directory (config, checkpoint, metrics)")
+    again = t.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out (its config, checkpoint and metrics; other files stay)")
+    t.add_argument("--device", type=cliargs.device, help="cpu, cuda, cuda:N (default: auto)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="test accuracy of a trained run")
     e.add_argument("run_dir")
     e.add_argument("--data-dir", help="dataset folder, if it moved since training")
-    e.add_argument("--device")
+    e.add_argument("--device", type=cliargs.device)
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=_cmd_evaluate)
@@ -273,15 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "netx: lava-dl's HDF5 (requantized without weight exponent)")
     x.add_argument("--timing", default="hardware", choices=["hardware", "ideal"],
                    help="onnx only: synaptic delay per layer as Lava (hardware) or none (ideal)")
-    x.add_argument("--dt", type=float, default=1e-3, help="seconds per time step written to NIR (default 1e-3)")
-    x.add_argument("--out", required=True)
+    x.add_argument("--dt", type=cliargs.positive_float, default=1e-3,
+                   help="seconds per time step written to NIR (default 1e-3)")
+    x.add_argument("--out", required=True, type=cliargs.output_file)
     x.set_defaults(func=_cmd_export)
 
     m = sub.add_parser("simulate", help="run the integer network in the bit-accurate simulator")
     _add_input_args(m)
     m.add_argument("--timing", default="hardware", choices=["hardware", "ideal"],
                    help="hardware: Lava's one-step delay per synaptic layer (default); ideal: no delays")
-    m.add_argument("--record", help="folder for every layer's spikes, u and v")
+    m.add_argument("--record", type=cliargs.output_dir, help="folder for every layer's spikes, u and v")
     m.set_defaults(func=_cmd_simulate)
 
     d = sub.add_parser("deploy", help="run the integer network on a target (Lava fixed_pt)")
@@ -291,18 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("pipeline", help="train (QAT), export NIR, simulate, run on Lava, validate: the whole path")
     pl.add_argument("--preset", default="digits-mlp")
-    pl.add_argument("--out", default="runs/digits-mlp")
+    pl.add_argument("--out", default="runs/digits-mlp", type=cliargs.output_dir)
     pl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     pl.add_argument("--no-qat", action="store_true", help="train in float and quantize after training")
-    pl.add_argument("--lava-samples", type=int, default=100, help="test samples run in Lava (slow: ~1 ms/step)")
-    pl.add_argument("--dt", type=float, default=1e-3, help="seconds per step written to the NIR file")
+    pl.add_argument("--lava-samples", type=cliargs.positive_int, default=100,
+                    help="test samples run in Lava (slow: ~1 ms/step)")
+    pl.add_argument("--dt", type=cliargs.positive_float, default=1e-3, help="seconds per step written to the NIR file")
     pl.add_argument("--no-progress", action="store_true")
     pl.set_defaults(func=_cmd_pipeline)
 
     v = sub.add_parser("validate", help="float vs fake-quantized vs integer vs Lava on the test split")
     v.add_argument("run_dir")
-    v.add_argument("--samples", type=int, help="test samples (default: all)")
-    v.add_argument("--lava-samples", type=int, help="samples run in Lava (default: as --samples)")
+    v.add_argument("--samples", type=cliargs.positive_int, help="test samples (default: all)")
+    v.add_argument("--lava-samples", type=cliargs.positive_int, help="samples run in Lava (default: as --samples)")
     v.add_argument("--data-dir")
     v.add_argument("--no-progress", action="store_true")
     v.set_defaults(func=_cmd_validate)
@@ -332,8 +356,29 @@ def main(argv=None) -> int:
         # everything after `lava python` belongs to that interpreter (argparse would take its options)
         return _cmd_lava(argparse.Namespace(lava_command="python", args=argv[2:]))
     args = build_parser().parse_args(argv)
+    prog = f"spikeport {args.command}"
     try:
         return args.func(args)
-    except ValueError as err:  # bad input: one clear line, no traceback
-        print(f"spikeport {args.command}: error: {err}", file=sys.stderr)
+    except ValueError as err:  # bad input (a file, field or value): one clear line, no traceback
+        print(f"{prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.filename is None:  # not about a file the user named: treat as a bug below
+            return _report_bug(prog)
+        print(f"{prog}: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        return _report_bug(prog)
+
+
+def _report_bug(prog: str) -> int:
+    """A failure no input check explains: the traceback, and where to report it."""
+    import traceback
+
+    traceback.print_exc()
+    print(f"{prog}: internal error: this is a bug in spikeport, not in your input; please report it with the "
+          "command line and the traceback above", file=sys.stderr)
+    return 1

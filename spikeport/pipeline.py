@@ -66,6 +66,8 @@ def load_network(path, dt: Optional[float] = None, convention: str = "nir") -> L
 
 def encode_split(cfg: Config, samples: Optional[int] = None, data_dir=None):
     """The test split encoded exactly as ``spikeport evaluate`` does: ``(x (S, T, *shape) int8, labels)``."""
+    if samples is not None and samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
     if data_dir is not None:
         cfg = cfg.with_overrides({"data.data_dir": str(data_dir)})
     split = load_test_split(cfg)

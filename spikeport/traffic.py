@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spikeport import cliargs
 from spikeport.sim.chip import COEFFICIENT_UNITS, STRUCTURE, Traffic, count_traffic, load_profile, map_network
 from spikeport.sim.simulator import TIMINGS, check_input, simulate
 
@@ -252,7 +253,7 @@ def _cmd_traffic(args) -> int:
 
     loaded = load_network(args.network)
     if args.input:
-        x = np.load(args.input)
+        x = cliargs.load_input_spikes(args.input)
         description = f"{args.input}: input spikes of shape {list(x.shape)}"
     else:
         from spikeport.train.config import Config
@@ -277,12 +278,14 @@ def add_traffic_parser(subparsers) -> None:
     t = subparsers.add_parser("traffic", help="map the integer network onto chip cores and count spike traffic")
     t.add_argument("network", help="training run directory or integer network file (.npz)")
     source = t.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", help="input spikes .npy of shape (samples, T, *input_shape), 0/1")
+    source.add_argument("--input", type=cliargs.input_file,
+                        help="input spikes .npy of shape (samples, T, *input_shape), 0/1")
     source.add_argument("--dataset", help="encode this dataset's test split")
-    t.add_argument("--samples", type=int, default=100, help="dataset samples (default 100)")
-    t.add_argument("--T", type=int, help="time steps per sample for --dataset (default: the run's)")
+    t.add_argument("--samples", type=cliargs.positive_int, default=100, help="dataset samples (default 100)")
+    t.add_argument("--T", type=cliargs.positive_int, help="time steps per sample for --dataset (default: the run's)")
     t.add_argument("--data-dir", help="dataset folder")
-    t.add_argument("--out", required=True, help="output folder (summary.json, per_step.csv, plots, report.md)")
+    t.add_argument("--out", required=True, type=cliargs.output_dir,
+                   help="output folder (summary.json, per_step.csv, plots, report.md)")
     t.add_argument("--profile", default="loihi2",
                    help="chip profile: loihi2 (default), loihi1, or a profile .json path")
     t.add_argument("--timing", default="hardware", choices=list(TIMINGS),
