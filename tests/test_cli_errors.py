@@ -135,3 +135,25 @@ def test_argument_types_accept_good_values(tmp_path):
     x = np.ones((2, 3, 4), dtype=np.int8)
     np.save(tmp_path / "x.npy", x)
     assert np.array_equal(cliargs.load_input_spikes(Path(tmp_path / "x.npy")), x)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_malicious_cifar_batch_through_simulate_runs_nothing(run_dir, tmp_path, capsys):
+    import pickle
+
+    marker = tmp_path / "marker"
+    batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, _RunsCode(marker)]}
+    (tmp_path / "test_batch").write_bytes(pickle.dumps(batch))
+    code, err = run_cli(["simulate", str(run_dir), "--dataset", "cifar10", "--data-dir", str(tmp_path),
+                         "--no-progress"], capsys)
+    assert not marker.exists()
+    assert_one_line(code, err, tmp_path / "test_batch", "refused to unpickle")

@@ -351,3 +351,170 @@ def test_load_dataset_registry(tmp_path):
     make_mnist_dir(tmp_path)
     assert len(load_dataset("mnist", tmp_path, "test")) == 3
     assert len(load_dataset("digits", split="test", test_fraction=0.5)) == 899
+
+
+# ------------------------------------------------------------- untrusted files
+
+
+class _RunsCode:
+    """Unpickling this calls ``os.system`` (the classic malicious-pickle payload)."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (self.command,)
+
+
+class _Evaluates:
+    """Unpickling this calls ``eval`` on code that creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return eval, (f"__import__('pathlib').Path({str(self.marker)!r}).touch()",)
+
+
+def _cifar_bytes(data, labels, protocol=4, extra=None):
+    return pickle.dumps({b"batch_label": b"fake", b"data": data, b"labels": labels, **(extra or {})},
+                        protocol=protocol)
+
+
+@pytest.mark.parametrize("payload", ["labels", "extra", "top"])
+def test_malicious_cifar_batch_runs_nothing(tmp_path, payload):
+    marker = tmp_path / "marker"
+    data = np.zeros((2, 3072), dtype=np.uint8)
+    evil = _RunsCode(f"touch {marker}")
+    blob = {"labels": lambda: _cifar_bytes(data, [0, evil]),
+            "extra": lambda: _cifar_bytes(data, [0, 1], extra={b"filenames": evil}),
+            "top": lambda: pickle.dumps(evil)}[payload]()
+    (tmp_path / "test_batch").write_bytes(blob)
+    with pytest.raises(DatasetError) as err:
+        load_cifar10(tmp_path, "test")
+    assert not marker.exists()
+    message = str(err.value)
+    assert str(tmp_path / "test_batch") in message and "system" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("evil", ["eval", "system", "masked", "set"])
+def test_cifar_unpickler_admits_only_the_format_types(tmp_path, evil):
+    marker = tmp_path / "marker"
+    evil = {"eval": _Evaluates(marker), "system": _RunsCode(f"touch {marker}"),
+            "masked": np.ma.masked_array([1, 2]),  # an ndarray subclass: numpy.ma.core names, refused
+            "set": {1, 2}}[evil]  # protocol 2 spells a set as builtins.set
+    (tmp_path / "test_batch").write_bytes(_cifar_bytes(np.zeros((1, 3072), np.uint8), [3], protocol=2,
+                                                       extra={b"x": evil}))
+    with pytest.raises(DatasetError, match="refused to unpickle"):
+        load_cifar10(tmp_path, "test")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", range(0, pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("labels", [[7, 1], "numpy-scalars", "array"])
+def test_cifar_batches_of_every_protocol_load(tmp_path, protocol, labels):
+    data = (np.arange(2 * 3072) % 251).astype(np.uint8).reshape(2, 3072)
+    if labels == "numpy-scalars":
+        labels = list(np.array([7, 1]))  # np.int64 values, as list(labels_array) gives
+    elif labels == "array":
+        labels = np.array([7, 1], dtype=np.int32)
+    (tmp_path / "test_batch").write_bytes(pickle.dumps({"data": data, "labels": labels, "filenames": [b"a", b"b"]},
+                                                       protocol=protocol))  # str keys, as python 3 writes
+    split = load_cifar10(tmp_path, "test")
+    assert split.labels.tolist() == [7, 1]
+    np.testing.assert_array_equal((split.inputs * 255).round().numpy().astype(np.uint8).reshape(2, 3072), data)
+
+
+@pytest.mark.parametrize("labels,match", [
+    ([1.0, 2.0], "integers"),
+    ([1, 2.7], "integers"),
+    (np.array([1.0, 2.0]), "integers"),
+    ([True, False], "integers"),
+    (["1", "2"], "integers"),
+    ([1, 10], "0..9"),
+    ([-1, 2], "0..9"),
+    ([1], "shape"),
+    ({0: 1}, "list"),
+])
+def test_cifar_labels_must_be_integers_in_range(tmp_path, labels, match):
+    (tmp_path / "test_batch").write_bytes(_cifar_bytes(np.zeros((2, 3072), np.uint8), labels))
+    with pytest.raises(DatasetError, match=match) as err:
+        load_cifar10(tmp_path, "test")
+    assert str(tmp_path / "test_batch") in str(err.value)
+
+
+def test_idx_gzip_bomb_is_refused_with_bounded_memory(tmp_path):
+    """A header declaring 100 bytes, then 1 GiB of zeros (64 gzip members of 16 MiB each, 1 MB on
+    disk): refused after reading 101 bytes, without decompressing the rest."""
+    import time
+    import tracemalloc
+
+    member = gzip.compress(bytes(16 << 20), compresslevel=9)
+    header = gzip.compress(idx_bytes(np.zeros(100, dtype=np.uint8)))
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    path.write_bytes(header + member * 64)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(DatasetError, match="trailing"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20 and time.perf_counter() - t0 < 5.0
+
+
+def test_idx_declared_size_checked_before_allocating(tmp_path, monkeypatch):
+    import tracemalloc
+
+    import spikeport.train.datasets as ds
+
+    huge = struct.pack(">HBB", 0, 0x0D, 3) + struct.pack(">3I", 60000, 28000, 28000)  # 188 GB of float32
+    for name, blob in (("raw", huge + bytes(64)), ("packed.gz", gzip.compress(huge + bytes(64)))):
+        (tmp_path / name).write_bytes(blob)
+        tracemalloc.start()
+        try:
+            with pytest.raises(DatasetError, match="MEMORY_BUDGET_BYTES"):
+                read_idx(tmp_path / name)
+            assert tracemalloc.get_traced_memory()[1] < 1 << 20
+        finally:
+            tracemalloc.stop()
+    # Within the budget but more than the file can hold: raw files by their size, gzip by deflate's ratio.
+    small = struct.pack(">HBB", 0, 0x08, 1) + struct.pack(">I", 50 << 20)
+    (tmp_path / "short").write_bytes(small + bytes(10))
+    with pytest.raises(DatasetError, match="truncated"):
+        read_idx(tmp_path / "short")
+    (tmp_path / "short.gz").write_bytes(gzip.compress(small + bytes(10)))
+    with pytest.raises(DatasetError, match="can hold"):
+        read_idx(tmp_path / "short.gz")
+    # 255 dimensions of 2**32 - 1 would wrap an int64 product: exact integers refuse them.
+    many = struct.pack(">HBB", 0, 0x08, 255) + struct.pack(">255I", *([2 ** 32 - 1] * 255))
+    (tmp_path / "many").write_bytes(many)
+    with pytest.raises(DatasetError, match="budget"):
+        read_idx(tmp_path / "many")
+    monkeypatch.setattr(ds, "MEMORY_BUDGET_BYTES", 1000)
+    write_idx(tmp_path / "ok", np.zeros((2, 28, 28), dtype=np.uint8))
+    with pytest.raises(DatasetError, match="budget"):
+        read_idx(tmp_path / "ok")
+
+
+@pytest.mark.parametrize("line,match", [
+    ("00001 ²", "expected '<id> <label>'"),
+    ("00001 7 extra", "expected '<id> <label>'"),
+    ("../outside 3", "beside the list"),
+    ("/etc/passwd 3", "beside the list"),
+    ("00001 12", "0..9"),
+])
+def test_nmnist_list_file_lines_are_checked(tmp_path, line, match):
+    write_nmnist_events(tmp_path / "00001.bs2", random_events(np.random.default_rng(0), 5))
+    (tmp_path / "test.txt").write_text(f"#sample #class\n{line}\n")
+    with pytest.raises(DatasetError, match=match):
+        load_nmnist(tmp_path, "test")
+
+
+def test_nmnist_list_file_not_utf8(tmp_path):
+    (tmp_path / "test.txt").write_bytes(b"#x\n\xff\xfe 1\n")
+    with pytest.raises(DatasetError, match="UTF-8"):
+        load_nmnist(tmp_path, "test")

@@ -27,13 +27,26 @@ N-MNIST (binary events)
 CIFAR-10 (python version)
     ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``, each a pickled
     dict with ``b"data"`` (uint8, 10000 x 3072, channel-major RGB 32x32) and
-    ``b"labels"`` (list of ints 0..9).  Pickle files can run code when loaded:
-    only point the loader at files from a trusted source.
+    ``b"labels"`` (list of ints 0..9).  Unpickling can run code, so the batches
+    are read by a restricted unpickler (:class:`CifarUnpickler`) that admits
+    only the types the format is made of and refuses anything else.
+
+Untrusted files
+    Every reader checks before it computes: sizes declared in a header are
+    checked against the file's size and against :data:`MEMORY_BUDGET_BYTES`
+    before anything is allocated, gzip streams are decompressed in bounded
+    pieces (never beyond the declared size plus one byte, and never beyond what
+    deflate's largest ratio allows for the compressed size), and values are
+    checked before any cast (labels must be integers in range).  Every failure
+    is a one-line :class:`DatasetError` naming the file.
 """
 
 import dataclasses
 import gzip
+import math
 import pickle
+import re
+import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +72,17 @@ __all__ = [
 
 class DatasetError(ValueError):
     """A dataset file or folder is missing, malformed, or was requested wrongly."""
+
+
+MEMORY_BUDGET_BYTES = 4 << 30
+"""Largest array one dataset file may ask for (4 GiB; MNIST's training images
+take 47 MB, all five CIFAR-10 training batches 154 MB).  Declared sizes above it
+are refused before anything is allocated."""
+
+_DEFLATE_MAX_RATIO = 1032
+"""Deflate cannot expand data by more than about 1032:1 (258-byte matches coded
+in 2 bits); a gzip file declaring more than this times its own size is refused
+without being decompressed."""
 
 
 EVENT_DTYPE = np.dtype([("x", np.uint8), ("y", np.uint8), ("p", np.uint8), ("t", np.int64)])
@@ -155,20 +179,22 @@ _IDX_DTYPES = {
 }
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
-    """Return the bytes of ``path``, decompressed if it starts with the gzip magic 1f 8b."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DatasetError(f"{path}: corrupt gzip data ({exc})") from None
-    return data
+_CHUNK = 1 << 24  # bytes decompressed per step
 
 
-def read_idx(path) -> np.ndarray:
+def _read_bounded(f, n: int) -> bytes:
+    """Up to ``n`` bytes from ``f``, in pieces (memory grows only as data actually arrives)."""
+    parts, got = [], 0
+    while got < n:
+        part = f.read(min(_CHUNK, n - got))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def read_idx(path, max_bytes: int | None = None) -> np.ndarray:
     """Read an IDX file (gzipped or raw) into a numpy array.
 
     Parameters
@@ -176,6 +202,8 @@ def read_idx(path) -> np.ndarray:
     path : str or os.PathLike
         IDX file; gzip compression is detected from the magic bytes 1f 8b, not
         from the suffix.
+    max_bytes : int, optional
+        Largest data size accepted (default :data:`MEMORY_BUDGET_BYTES`).
 
     Returns
     -------
@@ -187,30 +215,65 @@ def read_idx(path) -> np.ndarray:
     ------
     DatasetError
         If the file is missing, the gzip stream is corrupt, the magic number is
-        invalid, or the data is shorter or longer than the dimensions imply.
+        invalid, the declared size exceeds ``max_bytes`` or what the file can
+        hold, or the data is shorter or longer than the dimensions imply.  The
+        header is read first: nothing of the declared size is allocated or
+        decompressed before these checks.
     """
     path = Path(path)
-    data = _read_maybe_gzip(path)
-    if len(data) < 4:
-        raise DatasetError(f"{path}: truncated IDX header ({len(data)} bytes, need at least 4)")
-    code, ndim = data[2], data[3]
-    if data[:2] != b"\x00\x00" or code not in _IDX_DTYPES:
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    budget = MEMORY_BUDGET_BYTES if max_bytes is None else max_bytes
+    file_size = path.stat().st_size
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        f = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+        try:
+            return _read_idx_stream(path, f, compressed, file_size, budget)
+        except (OSError, EOFError, zlib.error) as exc:
+            if not compressed:
+                raise
+            raise DatasetError(f"{path}: corrupt gzip data ({exc})") from None
+
+
+def _read_idx_stream(path: Path, f, compressed: bool, file_size: int, budget: int) -> np.ndarray:
+    head = f.read(4)
+    if len(head) < 4:
+        raise DatasetError(f"{path}: truncated IDX header ({len(head)} bytes, need at least 4)")
+    code, ndim = head[2], head[3]
+    if head[:2] != b"\x00\x00" or code not in _IDX_DTYPES:
         raise DatasetError(
-            f"{path}: bad IDX magic number 0x{data[:4].hex()} (expected 0x0000, a dtype code in "
+            f"{path}: bad IDX magic number 0x{head.hex()} (expected 0x0000, a dtype code in "
             f"{{{', '.join(f'0x{c:02X}' for c in _IDX_DTYPES)}}}, then ndim)"
         )
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DatasetError(f"{path}: truncated IDX header ({len(data)} bytes, need {header} for {ndim} dims)")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dims_raw = f.read(4 * ndim)
+    if len(dims_raw) < 4 * ndim:
+        raise DatasetError(f"{path}: truncated IDX header ({4 + len(dims_raw)} bytes, need {header} for {ndim} dims)")
+    dims = struct.unpack(f">{ndim}I", dims_raw)
     dtype = _IDX_DTYPES[code]
-    count = int(np.prod(dims, dtype=np.int64))
-    expected, got = count * dtype.itemsize, len(data) - header
+    count = math.prod(dims)  # exact (Python integers): 255 dims of 2**32 - 1 do not wrap
+    expected = count * dtype.itemsize
+    if expected > budget:
+        raise DatasetError(f"{path}: IDX header declares shape {dims} ({expected} bytes), more than the "
+                           f"{budget}-byte budget (MEMORY_BUDGET_BYTES)")
+    if compressed and header + expected > _DEFLATE_MAX_RATIO * file_size + 1024:
+        raise DatasetError(f"{path}: IDX header declares shape {dims} ({expected} bytes), more than a gzip "
+                           f"file of {file_size} bytes can hold")
+    if not compressed and file_size - header < expected:
+        raise DatasetError(f"{path}: truncated IDX data, expected {expected} bytes for shape {dims}, "
+                           f"got {file_size - header}")
+    if not compressed and file_size - header > expected:
+        raise DatasetError(f"{path}: {file_size - header - expected} bytes of trailing garbage after IDX data "
+                           f"of shape {dims}")
+    data = _read_bounded(f, expected + 1)  # one byte more than declared: detects trailing data
+    got = len(data)
     if got < expected:
         raise DatasetError(f"{path}: truncated IDX data, expected {expected} bytes for shape {dims}, got {got}")
     if got > expected:
-        raise DatasetError(f"{path}: {got - expected} bytes of trailing garbage after IDX data of shape {dims}")
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=header)
+        raise DatasetError(f"{path}: trailing garbage after IDX data of shape {dims}")
+    array = np.frombuffer(data, dtype=dtype, count=count)
     return array.astype(dtype.newbyteorder("="), copy=True).reshape(dims)
 
 
@@ -234,12 +297,17 @@ def read_nmnist_events(path) -> np.ndarray:
     Raises
     ------
     DatasetError
-        If the file is missing, its size is not a multiple of 5, or an event
-        has x or y outside 0..33.
+        If the file is missing, its size is not a multiple of 5 or too large
+        for :data:`MEMORY_BUDGET_BYTES` (each 5-byte event takes
+        ``EVENT_DTYPE.itemsize`` bytes decoded), or an event has x or y outside
+        0..33.
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
+    size = path.stat().st_size
+    if size // 5 * (EVENT_DTYPE.itemsize + 8) > MEMORY_BUDGET_BYTES:  # decoded events + int64 timestamps
+        raise DatasetError(f"{path}: {size} bytes of events exceed the memory budget (MEMORY_BUDGET_BYTES)")
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size % 5:
         raise DatasetError(f"{path}: truncated N-MNIST file, size {raw.size} bytes is not a multiple of 5")
@@ -303,13 +371,20 @@ def _check_split(split: str) -> None:
 
 
 def _labels_tensor(labels: np.ndarray, source, n_classes: int = 10) -> torch.Tensor:
-    """Validate class indices and return them as an int64 tensor."""
-    labels = np.asarray(labels, dtype=np.int64)
+    """Validate class indices (integers, checked before any cast) and return them as an int64 tensor."""
+    try:
+        labels = np.asarray(labels)
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"{source}: labels are not a flat sequence of integers ({exc})") from None
+    if labels.size and labels.dtype.kind not in "iu":
+        raise DatasetError(f"{source}: labels must be integers, got {labels.dtype} values")
+    if labels.ndim != 1:
+        raise DatasetError(f"{source}: labels must be 1-d, got shape {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise DatasetError(
             f"{source}: labels must lie in 0..{n_classes - 1}, got {labels.min()}..{labels.max()}"
         )
-    return torch.from_numpy(labels)
+    return torch.from_numpy(labels.astype(np.int64))
 
 
 def _image_split(name: str, images: np.ndarray, labels: torch.Tensor, shape: tuple, n_classes: int = 10) -> Split:
@@ -411,15 +486,27 @@ _NMNIST_LAYOUTS = (
 )
 
 
+_LIST_LINE = re.compile(r"^(\S+)\s+([0-9]{1,9})$")
+
+
 def _nmnist_from_list(list_path: Path) -> tuple[list[Path], list[int]]:
     files, labels = [], []
-    for line_no, line in enumerate(list_path.read_text().splitlines(), 1):
+    if list_path.stat().st_size > MEMORY_BUDGET_BYTES:
+        raise DatasetError(f"{list_path}: list file larger than the memory budget (MEMORY_BUDGET_BYTES)")
+    try:
+        text = list_path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{list_path}: not a UTF-8 list file (byte {exc.start})") from None
+    for line_no, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
-        if len(fields) != 2 or not fields[1].isdigit():
-            raise DatasetError(f"{list_path}:{line_no}: expected '<id> <label>', got {line!r}")
-        sample_id, label = fields[0], int(fields[1])
+        m = _LIST_LINE.match(line.strip())
+        if m is None:
+            raise DatasetError(f"{list_path}:{line_no}: expected '<id> <label>', got {line[:80]!r}")
+        sample_id, label = m[1], int(m[2])
+        if Path(sample_id).is_absolute() or ".." in Path(sample_id).parts or "\x00" in sample_id:
+            raise DatasetError(f"{list_path}:{line_no}: sample id {sample_id!r} must name a file beside the list")
         candidates = [list_path.parent / f"{sample_id}{ext}" for ext in (".bs2", ".bin")]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
@@ -484,18 +571,101 @@ def load_nmnist(data_dir, split: str) -> Split:
     return Split(f"nmnist/{split}", events, _labels_tensor(labels, source), (2, NMNIST_SIZE, NMNIST_SIZE), 10, "events")
 
 
+class CifarRefused(pickle.UnpicklingError):
+    """The pickle asked for something a CIFAR-10 batch is not made of."""
+
+
+def _empty_ndarray(subtype, shape, dtype):
+    """numpy's ``_reconstruct`` as the batches use it: an empty array that ``__setstate__`` then
+    fills (with its real shape, dtype and bytes, whose sizes numpy checks against each other).
+    The shape asked for here is ignored, so a crafted one allocates nothing."""
+    if subtype is not np.ndarray:
+        raise CifarRefused(f"array subtype {subtype!r}")
+    return np.ndarray((0,), np.uint8)
+
+
+def _frombuffer(buffer, dtype, shape, order):
+    """numpy's protocol-5 array pickle: a view of bytes already read from the file."""
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
+
+
+def _scalar(dtype, data=None):
+    """numpy's scalar pickle (labels kept as numpy integers): one value read from its bytes."""
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes) \
+            or len(data) != dtype.itemsize:
+        raise CifarRefused(f"a numpy scalar of {dtype!r} from {type(data).__name__}")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+def _latin1_bytes(text, encoding):
+    """``_codecs.encode(text, 'latin1')``: how protocols 0-2 spell a bytes object."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise CifarRefused(f"_codecs.encode({type(text).__name__}, {encoding!r})")
+    return text.encode("latin1")
+
+
+_CIFAR_GLOBALS = {
+    **{(m, "_reconstruct"): _empty_ndarray for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(m, "scalar"): _scalar for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    **{(m, "_frombuffer"): _frombuffer for m in ("numpy.core.numeric", "numpy._core.numeric")},
+    ("_codecs", "encode"): _latin1_bytes,
+}
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR-10 python batch and nothing else.
+
+    A batch is a dict with bytes (or str) keys, numpy arrays, lists of ints (or of numpy integer
+    scalars) and byte strings. Pickle builds objects by calling the functions the file names, so
+    the file decides what runs; here only the globals in ``_CIFAR_GLOBALS`` may be named: numpy's
+    array and dtype constructors (the array one replaced by a version that allocates nothing
+    itself), numpy's scalar constructor (non-object dtypes only), and a latin-1 ``_codecs.encode``. Any other global
+    (``os.system``, ``builtins.eval``, a class with ``__reduce__``) is refused, before it is called.
+    """
+
+    def find_class(self, module, name):
+        found = _CIFAR_GLOBALS.get((module, name))
+        if found is None:
+            raise CifarRefused(f"{module}.{name}")
+        return found
+
+    def persistent_load(self, pid):
+        raise CifarRefused("a persistent id")
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    size = path.stat().st_size
+    if size > MEMORY_BUDGET_BYTES:
+        raise DatasetError(f"{path}: {size} bytes, more than the memory budget (MEMORY_BUDGET_BYTES)")
     try:
         with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = CifarUnpickler(f, encoding="bytes").load()
+    except CifarRefused as exc:
+        raise DatasetError(f"{path}: refused to unpickle {exc}: a CIFAR-10 batch holds only dicts, lists, "
+                           "strings, integers and numpy arrays") from None
     except Exception as exc:  # unpickling bad data can raise almost any exception type
-        raise DatasetError(f"{path}: not a readable CIFAR-10 pickle ({type(exc).__name__}: {exc})") from None
-    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise DatasetError(f"{path}: expected a dict with keys b'data' and b'labels', got {keys}")
-    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DatasetError(f"{path}: b'data' must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
+        problem = " ".join(str(exc).split())[:200]
+        raise DatasetError(f"{path}: not a readable CIFAR-10 pickle ({type(exc).__name__}: {problem})") from None
+    if not isinstance(batch, dict):
+        raise DatasetError(f"{path}: expected a dict with keys b'data' and b'labels', got {type(batch).__name__}")
+    keys = {k.decode("latin1") if isinstance(k, bytes) else k: k for k in batch}
+    if "data" not in keys or "labels" not in keys:
+        shown = sorted(repr(k) for k in batch)[:10]
+        raise DatasetError(f"{path}: expected a dict with keys b'data' and b'labels', got keys {', '.join(shown)}")
+    data = batch[keys["data"]]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        what = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DatasetError(f"{path}: b'data' must be a uint8 array of shape (N, 3072), got {what}")
+    labels = batch[keys["labels"]]
+    if not isinstance(labels, (list, np.ndarray)):
+        raise DatasetError(f"{path}: b'labels' must be a list of integers, got {type(labels).__name__}")
+    if isinstance(labels, list) and not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                            for v in labels):
+        bad = next(v for v in labels if not isinstance(v, (int, np.integer)) or isinstance(v, bool))
+        raise DatasetError(f"{path}: b'labels' must be integers, got {bad!r}")
+    labels = _labels_tensor(labels, path).numpy()
     if labels.shape != (len(data),):
         raise DatasetError(f"{path}: b'labels' has shape {labels.shape}, expected ({len(data)},)")
     return data, labels
