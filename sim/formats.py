@@ -47,11 +47,13 @@ WEIGHT_BITS = 8                  # weight magnitude bits (plus sign for mixed-si
 
 @dataclass(frozen=True)
 class IntFormat:
-    """A signed or unsigned integer register of ``bits`` bits."""
+    """A signed or unsigned integer register of ``bits`` bits; ``special`` lists values outside
+    that range that Lava's models accept and compute with (netx's default neuron, below)."""
 
     name: str
     bits: int
     signed: bool
+    special: tuple = ()
 
     @property
     def min(self) -> int:
@@ -75,10 +77,13 @@ class IntFormat:
             raise ValueError(f"{where}: {self.name} must be integers, got dtype {arr.dtype}")
         arr = arr.astype(np.int64)
         out = (arr < self.min) | (arr > self.max)
+        if self.special:
+            out &= ~np.isin(arr, self.special)
         if np.any(out):
             bad = int(arr.flat[int(np.argmax(out))])
+            extra = f" (or {', '.join(map(str, self.special))})" if self.special else ""
             raise ValueError(f"{where}: {self.name} = {bad} outside its {self.bits}-bit "
-                             f"{'signed' if self.signed else 'unsigned'} range [{self.min}, {self.max}]")
+                             f"{'signed' if self.signed else 'unsigned'} range [{self.min}, {self.max}]{extra}")
         return arr
 
     def saturate(self, values) -> tuple[np.ndarray, int]:
@@ -88,9 +93,17 @@ class IntFormat:
         return clipped.astype(np.int64), int(np.count_nonzero(clipped != arr))
 
 
-DU = IntFormat("du", 12, False)
-DV = IntFormat("dv", 12, False)
-VTH = IntFormat("vth", 17, False)
+# netx's default neuron for a dense layer without a ``neuron`` group (lava-dl 0.6.0,
+# lava/lib/dl/netx/hdf5.py 349-355: iDecay 0, vDecay 4096, vThMant ``1 << 18 - 1`` = 2**17) gives
+# Lava's LIF ``du = iDecay - 1 = -1``, ``dv = 4096`` and ``vth = 2**17``, values outside the 12- and
+# 17-bit registers that Lava's fixed_pt LIF computes with as written (probed): ``du = -1`` makes
+# the current factor (4096 - (du + 1)) / 4096 = 1 (a current that never decays), ``dv = 4096``
+# the voltage factor 0 (v = u + bias each step), and ``vth = 2**17`` a threshold 2**23 that the
+# saturated v (at most 2**23 - 1) never exceeds (a neuron that never spikes: a readout of u and v).
+NETX_DEFAULT_DU, NETX_DEFAULT_DV, NETX_DEFAULT_VTH = -1, DECAY_UNITY, 2 ** 17
+DU = IntFormat("du", 12, False, special=(NETX_DEFAULT_DU,))
+DV = IntFormat("dv", 12, False, special=(NETX_DEFAULT_DV,))
+VTH = IntFormat("vth", 17, False, special=(NETX_DEFAULT_VTH,))
 BIAS_MANT = IntFormat("bias_mant", 13, True)
 BIAS_EXP = IntFormat("bias_exp", 3, False)
 WEIGHT = IntFormat("weight", WEIGHT_BITS + 1, True)        # [-256, 255] before sign-mode rules

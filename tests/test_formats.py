@@ -102,11 +102,27 @@ def test_intformat_range_matches_bits_and_sign(fmt):
     ok = fmt.check(np.array([lo, hi, (lo + hi) // 2]), "here")
     assert ok.dtype == np.int64 and ok.tolist() == [lo, hi, (lo + hi) // 2]
     for bad in (lo - 1, hi + 1):
+        if bad in fmt.special:  # netx's default neuron (tested below); one further is still refused
+            bad += -1 if bad < lo else 1
         with pytest.raises(ValueError) as err:
             fmt.check(np.array([lo, bad, hi]), "layer 3")
         msg = str(err.value)
         assert "layer 3" in msg and fmt.name in msg and str(bad) in msg
         assert f"[{lo}, {hi}]" in msg
+
+
+def test_netx_default_neuron_values_are_admitted():
+    """lava-dl netx's default neuron (hdf5.py 349-355: iDecay 0, vDecay 4096, vThMant 1 << 17) gives
+    Lava du = iDecay - 1 = -1, dv = 4096, vth = 2**17: admitted as the only values beyond the range."""
+    assert F.DU.check(-1, "x").tolist() == -1 and F.DU.special == (F.NETX_DEFAULT_DU,) == (0 - 1,)
+    assert F.DV.check(4096, "x").tolist() == 2 ** 12 and F.DV.special == (2 ** 12,)
+    assert F.VTH.check(2 ** 17, "x").tolist() == 2 ** 17 and F.VTH.special == (2 ** 17,)
+    # their factors: the current is kept whole, the voltage not at all
+    assert float(F.du_to_decay(-1)) == 1.0 and float(F.dv_to_decay(4096)) == 0.0
+    with pytest.raises(ValueError, match=r"du = -2 .*\[0, 4095\] \(or -1\)"):
+        F.DU.check([-1, -2], "x")
+    # quantization never produces them
+    assert F.VTH.saturate(np.array([2 ** 17]))[0].tolist() == [2 ** 17 - 1]
 
 
 def test_known_register_ranges():

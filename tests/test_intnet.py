@@ -26,7 +26,7 @@ def _good_two_layer(neurons1=None, syn1=None, name1="fc2"):
 # ------------------------------------------------------------------------------- validation
 
 @pytest.mark.parametrize("field,value,fmt", [
-    ("du", 5000, F.DU), ("dv", 4096, F.DV), ("vth", -1, F.VTH), ("bias_mant", 5000, F.BIAS_MANT),
+    ("du", 5000, F.DU), ("dv", 4097, F.DV), ("vth", -1, F.VTH), ("bias_mant", 5000, F.BIAS_MANT),
     ("bias_mant", -4097, F.BIAS_MANT), ("bias_exp", 8, F.BIAS_EXP)])
 def test_bad_neuron_register_names_layer_field_value_and_range(field, value, fmt):
     with pytest.raises(ValueError) as err:
