@@ -302,3 +302,36 @@ def test_neuron_spec_is_passed_to_every_layer():
         assert {n for n, _ in m.named_parameters()} == {"decay_syn", "decay_mem", "v_threshold"}
     assert [m.param_shape for m in net.neuron_layers()] == [(2, 1, 1), (2, 1, 1), (3,)]
     assert isinstance(net, SpikingNetwork) and net.spec == "6x6-2C3-P2-3"
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("784-0-10", "at least 1 neuron"),
+    ("0-10", "at least 1"),
+    ("28x28-0C5-10", "at least 1"),
+    ("28x28-4C0-10", "at least 1"),
+    ("28x28-4C5s0-10", "at least 1"),
+    ("28x28-P0-10", "at least 1"),
+    ("784-99999999-10", "MAX_PARAMETERS"),
+    ("1000x1000x3-4096C9-10", "MAX_PARAMETERS"),
+])
+def test_plan_refuses_empty_layers_and_oversized_networks_without_building(spec, match):
+    import time
+
+    from spikeport.train.network import plan_network
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=match):
+        plan_network(spec)
+    with pytest.raises(ValueError, match=match):
+        build_network(spec, NeuronSpec())
+    assert time.perf_counter() - t0 < 1.0  # refused before any weight is allocated
+
+
+def test_plan_lists_the_layers_build_makes():
+    from spikeport.train.network import plan_network
+
+    plan = plan_network("8x8-2C3p1s2-S2-D0.25-6")
+    assert [(k, a) for k, a, _ in plan] == [("input", ()), ("conv", (1, 2, 3, 2, 1)), ("pool", (2, "sum")),
+                                            ("dropout", (0.25,)), ("flatten", ()), ("dense", (8, 6))]
+    net = build_network("8x8-2C3p1s2-S2-D0.25-6", NeuronSpec())
+    assert [tuple(s) for s in net.shapes] == [shape for kind, _, shape in plan if kind != "dropout"]

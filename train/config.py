@@ -31,7 +31,7 @@ from typing import Optional
 from .datasets import DATASETS
 from .encoders import ENCODERS
 from .losses import LOSSES, LossSpec
-from .network import _CONV, _DENSE, _DROP, _INPUT, _POOL, NeuronSpec
+from .network import NeuronSpec, plan_network
 from .surrogates import SURROGATES
 
 
@@ -192,24 +192,11 @@ def _device(v):
 
 
 def _network(v):
-    """The spec grammar of ``train.network``, token by token, with every count, kernel and stride
-    at least 1 (shapes are checked when the network is built)."""
-    tokens = [t.strip() for t in v.strip().split("-")]
-    want = "a network spec such as 784-800-10 or 28x28-15C5-P2-10 (see train/network.py)"
-    if len(tokens) < 2 or not _INPUT.match(tokens[0]):
-        return want
-    sizes = [n for n in _INPUT.match(tokens[0]).groups() if n is not None]
-    for tok in tokens[1:]:
-        if m := _CONV.match(tok):
-            sizes += [m[1], m[2], m[4] or "1"]  # channels, kernel, stride (padding may be 0)
-        elif m := _POOL.match(tok):
-            sizes.append(m[2])
-        elif m := _DENSE.match(tok):
-            sizes.append(m[1])
-        elif not _DROP.match(tok):
-            return f"{want}; {tok!r} is not a layer"
-    if any(int(n) < 1 for n in sizes):
-        return f"{want}, with sizes of at least 1"
+    """A spec ``train.network.plan_network`` accepts (grammar, sizes >= 1, fit, parameter budget)."""
+    try:
+        plan_network(v)
+    except ValueError as err:
+        return f"a valid network spec ({err})"
     return None
 
 

@@ -168,9 +168,17 @@ class SpikingNetwork(nn.Module):
 SYNAPTIC = (Linear, Conv2d, Pool2d)
 
 
-def build_network(spec: str, neuron: NeuronSpec, input_shape: tuple | None = None,
-                  synaptic_delay: bool = False) -> SpikingNetwork:
-    """Build a network from a spec string.
+MAX_PARAMETERS = 100_000_000
+"""Most weights and biases a spec may ask for (400 MB of float32 before optimizer state; the
+largest preset has about 0.7 million)."""
+
+
+def plan_network(spec: str, input_shape: tuple | None = None) -> list:
+    """The layers a spec string describes, without building any: ``[(kind, args, output_shape)]``,
+    starting with ``('input', (), input_shape)``, then kinds ``conv`` ``(c_in, c_out, k, stride, pad)``, ``pool`` ``(k, 'avg'|'sum')``, ``flatten``,
+    ``dense`` ``(n_in, n)`` and ``dropout`` ``(p,)``. Raises ``ValueError`` for a spec that is not
+    the grammar, has a size below 1, does not fit its input, or asks for more than
+    ``MAX_PARAMETERS`` weights; cheap whatever the sizes, so configurations are checked with it.
 
     ``input_shape`` (PyTorch order) overrides the spec's first token when the data has another
     layout of the same size, e.g. spec ``784`` with MNIST images ``(1, 28, 28)`` stays flat.
@@ -179,46 +187,75 @@ def build_network(spec: str, neuron: NeuronSpec, input_shape: tuple | None = Non
     if len(tokens) < 2:
         raise ValueError(f"network spec {spec!r} needs an input shape and at least one layer")
     shape = parse_input_shape(tokens[0])
+    if min(shape) < 1:
+        raise ValueError(f"network spec {spec!r}: input sizes must be at least 1, got {tokens[0]!r}")
     if input_shape is not None and math.prod(input_shape) != math.prod(shape):
         raise ValueError(f"network spec {spec!r} has input {shape} but the data has shape {tuple(input_shape)}")
-    shapes = [shape]
-    layers = []
-
-    def add(layer, new_shape, param_shape=None):
-        nonlocal shape
-        layers.append(layer)
-        shape = tuple(new_shape)
-        if param_shape is not None:
-            layers.append(neuron.make(param_shape))
-        shapes.append(shape)
-
+    plan, params = [("input", (), shape)], 0
     for tok in tokens[1:]:
         if m := _CONV.match(tok):
             if len(shape) != 3:
                 raise ValueError(f"layer {tok!r} in {spec!r}: a convolution needs a C x H x W input, got {shape}")
             c_out, k, pad, stride = int(m[1]), int(m[2]), int(m[3] or 0), int(m[4] or 1)
+            if min(c_out, k, stride) < 1:
+                raise ValueError(f"layer {tok!r} in {spec!r}: channels, kernel and stride must be at least 1")
             h, w = ((s + 2 * pad - k) // stride + 1 for s in shape[1:])
             if h < 1 or w < 1:
                 raise ValueError(f"layer {tok!r} in {spec!r}: kernel {k} does not fit input {shape}")
-            add(Conv2d(shape[0], c_out, k, stride, pad), (c_out, h, w), (c_out, 1, 1))
+            plan.append(("conv", (shape[0], c_out, k, stride, pad), (c_out, h, w)))
+            params += shape[0] * c_out * k * k + c_out
         elif m := _POOL.match(tok):
             if len(shape) != 3:
                 raise ValueError(f"layer {tok!r} in {spec!r}: pooling needs a C x H x W input, got {shape}")
             k = int(m[2])
-            if shape[1] < k or shape[2] < k:
-                raise ValueError(f"layer {tok!r} in {spec!r}: pool {k} larger than input {shape}")
-            add(Pool2d(k, "avg" if m[1] == "P" else "sum"), (shape[0], shape[1] // k, shape[2] // k),
-                (shape[0], 1, 1))
+            if k < 1 or shape[1] < k or shape[2] < k:
+                raise ValueError(f"layer {tok!r} in {spec!r}: pool {k} must be at least 1 and fit input {shape}")
+            plan.append(("pool", (k, "avg" if m[1] == "P" else "sum"), (shape[0], shape[1] // k, shape[2] // k)))
         elif m := _DENSE.match(tok):
-            if len(shape) != 1:
-                add(Flatten(), (math.prod(shape),))
             n = int(m[1])
-            add(Linear(shape[0], n), (n,), (n,))
+            if n < 1:
+                raise ValueError(f"layer {tok!r} in {spec!r}: a dense layer needs at least 1 neuron")
+            if len(shape) != 1:
+                plan.append(("flatten", (), (math.prod(shape),)))
+            n_in = math.prod(plan[-1][2]) if len(shape) != 1 else shape[0]
+            plan.append(("dense", (n_in, n), (n,)))
+            params += n_in * n + n
         elif m := _DROP.match(tok):
-            layers.append(Dropout(float(m[1])))
+            plan.append(("dropout", (float(m[1]),), shape))
         else:
             raise ValueError(f"unknown layer {tok!r} in network spec {spec!r} "
                              "(expected N, <n>C<k>[p<pad>][s<stride>], P<k>, S<k> or D<p>)")
-    if layers and not isinstance(layers[-1], (LIF, CUBA)):
+        shape = plan[-1][2]
+        if params > MAX_PARAMETERS:
+            raise ValueError(f"network spec {spec!r} asks for more than {MAX_PARAMETERS} parameters "
+                             "(MAX_PARAMETERS)")
+    if plan[-1][0] in ("flatten", "dropout", "input"):
         raise ValueError(f"network spec {spec!r} must end with a dense, convolution or pooling layer")
+    return plan
+
+
+def build_network(spec: str, neuron: NeuronSpec, input_shape: tuple | None = None,
+                  synaptic_delay: bool = False) -> SpikingNetwork:
+    """Build a network from a spec string (checked first by ``plan_network``, which see).
+
+    ``input_shape`` (PyTorch order) overrides the spec's first token when the data has another
+    layout of the same size, e.g. spec ``784`` with MNIST images ``(1, 28, 28)`` stays flat.
+    """
+    plan = plan_network(spec, input_shape)
+    shapes = [plan[0][2]]
+    layers = []
+    for kind, args, out_shape in plan[1:]:
+        if kind == "conv":
+            c_in, c_out, k, stride, pad = args
+            layers += [Conv2d(c_in, c_out, k, stride, pad), neuron.make((c_out, 1, 1))]
+        elif kind == "pool":
+            layers += [Pool2d(*args), neuron.make((out_shape[0], 1, 1))]
+        elif kind == "flatten":
+            layers.append(Flatten())
+        elif kind == "dense":
+            layers += [Linear(*args), neuron.make(out_shape)]
+        else:  # dropout: no shape of its own
+            layers.append(Dropout(*args))
+            continue
+        shapes.append(tuple(out_shape))
     return SpikingNetwork(spec, shapes[0], layers, shapes, synaptic_delay)
