@@ -435,7 +435,8 @@ def simulate_graph(graph, x=None, timing: str = "hardware", record: bool = False
                for o, src in out_src.items()}
     if S == 0 or T == 0:
         return GraphResult(outputs, *((rec["spikes"], rec["u"], rec["v"]) if record else ()))
-    in_max = {n: int(np.abs(v).max()) if v.size else 1 for n, v in xs.items()}
+    # payloads reach synapses only from inputs without neurons (an input group sends 0/1 spikes)
+    in_max = {n: int(np.abs(v).max()) if v.size else 1 for n, v in xs.items() if graph.neurons(n) is None}
     syns = {}
     for p in graph.projections():
         syns[id(p)] = _Synapse(p.op, graph.shapes[p.src], graph.shapes[p.dst], f"node {p.name!r}",
