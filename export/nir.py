@@ -23,26 +23,21 @@ represented on Loihi is refused with an error naming the node.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 
 import numpy as np
-import torch
 
+from spikeport.sim import graph as G
 from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
-from spikeport.train.layers import Conv2d as TConv2d
-from spikeport.train.layers import Flatten as TFlatten
-from spikeport.train.layers import Linear as TLinear
-from spikeport.train.layers import Pool2d
-from spikeport.train.network import SpikingNetwork
-from spikeport.train.neurons import CUBA, LIF
-from spikeport.train.surrogates import Surrogate
 
-from .quantize import QuantSpec, block_weight, neuron_floats, quantize_network
+from .quantize import pool_as_conv
 
 META_KEY = "spikeport"
 DT_KEY = "spikeport.dt"
-FORMAT = "spikeport.nir/1"
+FORMAT = "spikeport.nir/1"        # chains (training runs): synapse and neuron metadata per layer
+FORMAT_GRAPH = "spikeport.nir/2"  # any IntGraph: every node's integer record (sim.graph.node_to_dict)
 
 
 def tau_decay_euler(decay, dt: float) -> np.ndarray:
@@ -111,10 +106,17 @@ def _full(a, shape) -> np.ndarray:
     return np.broadcast_to(np.asarray(a, dtype=np.float64), shape).astype(np.float32).copy()
 
 
-def to_nir(model: SpikingNetwork, net: IntNetwork, dt: float):
-    """A NIR graph of the float ``model`` (its fake-quantized values if QAT is attached) carrying
-    the integer network ``net`` (as produced by ``export.quantize.quantize_network``)."""
+def to_nir(model, net: IntNetwork, dt: float):
+    """A NIR graph of the float ``model`` (a trained ``SpikingNetwork``; its fake-quantized values if
+    QAT is attached) carrying the integer network ``net`` (``export.qat.quantize_network``'s)."""
     import nir
+    import torch
+
+    from spikeport.train.layers import Conv2d as TConv2d
+    from spikeport.train.layers import Linear as TLinear
+    from spikeport.train.neurons import CUBA
+
+    from .qat import block_weight, neuron_floats
 
     if not dt > 0:
         raise ValueError(f"dt must be > 0 seconds, got {dt!r}")
@@ -176,17 +178,97 @@ def to_nir(model: SpikingNetwork, net: IntNetwork, dt: float):
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={DT_KEY: float(dt), "spikeport.format": FORMAT})
 
 
-def write_nir(path, model: SpikingNetwork, net: IntNetwork, dt: float) -> None:
+def write_nir(path, model, net: IntNetwork, dt: float) -> None:
     import nir
 
     nir.write(str(path), to_nir(model, net, dt))
 
 
-# --- import -------------------------------------------------------------------------------------
+def graph_to_nir(graph: "G.IntGraph", dt: float):
+    """A NIR graph of any ``IntGraph``, every node carrying its exact integer record.
 
-_SYNAPSES = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d")
+    The float parameters are the ones the integers stand for, in units where each group's scale is
+    1: weights ``W_eff 2**weight_exp``, thresholds ``vth``, biases ``bias_mant 2**bias_exp / 64``,
+    decays from ``du``/``dv``; continuous-time by forward Euler with ``dt``. Groups with a synaptic
+    current are ``CubaLIF``, others ``LIF``. NIR has no input neurons and no bias without a leak:
+    such values live only in the metadata (``notes`` in the graph's metadata say so).
+    """
+    import nir
+
+    if not dt > 0:
+        raise ValueError(f"dt must be > 0 seconds, got {dt!r}")
+    nodes, notes = {}, []
+    for name, node in graph.nodes.items():
+        meta = {META_KEY: _node_meta(node, name)}
+        shape = graph.shapes.get(name)
+        if isinstance(node, G.Input):
+            nodes[name] = nir.Input(input_type={"input": np.array(node.shape)}, metadata=meta)
+            if node.neurons is not None:
+                notes.append(f"{name}: input neurons (bias-driven input) exist only in the spikeport metadata")
+        elif isinstance(node, G.Output):
+            nodes[name] = nir.Output(output_type={"output": np.array(shape)}, metadata=meta)
+        elif isinstance(node, G.Flatten):
+            in_shape = graph.shapes[graph.predecessors(name)[0]]
+            nodes[name] = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1, metadata=meta)
+        elif isinstance(node, Dense):
+            w = node.effective_weight() * 2.0 ** int(node.weight_exp)
+            nodes[name] = nir.Linear(weight=w.astype(np.float32), metadata=meta)
+        elif isinstance(node, Conv2d):
+            w = node.effective_weight().astype(np.float32)
+            in_shape = graph.shapes[graph.predecessors(name)[0]]
+            nodes[name] = nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=w, stride=tuple(node.stride),
+                                     padding=tuple(node.padding), dilation=(1, 1), groups=1,
+                                     bias=np.zeros(w.shape[0], dtype=np.float32), metadata=meta)
+        elif isinstance(node, SumPool2d):
+            k = int(node.kernel)
+            nodes[name] = nir.SumPool2d(kernel_size=np.array([k, k]), stride=np.array([k, k]),
+                                        padding=np.array([0, 0]), metadata=meta)
+        else:  # NeuronGroup
+            nodes[name] = _group_to_nir(node, name, dt, meta, notes)
+    return nir.NIRGraph(nodes=nodes, edges=[list(e) for e in graph.edges],
+                        metadata={DT_KEY: float(dt), "spikeport.format": FORMAT_GRAPH, "spikeport.notes": notes})
+
+
+def write_nir_graph(path, graph: "G.IntGraph", dt: float | None = None) -> None:
+    """Write any ``IntGraph`` as NIR (``graph_to_nir``); ``dt`` defaults to the graph's own."""
+    import nir
+
+    nir.write(str(path), graph_to_nir(graph, graph.dt if dt is None else dt))
+
+
+def _node_meta(node, name: str) -> str:
+    arrays = {}
+    entry = G.node_to_dict(node, arrays, name)
+    return json.dumps({"format": FORMAT_GRAPH, "node": entry, "arrays": {k: _pack(v) for k, v in arrays.items()}})
+
+
+def _group_to_nir(node, name, dt, meta, notes):
+    import nir
+
+    from spikeport.sim import formats as F
+
+    shape, n = node.shape, node.neurons
+    e = {f: n.expand(f, shape).reshape(shape).astype(np.float64) for f in Neurons.FIELDS}
+    decay_syn = F.du_to_decay(e["du"])
+    beta = F.dv_to_decay(e["dv"])
+    bias = e["bias_mant"] * 2.0 ** e["bias_exp"] / 2 ** F.ACT_SHIFT
+    if np.any((bias != 0) & (beta >= 1.0)):
+        notes.append(f"{name}: a bias without membrane leak has no NIR v_leak form; it exists only in the metadata")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v_leak = np.where(beta < 1.0, bias / (1.0 - beta), 0.0)
+    tau = tau_decay_euler(beta, dt)
+    common = dict(r=_full(tau / dt, shape), v_leak=_full(v_leak, shape), v_threshold=_full(e["vth"], shape),
+                  v_reset=_full(0.0, shape), metadata=meta)
+    if np.any(decay_syn > 0):
+        tau_syn = tau_decay_euler(decay_syn, dt)
+        return nir.CubaLIF(tau_syn=_full(tau_syn, shape), tau_mem=_full(tau, shape), w_in=_full(tau_syn / dt, shape),
+                           **common)
+    return nir.LIF(tau=_full(tau, shape), **common)
+
+
+# --- import ---------------------------------------------------------------------------------------
+
 _NEURONS = ("LIF", "CubaLIF", "IF")
-
 
 def read_graph(path):
     """``nir.read`` with a fallback for files whose type check fails (Norse writes such files)."""
@@ -205,7 +287,7 @@ def read_graph(path):
             raise ValueError(f"cannot read NIR file {path}: {err}") from None
 
 
-CONVENTIONS = ("nir", "norse-1.1")
+CONVENTIONS = ("nir", "norse-1.1", "snntorch", "sinabs")
 
 
 def apply_convention(graph, convention: str, dt: float):
@@ -215,7 +297,7 @@ def apply_convention(graph, convention: str, dt: float):
     ``tau`` as ``dt * tau`` (norse issue #411), and its ``LIFCell`` adds the whole input to the
     current (``i += input``), which is NIR's ``w_in = tau_syn / dt``.
     """
-    if convention == "nir":
+    if convention in ("nir", "snntorch", "sinabs"):  # the latter two: notes only (convention_notes)
         return graph
     if convention != "norse-1.1":
         raise ValueError(f"unknown NIR convention {convention!r}; expected one of {', '.join(CONVENTIONS)}")
@@ -230,43 +312,13 @@ def apply_convention(graph, convention: str, dt: float):
     return graph
 
 
-def chain(graph) -> list:
-    """Node names from Input to Output of a feed-forward chain; refuses branches and cycles."""
-    names = [n for n, node in graph.nodes.items() if type(node).__name__ == "Input"]
-    if len(names) != 1:
-        raise ValueError(f"NIR graph must have exactly one Input node, found {len(names)}")
-    succ = {}
-    pred_count = {}
-    for a, b in graph.edges:
-        if a not in graph.nodes or b not in graph.nodes:
-            raise ValueError(f"NIR edge ({a!r}, {b!r}) names a node that does not exist")
-        succ.setdefault(a, []).append(b)
-        pred_count[b] = pred_count.get(b, 0) + 1
-    order, seen, cur = [], set(), names[0]
-    while True:
-        if cur in seen:
-            raise ValueError(f"NIR graph has a cycle through node {cur!r}: only feed-forward chains are supported")
-        seen.add(cur)
-        order.append(cur)
-        nxt = succ.get(cur, [])
-        if type(graph.nodes[cur]).__name__ == "Output":
-            break
-        if len(nxt) != 1:
-            raise ValueError(f"NIR node {cur!r} has {len(nxt)} successors: only feed-forward chains are supported")
-        if pred_count.get(nxt[0], 0) != 1:
-            raise ValueError(f"NIR node {nxt[0]!r} has {pred_count[nxt[0]]} inputs (recurrent or merging "
-                             "connections are not supported)")
-        cur = nxt[0]
-    unused = set(graph.nodes) - seen
-    if unused:
-        raise ValueError(f"NIR nodes not on the Input-to-Output chain: {', '.join(sorted(unused))}")
-    return order
-
-
 def _arr(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+    if hasattr(x, "detach"):  # a torch tensor (some exporters store them)
         x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"expected numbers, got dtype {a.dtype}")
+    return a.astype(np.float64)
 
 
 def _meta(node) -> dict | None:
@@ -303,91 +355,6 @@ def _pool_kernel(node, name) -> int:
     return int(k[0])
 
 
-def nir_to_model(graph, dt: float, surrogate: Surrogate = Surrogate()) -> tuple[SpikingNetwork, list]:
-    """A float ``SpikingNetwork`` equivalent to a NIR chain; returns it and a list of notes on
-    approximations (e.g. a synaptic bias feeding a current-based neuron)."""
-    order = chain(graph)
-    nodes = [graph.nodes[n] for n in order]
-    shape = _drop_batch(_input_shape(nodes[0]))
-    layers, shapes, notes = [], [shape], []
-    i = 1
-    while i < len(nodes) - 1:
-        name, node = order[i], nodes[i]
-        kind = type(node).__name__
-        if kind == "Flatten":
-            if len(shape) > 1:
-                layers.append(TFlatten())
-                shape = (math.prod(shape),)
-                shapes.append(shape)
-            i += 1
-            continue
-        if kind not in _SYNAPSES:
-            raise ValueError(f"NIR node {name!r} of type {kind} is not supported here "
-                             f"(expected one of {', '.join(_SYNAPSES + ('Flatten',))})")
-        if i + 1 >= len(nodes) - 1 or type(nodes[i + 1]).__name__ not in _NEURONS:
-            raise ValueError(f"NIR node {name!r} ({kind}) must be followed by a neuron node "
-                             f"({', '.join(_NEURONS)}); found {type(nodes[i + 1]).__name__}")
-        if kind in ("Affine", "Linear") and len(shape) > 1:  # implicit flatten before a dense layer
-            layers.append(TFlatten())
-            shape = (math.prod(shape),)
-            shapes.append(shape)
-        syn, out_shape, w_bias = _synapse(node, name, kind, shape)
-        nname, nnode = order[i + 1], nodes[i + 1]
-        neuron, gain, note = _neuron(nnode, nname, out_shape, dt, w_bias, surrogate)
-        if note:
-            notes.append(note)
-        if not np.allclose(gain, 1.0):
-            _fold_gain(syn, gain, nname, out_shape)
-        layers += [syn, neuron]
-        shape = out_shape
-        shapes.append(shape)
-        i += 2
-    if not layers:
-        raise ValueError("NIR graph has no synapse/neuron layers")
-    return SpikingNetwork("nir", shapes[0], layers, shapes), notes
-
-
-def _synapse(node, name, kind, shape):
-    """(torch layer with weights, output shape, synaptic bias per output or None)."""
-    if kind in ("Affine", "Linear"):
-        w = _arr(node.weight)
-        if w.ndim != 2 or w.shape[1] != math.prod(shape):
-            raise ValueError(f"NIR node {name!r}: weight {w.shape} does not fit input of shape {shape}")
-        lin = TLinear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w))
-        bias = _arr(node.bias) if kind == "Affine" else None
-        if bias is not None:
-            bias = np.broadcast_to(bias, (w.shape[0],)).copy()
-        return lin, (w.shape[0],), bias
-    if len(shape) != 3:
-        raise ValueError(f"NIR node {name!r} ({kind}) needs a (C, H, W) input, got {shape}")
-    if kind == "Conv2d":
-        w = _arr(node.weight)
-        if w.ndim != 4 or w.shape[1] != shape[0]:
-            raise ValueError(f"NIR node {name!r}: conv weight {w.shape} does not fit input {shape}")
-        if int(node.groups) != 1 or np.any(np.atleast_1d(node.dilation) != 1):
-            raise ValueError(f"NIR node {name!r}: grouped or dilated convolutions are not supported")
-        stride = tuple(int(v) for v in np.broadcast_to(np.atleast_1d(node.stride), (2,)))
-        if isinstance(node.padding, str):
-            if node.padding != "valid" and not (node.padding == "same" and w.shape[2] % 2 and w.shape[3] % 2):
-                raise ValueError(f"NIR node {name!r}: padding {node.padding!r} is not supported for kernel {w.shape[2:]}")
-            pad = (0, 0) if node.padding == "valid" else (w.shape[2] // 2, w.shape[3] // 2)
-        else:
-            pad = tuple(int(v) for v in np.broadcast_to(np.atleast_1d(node.padding), (2,)))
-        conv = TConv2d(shape[0], w.shape[0], tuple(w.shape[2:]), stride=stride, padding=pad)
-        with torch.no_grad():
-            conv.weight.copy_(torch.from_numpy(w))
-        oh = (shape[1] + 2 * pad[0] - w.shape[2]) // stride[0] + 1
-        ow = (shape[2] + 2 * pad[1] - w.shape[3]) // stride[1] + 1
-        bias = _arr(node.bias) if getattr(node, "bias", None) is not None else None
-        per_channel = None if bias is None else np.broadcast_to(bias, (w.shape[0],))[:, None, None] * np.ones((1, oh, ow))
-        return conv, (w.shape[0], oh, ow), per_channel
-    k = _pool_kernel(node, name)
-    pool = Pool2d(k, "avg" if kind == "AvgPool2d" else "sum")
-    return pool, (shape[0], shape[1] // k, shape[2] // k), None
-
-
 def _per_neuron(value, out_shape, name, field) -> np.ndarray:
     """A neuron parameter broadcast to every neuron: scalars (Norse's 0-d), per neuron (any layout of
     the right size), or per channel ``(C,)`` for feature maps."""
@@ -402,103 +369,458 @@ def _per_neuron(value, out_shape, name, field) -> np.ndarray:
                      f"{out_shape} neurons")
 
 
-def _compact(a: np.ndarray, out_shape) -> np.ndarray:
-    """Shared value -> scalar; constant per channel -> (C, 1, 1); otherwise per neuron."""
-    if np.all(a == a.flat[0]):
-        return np.asarray(a.flat[0])
-    if len(out_shape) == 3 and np.all(a == a[:, :1, :1]):
-        return a[:, :1, :1].copy()
-    return a
 
 
-def _neuron(node, name, out_shape, dt, syn_bias, surrogate):
-    """(neuron module, input gain to fold into the synapse, approximation note or None)."""
+def flatten_graph(graph, prefix: str = "") -> tuple[dict, list]:
+    """Nodes and edges with nested ``NIRGraph`` subgraphs inlined as ``sub.node`` names. An edge to
+    or from a subgraph by its own name goes to its Input / from its Output nodes; the subgraph's
+    Input and Output nodes are passed through (their predecessors feed their successors)."""
+    nodes, edges = {}, []
+    inner = {}
+    for name, node in graph.nodes.items():
+        full = prefix + name
+        if type(node).__name__ == "NIRGraph":
+            sub_nodes, sub_edges = flatten_graph(node, full + ".")
+            ins = [n for n in sub_nodes if type(sub_nodes[n]).__name__ == "Input"]
+            outs = [n for n in sub_nodes if type(sub_nodes[n]).__name__ == "Output"]
+            inner[full] = (ins, outs)
+            nodes.update(sub_nodes)
+            edges += sub_edges
+        else:
+            nodes[full] = node
+    for a, b in graph.edges:
+        a, b = prefix + str(a), prefix + str(b)
+        srcs = inner[a][1] if a in inner else [a]
+        dsts = inner[b][0] if b in inner else [b]
+        edges += [(x, y) for x in srcs for y in dsts]
+    for sub, (ins, outs) in inner.items():  # pass through the subgraph's own Input/Output nodes
+        for io in ins + outs:
+            preds = [x for x, y in edges if y == io]
+            succs = [y for x, y in edges if x == io]
+            edges = [e for e in edges if io not in e] + [(x, y) for x in preds for y in succs]
+            del nodes[io]
+    for a, b in edges:
+        for n in (a, b):
+            if n not in nodes:
+                raise ValueError(f"NIR edge ({a!r}, {b!r}) names a node that does not exist")
+    return nodes, list(dict.fromkeys(edges))
+
+
+def _conv_params(node, name, w):
+    groups = int(np.asarray(getattr(node, "groups", 1)).ravel()[0]) if getattr(node, "groups", None) is not None else 1
+    if np.any(np.atleast_1d(np.asarray(getattr(node, "dilation", 1))) != 1):
+        raise ValueError(f"NIR node {name!r}: dilated convolutions are not supported (Loihi's Conv has no dilation)")
+    stride = tuple(int(v) for v in np.broadcast_to(np.atleast_1d(np.asarray(node.stride)), (2,)))
+    if isinstance(node.padding, str):
+        if node.padding != "valid" and not (node.padding == "same" and w.shape[2] % 2 and w.shape[3] % 2):
+            raise ValueError(f"NIR node {name!r}: padding {node.padding!r} is not supported for kernel {w.shape[2:]}")
+        pad = (0, 0) if node.padding == "valid" else (w.shape[2] // 2, w.shape[3] // 2)
+    else:
+        pad = tuple(int(v) for v in np.broadcast_to(np.atleast_1d(np.asarray(node.padding)), (2,)))
+    if groups != 1:  # a grouped convolution is a full one with zero blocks (exact)
+        c_out, c_in_g = w.shape[:2]
+        if groups < 1 or c_out % groups:
+            raise ValueError(f"NIR node {name!r}: groups = {groups} does not divide {c_out} output channels")
+        full = np.zeros((c_out, c_in_g * groups, *w.shape[2:]))
+        per = c_out // groups
+        for g in range(groups):
+            full[g * per:(g + 1) * per, g * c_in_g:(g + 1) * c_in_g] = w[g * per:(g + 1) * per]
+        w = full
+    return w, stride, pad
+
+
+def nir_to_float_graph(graph, dt: float | None, notes: list | None = None) -> "G.FloatGraph":
+    """The float mirror of a NIR graph (numpy; no torch): ``Input``, ``Affine``, ``FloatConv2d``,
+    ``SumPool2d``, ``Flatten``, ``FloatNeurons`` and ``Output`` nodes under the file's names
+    (nested subgraphs inlined as ``sub.node``), edges as in the file: recurrence and merges included.
+
+    Per-step parameters by forward Euler with ``dt`` (see the module docstring); each neuron node's
+    input gain (``r dt/tau``, ``w_in dt/tau_syn``, IF's ``r``) is folded into the weighted operator
+    that feeds it (a pool feeding a neuron directly becomes its unit-kernel convolution), and a
+    synaptic bias (``Affine.bias``, ``Conv2d.bias``) into the neurons' bias. ``AvgPool2d`` is a
+    ``SumPool2d`` whose ``1/k**2`` goes into the next weighted operator. Anything Loihi cannot run
+    is refused naming the node.
+    """
+    notes = [] if notes is None else notes
+    raw, edges = flatten_graph(graph)
+    preds = {n: [a for a, b in edges if b == n] for n in raw}
+    succs = {n: [b for a, b in edges if a == n] for n in raw}
+    kinds = {n: type(node).__name__ for n, node in raw.items()}
+    nodes, scale_in, bias_of = {}, {}, {}
+    for name, node in raw.items():
+        kind = kinds[name]
+        if kind == "Input":
+            nodes[name] = G.Input(_drop_batch(_input_shape(node)))
+        elif kind == "Output":
+            nodes[name] = G.Output()
+        elif kind in ("Affine", "Linear"):
+            nodes[name] = G.Affine(_arr(node.weight))
+            if kind == "Affine" and getattr(node, "bias", None) is not None and np.any(_arr(node.bias) != 0):
+                bias_of[name] = _arr(node.bias)
+        elif kind == "Conv2d":
+            w, stride, pad = _conv_params(node, name, _arr(node.weight))
+            nodes[name] = G.FloatConv2d(w, stride, pad)
+            if getattr(node, "bias", None) is not None and np.any(_arr(node.bias) != 0):
+                bias_of[name] = _arr(node.bias)
+        elif kind in ("SumPool2d", "AvgPool2d"):
+            k = _pool_kernel(node, name)
+            nodes[name] = G.SumPool2d(k)
+            if kind == "AvgPool2d":
+                scale_in[name] = 1.0 / (k * k)
+        elif kind == "Flatten":
+            nodes[name] = G.Flatten()
+        elif kind in _NEURONS:
+            nodes[name] = None  # after shapes are known
+        elif kind == "Scale":
+            nodes[name] = ("scale", _arr(node.scale))
+        else:
+            raise ValueError(f"NIR node {name!r} of type {kind} is not supported (Loihi runs Affine, Linear, Conv2d, "
+                             f"SumPool2d, AvgPool2d, Flatten, Scale and the neurons {', '.join(_NEURONS)})")
+    # Scale nodes: fold into the weighted operator before them (rows), then drop
+    for name, node in list(nodes.items()):
+        if not (isinstance(node, tuple) and node[0] == "scale"):
+            continue
+        (src,) = preds[name] if len(preds[name]) == 1 else (None,)
+        if src is None or not isinstance(nodes.get(src), (G.Affine, G.FloatConv2d)) or len(succs[src]) != 1:
+            raise ValueError(f"NIR node {name!r} (Scale) must follow an Affine, Linear or Conv2d node that feeds only it")
+        nodes[src] = _scale_rows(nodes[src], node[1], name)
+        if src in bias_of:
+            bias_of[src] = bias_of[src] * np.broadcast_to(node[1], np.shape(bias_of[src]))
+        edges = [(a, b) for a, b in edges if b != name and a != name] + [(src, b) for b in succs[name]]
+        del nodes[name]
+        preds = {n: [a for a, b in edges if b == n] for n in nodes}
+        succs = {n: [b for a, b in edges if a == n] for n in nodes}
+    # AvgPool's 1/k**2 into the next weighted operator
+    for name, factor in scale_in.items():
+        nxt = succs[name]
+        while len(nxt) == 1 and isinstance(nodes[nxt[0]], G.Flatten):
+            nxt = succs[nxt[0]]
+        if len(nxt) == 1 and isinstance(nodes[nxt[0]], (G.Affine, G.FloatConv2d)):
+            op = nodes[nxt[0]]
+            nodes[nxt[0]] = dataclasses.replace(op, weight=np.asarray(op.weight) * factor)
+        elif not (len(nxt) == 1 and kinds.get(nxt[0]) in _NEURONS):
+            raise ValueError(f"NIR node {name!r} (AvgPool2d) must feed one weighted operator or one neuron node")
+    shapes = _neuron_shapes(nodes, preds, raw, kinds)
+    gains = {}
+    for name in [n for n in nodes if nodes[n] is None]:
+        nodes[name], gains[name] = _float_neurons(raw[name], name, shapes[name], dt)
+    # fold each neuron's input gain and the synaptic biases feeding it
+    for name in [n for n in nodes if isinstance(nodes[n], G.FloatNeurons)]:
+        group = nodes[name]
+        gain, decay_syn = gains[name]
+        extra_bias = np.zeros(math.prod(group.shape))
+        for src in preds[name]:
+            op_name = src
+            while isinstance(nodes[op_name], G.Flatten):
+                (op_name,) = preds[op_name]
+            op = nodes[op_name]
+            if isinstance(op, G.SumPool2d):
+                in_shape = _shape_of(op_name, nodes, preds, shapes)
+                channels = in_shape[0]
+                w = pool_as_conv(channels, int(op.kernel)) * scale_in.get(op_name, 1.0)
+                op = G.FloatConv2d(w, (int(op.kernel),) * 2, (0, 0))
+            if not isinstance(op, (G.Affine, G.FloatConv2d)):
+                raise ValueError(f"NIR node {name!r}: its input from {src!r} ({type(op).__name__}) carries no weights; "
+                                 "put a weighted operator (Affine, Conv2d) in front of each neuron node")
+            if len(succs[op_name]) != 1 and not np.allclose(gain, 1.0):
+                raise ValueError(f"NIR node {op_name!r} feeds several nodes and {name!r} needs its input scaled by "
+                                 f"{float(np.ravel(gain)[0]):g}: give each neuron node its own operator")
+            nodes[op_name] = _scale_rows(op, gain, name, group.shape)
+            if op_name in bias_of:
+                b = np.broadcast_to(_per_output(bias_of.pop(op_name), op, group.shape), (math.prod(group.shape),))
+                extra_bias = extra_bias + b * gain.reshape(-1)
+        if np.any(extra_bias != 0):
+            if np.any(decay_syn != 0):
+                extra_bias = extra_bias / (1.0 - decay_syn.reshape(-1))
+                notes.append(f"NIR node {name!r}: a synaptic bias feeds a current-based neuron; Loihi's bias acts on "
+                             "the membrane, so it was mapped to its steady state b / (1 - decay_syn) (exact once the "
+                             "current has settled)")
+            nodes[name] = dataclasses.replace(group, bias=group.expand("bias") + extra_bias)
+    if bias_of:
+        name = next(iter(bias_of))
+        raise ValueError(f"NIR node {name!r}: a synaptic bias that does not feed a neuron node directly is not supported")
+    return G.FloatGraph(nodes, edges, 1.0 if dt is None else float(dt), {"notes": list(notes)})
+
+
+def _per_output(bias, op, out_shape) -> np.ndarray:
+    """A synaptic bias per output neuron (per channel for a convolution)."""
+    b = np.asarray(bias, dtype=np.float64).reshape(-1)
+    n = math.prod(out_shape)
+    if b.size == n:
+        return b
+    if isinstance(op, G.FloatConv2d) and len(out_shape) == 3 and b.size == out_shape[0]:
+        return np.repeat(b, n // out_shape[0])
+    if b.size == 1:
+        return np.full(n, b[0])
+    raise ValueError(f"a bias of {b.size} values does not fit {out_shape} outputs")
+
+
+def _scale_rows(op, gain, name, out_shape=None):
+    """``op`` with its outputs multiplied by ``gain`` (scalar, per output, or per channel for convs)."""
+    g = np.asarray(gain, dtype=np.float64).reshape(-1)
+    w = np.asarray(op.weight, dtype=np.float64)
+    if g.size == 1:
+        return dataclasses.replace(op, weight=w * g[0])
+    if isinstance(op, G.Affine):
+        if g.size != w.shape[0]:
+            raise ValueError(f"NIR node {name!r}: a gain of {g.size} values for {w.shape[0]} outputs")
+        return G.Affine(w * g[:, None])
+    c = w.shape[0]
+    per = g.reshape(c, -1) if g.size % c == 0 else None
+    if per is None or not np.all(per == per[:, :1]):
+        raise ValueError(f"NIR node {name!r}: an input gain that differs within a channel cannot be folded into a "
+                         "convolution")
+    return dataclasses.replace(op, weight=w * per[:, 0][:, None, None, None])
+
+
+def _shape_of(name, nodes, preds, shapes):
+    """Output shape of a node (inputs, neuron nodes, operators by propagation)."""
+    if name in shapes:
+        return shapes[name]
+    node = nodes[name]
+    if isinstance(node, G.Input):
+        return node.shape
+    (src,) = preds[name]
+    out = tuple(node.validate(f"NIR node {name!r}", _shape_of(src, nodes, preds, shapes)))
+    shapes[name] = out
+    return out
+
+
+def _neuron_shapes(nodes, preds, raw, kinds) -> dict:
+    """Shapes of the neuron nodes: from a feeding operator chain that starts at an input or at a
+    neuron node of known shape (recurrent inputs resolve once their group is known), else from
+    the node's own ``input_type``."""
+    shapes = {}
+    todo = [n for n in nodes if nodes[n] is None]
+    while todo:
+        progress = False
+        for name in list(todo):
+            for src in preds[name]:
+                try:
+                    shape = _try_shape(src, nodes, preds, shapes)
+                except KeyError:
+                    continue
+                shapes[name] = shape
+                break
+            if name not in shapes:
+                t = getattr(raw[name], "input_type", None) or {}
+                if isinstance(t, dict) and "input" in t and np.asarray(t["input"]).size:
+                    shapes[name] = _drop_batch(tuple(int(v) for v in np.asarray(t["input"]).ravel()))
+            if name in shapes:
+                todo.remove(name)
+                progress = True
+        if not progress:
+            raise ValueError(f"NIR node {todo[0]!r}: its shape cannot be inferred (no input chain of known shape)")
+    return shapes
+
+
+def _try_shape(name, nodes, preds, shapes, trail=()):
+    if name in shapes:
+        return shapes[name]
+    node = nodes[name]
+    if isinstance(node, G.Input):
+        return node.shape
+    if node is None or name in trail:
+        raise KeyError(name)
+    if len(preds[name]) != 1:
+        raise ValueError(f"NIR node {name!r} has {len(preds[name])} inputs; an operator takes exactly one")
+    in_shape = _try_shape(preds[name][0], nodes, preds, shapes, trail + (name,))
+    return tuple(node.validate(f"NIR node {name!r}", in_shape))
+
+
+def _float_neurons(node, name, shape, dt) -> tuple:
+    """A NIR neuron node as per-step float neurons: ``(FloatNeurons, (input gain, decay_syn))``."""
     kind = type(node).__name__
-    f = lambda field: _per_neuron(getattr(node, field), out_shape, name, field)  # noqa: E731
-    v_reset = f("v_reset") if getattr(node, "v_reset", None) is not None else np.zeros(out_shape)
+    f = lambda field: _per_neuron(getattr(node, field), shape, name, field)  # noqa: E731
+    v_reset = f("v_reset") if getattr(node, "v_reset", None) is not None else np.zeros(shape)
     if np.any(v_reset != 0):
         raise ValueError(f"NIR node {name!r}: v_reset = {float(v_reset.flat[np.argmax(v_reset != 0)]):g}; "
                          "Loihi resets the membrane to 0 only")
     v_th = f("v_threshold")
-    note = None
+    if kind != "IF" and dt is None:
+        raise ValueError(f"NIR node {name!r} ({kind}) has time constants but the file does not say its time step: "
+                         "pass --dt (seconds per step)")
     if kind == "IF":
-        decay_syn, beta, gain, bias_v = None, np.ones(out_shape), f("r"), np.zeros(out_shape)
+        decay_syn, beta, gain, bias_v = np.zeros(shape), np.ones(shape), f("r"), np.zeros(shape)
     elif kind == "LIF":
         tau = f("tau")
         beta = decay_tau_euler(tau, dt, f"NIR node {name!r}")
         gain = f("r") * dt / tau
         bias_v = dt / tau * f("v_leak")
-        decay_syn = None
+        decay_syn = np.zeros(shape)
     else:  # CubaLIF
         tau_syn, tau_mem = f("tau_syn"), f("tau_mem")
         decay_syn = decay_tau_euler(tau_syn, dt, f"NIR node {name!r}")
         beta = decay_tau_euler(tau_mem, dt, f"NIR node {name!r}")
         gain = f("w_in") * dt / tau_syn * f("r") * dt / tau_mem
         bias_v = dt / tau_mem * f("v_leak")
-    if syn_bias is not None and np.any(syn_bias != 0):
-        b = gain * np.broadcast_to(syn_bias, out_shape)
-        if decay_syn is None:
-            bias_v = bias_v + b  # a synaptic bias is a membrane bias when there is no synaptic current
-        else:
-            bias_v = bias_v + b / (1.0 - decay_syn)
-            note = (f"NIR node {name!r}: the synaptic bias feeds a current-based neuron; Loihi's bias acts on the "
-                    "membrane, so it was mapped to its steady-state value b/(1 - decay_syn) (exact after the "
-                    "current settles)")
-    kw = dict(v_threshold=1.0, surrogate=surrogate, per_neuron=True)
-    if decay_syn is None:
-        mod = LIF(out_shape, **kw)
-        values = {"decay_mem": beta}
-    else:
-        mod = CUBA(out_shape, **kw)
-        values = {"decay_syn": decay_syn, "decay_mem": beta}
-    values.update(v_threshold=v_th, bias=bias_v)
-    for key, val in values.items():
-        getattr(mod, key).data = torch.as_tensor(_compact(np.asarray(val, dtype=np.float64), out_shape),
-                                                 dtype=torch.float32)
-    return mod, gain, note
+    group = G.FloatNeurons(shape, _compact(decay_syn, shape), _compact(beta, shape), _compact(v_th, shape),
+                           _compact(bias_v, shape))
+    return group, (np.asarray(gain, dtype=np.float64), np.asarray(decay_syn, dtype=np.float64))
 
 
-def _fold_gain(syn, gain: np.ndarray, name: str, out_shape) -> None:
-    """Scale the synaptic weights by a per-output gain (``r dt/tau`` etc.)."""
-    g = _compact(gain, out_shape)
-    if isinstance(syn, TLinear):
-        with torch.no_grad():
-            syn.weight.mul_(torch.tensor(np.broadcast_to(g, out_shape), dtype=torch.float32)[:, None])
-        return
-    if np.ndim(g) == 3 and g.shape[1:] != (1, 1):
-        raise ValueError(f"NIR node {name!r}: an input gain that differs within a channel cannot be folded into "
-                         "a convolution")
-    if isinstance(syn, Pool2d):
-        raise ValueError(f"NIR node {name!r}: an input gain of {np.ravel(g)[0]:g} after pooling is not supported")
-    with torch.no_grad():
-        syn.weight.mul_(torch.as_tensor(np.broadcast_to(np.asarray(g).reshape(-1), (out_shape[0],)),
-                                        dtype=torch.float32)[:, None, None, None])
+def _compact(a, shape) -> np.ndarray:
+    """Shared value -> scalar; constant per channel -> ``(C,)``; otherwise per neuron (flat)."""
+    a = np.asarray(a, dtype=np.float64).reshape(shape)
+    if np.all(a == a.flat[0]):
+        return np.asarray(a.flat[0])
+    if len(shape) == 3 and np.all(a == a[:, :1, :1]):
+        return a[:, 0, 0].copy()
+    return a.reshape(-1)
 
 
-def read_nir(path, dt: float | None = None, spec: QuantSpec = QuantSpec(),
-             convention: str = "nir") -> tuple[IntNetwork, dict]:
-    """Integer network from a NIR file: exact from our metadata, else quantized from the float graph
+def read_nir(path, dt: float | None = None, spec=None, convention: str = "nir") -> tuple:
+    """Integer graph from a NIR file: exact from our metadata, else quantized from the float graph
     (after ``apply_convention`` for files from exporters that deviate from NIR).
 
-    Returns ``(net, info)`` with ``info['source']`` ('spikeport metadata' or 'float parameters'),
-    ``info['dt']`` and, for float graphs, the quantization report and notes.
+    Returns ``(graph, info)``: an ``IntGraph`` and ``info['source']`` ('spikeport metadata' or 'float
+    parameters'), ``info['dt']`` and, for float graphs, the quantization report, the notes and the
+    float graph (``info['float_graph']``).
     """
+    from .quantize import QuantSpec, quantize_graph
+
     graph = read_graph(path)
     file_dt = (graph.metadata or {}).get(DT_KEY)
     use_dt = float(dt if dt is not None else file_dt) if (dt is not None or file_dt is not None) else None
-    order = chain(graph)
-    metas = [(_meta(graph.nodes[n]), type(graph.nodes[n]).__name__) for n in order]
-    syn_metas = [m for m, kind in metas if kind in _SYNAPSES]
-    neu_metas = [m for m, kind in metas if kind in _NEURONS]
-    if syn_metas and all(m is not None for m in syn_metas + neu_metas):
-        layers = [Layer(_synapse_from_meta(s), Neurons(**{f: _unpack(n[f]) for f in Neurons.FIELDS}),
-                        name=f"layer{k}") for k, (s, n) in enumerate(zip(syn_metas, neu_metas))]
-        raw_in = _drop_batch(_input_shape(graph.nodes[order[0]]))
-        net = IntNetwork(raw_in, tuple(layers), dt=use_dt or 1.0, meta={"source": str(path)})
-        return net, {"source": "spikeport metadata", "dt": use_dt}
-    if use_dt is None:
-        raise ValueError(f"{path} does not say its time step: pass --dt (seconds per step)")
-    model, notes = nir_to_model(apply_convention(graph, convention, use_dt), use_dt)
-    net, report = quantize_network(model, spec, dt=use_dt, meta={"source": str(path)})
+    exact = _exact_from_metadata(graph, path, use_dt)
+    if exact is not None:
+        return exact, {"source": "spikeport metadata", "dt": use_dt}
+    notes = convention_notes(convention)
+    fg = nir_to_float_graph(apply_convention(graph, convention, use_dt or 1.0), use_dt, notes)
+    net, report = quantize_graph(fg, spec or QuantSpec(), meta={"source": str(path)})
     return net, {"source": "float parameters", "dt": use_dt, "quantization": report, "notes": notes,
-                 "model": model}
+                 "float_graph": fg}
+
+
+def _exact_from_metadata(graph, path, dt):
+    """Our own files: the integer record from the nodes' metadata, or None for other tools' files."""
+    nodes, edges = flatten_graph(graph)
+    weighted = [n for n, node in nodes.items() if type(node).__name__ in ("Affine", "Linear", "Conv2d", "SumPool2d",
+                                                                            "AvgPool2d") + _NEURONS]
+    metas = {n: _meta(nodes[n]) for n in weighted}
+    if not weighted or any(m is None for m in metas.values()):
+        return None
+    if all(m.get("format") == FORMAT_GRAPH for m in metas.values()):
+        return _graph_from_metadata(nodes, edges, metas, path, dt)
+    # format 1 (chains written before graphs): synapse and neuron metadata alternate along the chain
+    order = [n for n in _chain_order(nodes, edges) if n in metas]
+    syn = [metas[n] for n in order if type(nodes[n]).__name__ not in _NEURONS]
+    neu = [metas[n] for n in order if type(nodes[n]).__name__ in _NEURONS]
+    layers = [Layer(_synapse_from_meta(s), Neurons(**{f: _unpack(n[f]) for f in Neurons.FIELDS}), name=f"layer{k}")
+              for k, (s, n) in enumerate(zip(syn, neu))]
+    raw_in = _drop_batch(_input_shape(next(node for node in nodes.values() if type(node).__name__ == "Input")))
+    net = IntNetwork(raw_in, tuple(layers), dt=dt or 1.0, meta={"source": str(path)})
+    return G.IntGraph.from_chain(net)
+
+
+def _graph_from_metadata(nodes, edges, metas, path, dt):
+    """An ``IntGraph`` from a file ``graph_to_nir`` wrote (every node carries its record)."""
+    all_meta = {n: _meta(node) for n, node in nodes.items()}
+    if any(m is None or m.get("format") != FORMAT_GRAPH for m in all_meta.values()):
+        missing = next(n for n, m in all_meta.items() if m is None or m.get("format") != FORMAT_GRAPH)
+        raise ValueError(f"{path}: node {missing!r} lacks the spikeport record the other nodes carry")
+    rebuilt = {}
+    for name, m in all_meta.items():
+        try:
+            arrays = {k: _unpack(v) for k, v in m["arrays"].items()}
+            rebuilt[name] = G.node_from_dict(m["node"], arrays, f"{path}: node {name!r}")
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path}: node {name!r} has a damaged spikeport record ({err})") from None
+    return G.IntGraph(rebuilt, edges, dt or 1.0, {"source": str(path)})
+
+
+def nir_to_model(graph, dt: float | None, surrogate=None):
+    """A float torch ``SpikingNetwork`` equivalent to a NIR chain (the float twin, for comparisons
+    with the library that wrote the file); returns it and the reader's notes. Built from the float
+    graph (``nir_to_float_graph``): one conversion of the file's parameters."""
+    notes = []
+    fg = nir_to_float_graph(graph, dt, notes)
+    return float_graph_to_model(fg, surrogate), notes
+
+
+def float_graph_to_model(fg, surrogate=None):
+    """A torch ``SpikingNetwork`` of a feed-forward chain ``FloatGraph`` (Affine, FloatConv2d,
+    SumPool2d, Flatten, FloatNeurons)."""
+    import torch
+
+    from spikeport.train.layers import Conv2d as TConv2d
+    from spikeport.train.layers import Flatten as TFlatten
+    from spikeport.train.layers import Linear as TLinear
+    from spikeport.train.layers import Pool2d
+    from spikeport.train.network import SpikingNetwork
+    from spikeport.train.neurons import CUBA, LIF
+    from spikeport.train.surrogates import Surrogate
+
+    order = _chain_order(fg.nodes, fg.edges)
+    if len(order) != len(fg.nodes) or len(fg.edges) != len(fg.nodes) - 1:
+        raise ValueError("the torch float twin is built for feed-forward chains only (this graph has recurrence, "
+                         "merges or branches)")
+    surrogate = surrogate or Surrogate()
+    shape = fg.shapes[order[0]]
+    layers, shapes = [], [shape]
+    for name in order[1:-1]:
+        node = fg.nodes[name]
+        if isinstance(node, G.Flatten):
+            layers.append(TFlatten())
+        elif isinstance(node, G.Affine):
+            w = np.asarray(node.weight)
+            if len(shape) > 1:
+                layers.append(TFlatten())
+                shapes.append((math.prod(shape),))
+            lin = TLinear(w.shape[1], w.shape[0])
+            with torch.no_grad():
+                lin.weight.copy_(torch.as_tensor(w))
+            layers.append(lin)
+        elif isinstance(node, G.FloatConv2d):
+            w = np.asarray(node.weight)
+            conv = TConv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=tuple(node.stride),
+                           padding=tuple(node.padding))
+            with torch.no_grad():
+                conv.weight.copy_(torch.as_tensor(w))
+            layers.append(conv)
+        elif isinstance(node, G.SumPool2d):
+            layers.append(Pool2d(int(node.kernel), "sum"))
+        else:  # FloatNeurons
+            kw = dict(v_threshold=1.0, surrogate=surrogate, per_neuron=True)
+            current = np.any(np.asarray(node.decay_syn) != 0)
+            mod = CUBA(node.shape, **kw) if current else LIF(node.shape, **kw)
+            values = {"decay_mem": node.decay_mem, "v_threshold": node.v_threshold, "bias": node.bias}
+            if current:
+                values["decay_syn"] = node.decay_syn
+            for key, val in values.items():
+                a = np.asarray(val, dtype=np.float64)
+                if a.size == node.shape[0] and len(node.shape) == 3 and a.size > 1:
+                    a = a.reshape(-1, 1, 1)
+                elif a.size > 1:
+                    a = a.reshape(node.shape)
+                getattr(mod, key).data = torch.as_tensor(a, dtype=torch.float32)
+            layers.append(mod)
+            continue
+        shape = fg.shapes[name]
+        shapes.append(shape)
+    return SpikingNetwork("nir", shapes[0], layers, shapes)
+
+
+def _chain_order(nodes, edges) -> list:
+    succ = {a: b for a, b in edges}
+    cur = next(n for n, node in nodes.items() if type(node).__name__ == "Input")
+    order, seen = [], set()
+    while cur is not None and cur not in seen:
+        seen.add(cur)
+        order.append(cur)
+        cur = succ.get(cur)
+    return order
+
+
+def convention_notes(convention: str) -> list:
+    """What a library's own simulation does that its NIR file does not say (printed with the result)."""
+    return {
+        "nir": [],
+        "norse-1.1": ["norse-1.1: tau read as dt * tau (norse issue #411) and LIFCell's input as w_in = tau_syn/dt"],
+        "snntorch": ["snntorch: snnTorch's Leaky/Synaptic reset by subtraction by default (reset_mechanism="
+                     "'subtract'); the file says v_reset = 0 and Loihi resets to zero, so outputs differ where a "
+                     "neuron crosses its threshold by more than one step's worth"],
+        "sinabs": ["sinabs: sinabs' IF resets by subtraction and can emit several spikes per step (MultiSpike); "
+                   "Loihi emits at most one spike per step and resets to zero: outputs differ where the membrane "
+                   "exceeds twice the threshold or keeps a residue after a spike"],
+    }[convention]

@@ -58,15 +58,9 @@ import math
 from dataclasses import dataclass, fields
 
 import numpy as np
-import torch
-
 from spikeport.sim import formats as F
-from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons
-from spikeport.train.layers import Conv2d as TorchConv2d
-from spikeport.train.layers import Linear as TorchLinear
-from spikeport.train.layers import Pool2d
-from spikeport.train.network import SpikingNetwork
-from spikeport.train.neurons import LIF
+from spikeport.sim import graph as G
+from spikeport.sim.network import Neurons
 
 
 @dataclass(frozen=True)
@@ -185,55 +179,40 @@ class BlockQuant:
     report: dict
 
 
-def _np(t) -> np.ndarray:
-    return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
-
-
-def neuron_floats(neuron) -> dict:
-    """Float neuron parameters as numpy arrays (``decay_syn = 0`` for the STBP LIF)."""
-    p = neuron.params()
-    if isinstance(neuron, LIF):
-        return {"decay_syn": np.zeros(()), "decay_mem": _np(p.decay), "v_threshold": _np(p.v_threshold),
-                "bias": _np(p.bias)}
-    return {"decay_syn": _np(p.decay_syn), "decay_mem": _np(p.decay_mem), "v_threshold": _np(p.v_threshold),
-            "bias": _np(p.bias)}
-
-
-def quantize_block(w: np.ndarray, nf: dict, spec: QuantSpec, scale: tuple | None = None) -> BlockQuant:
-    """Quantize one layer: float weights ``w`` (torch layout; 2-d = dense) and neuron floats ``nf``.
-
-    ``scale``: a given ``(lam, weight_exp)`` (``shared_exponent``) instead of the layer's own.
-    """
-    vth_f = nf["v_threshold"]
-    if np.any(vth_f < 0):
-        raise ValueError(f"negative threshold {float(vth_f.min())}: Loihi thresholds are unsigned")
-    if scale is None:
-        lam, e = layer_scale(float(np.abs(w).max()) if w.size else 0.0, float(vth_f.max()), spec)
-    else:
-        lam, e = float(scale[0]), int(scale[1])
+def quantize_weight(w: np.ndarray, lam: float, e: int, spec: QuantSpec) -> tuple[np.ndarray, dict]:
+    """Float weights ``w`` (2-d: dense, else a convolution kernel) -> integer mantissas for the scale
+    ``lam`` and exponent ``e``, and a report (clipped count, relative error, largest |w|)."""
     m, wrep = F.quantize_weights(w * lam, e, spec.num_weight_bits, spec.rounding)
     if m.ndim == 2:  # dense: the integers must be Lava's effective weights for their own sign mode
         eff = F.dense_effective_weights(m, spec.num_weight_bits)
         changed = int(np.count_nonzero(eff != m))
         if changed:
             m, wrep["clipped"] = eff, wrep["clipped"] + changed
+    fake = m * 2.0 ** e / lam
+    return m, {"clipped": wrep["clipped"], "rel_error": F.relative_error(fake, w),
+               "max_abs": float(np.abs(w).max()) if w.size else 0.0}
+
+
+def quantize_neurons(nf: dict, lam: float, spec: QuantSpec) -> tuple[Neurons, dict, dict]:
+    """Float neuron parameters ``nf`` (``decay_syn``, ``decay_mem``, ``v_threshold``, ``bias``) ->
+    integer registers for the scale ``lam``; returns ``(neurons, fake floats, report)``."""
+    vth_f = np.asarray(nf["v_threshold"], dtype=np.float64)
+    if np.any(vth_f < 0):
+        raise ValueError(f"negative threshold {float(vth_f.min())}: Loihi thresholds are unsigned")
     if spec.vth_bits == F.VTH.bits:
         vth, vth_clip = F.threshold_to_vth(vth_f, lam)
     else:
-        vth, vth_clip = vth_format(spec).saturate(np.round(np.asarray(vth_f, dtype=np.float64) * lam))
-    bias_v = np.round(nf["bias"] * lam * 2 ** F.ACT_SHIFT)  # in units of v
+        vth, vth_clip = vth_format(spec).saturate(np.round(vth_f * lam))
+    bias_v = np.round(np.asarray(nf["bias"], dtype=np.float64) * lam * 2 ** F.ACT_SHIFT)  # in units of v
     if spec.bias_exp is None:
         bias_mant, bias_exp, bias_clip = F.split_bias(bias_v)
     else:
         bias_mant, bias_clip = F.BIAS_MANT.saturate(np.round(bias_v / 2.0 ** spec.bias_exp))
         bias_exp = np.full(bias_mant.shape, spec.bias_exp, dtype=np.int64)
     du, dv = decay_registers(nf["decay_syn"], nf["decay_mem"], spec.decay_bits)
-    fake_w = m * 2.0 ** e / lam
     fake = {"decay_syn": F.du_to_decay(du), "decay_mem": F.dv_to_decay(dv), "v_threshold": vth / lam,
             "bias": (bias_mant * 2.0 ** bias_exp) / (lam * 2 ** F.ACT_SHIFT)}
-    report = {"scale": lam, "weight_exp": e,
-              "weights": {"clipped": wrep["clipped"], "rel_error": F.relative_error(fake_w, w), "max_abs": float(np.abs(w).max())},
-              "v_threshold": {"clipped": vth_clip, "rel_error": F.relative_error(fake["v_threshold"], vth_f)},
+    report = {"v_threshold": {"clipped": vth_clip, "rel_error": F.relative_error(fake["v_threshold"], vth_f)},
               "bias": {"clipped": bias_clip, "rel_error": F.relative_error(fake["bias"], nf["bias"])},
               "decay_syn": {"rel_error": F.relative_error(fake["decay_syn"], nf["decay_syn"])},
               "decay_mem": {"rel_error": F.relative_error(fake["decay_mem"], nf["decay_mem"])}}
@@ -242,117 +221,139 @@ def quantize_block(w: np.ndarray, nf: dict, spec: QuantSpec, scale: tuple | None
         return np.asarray(a).reshape(-1)
 
     neurons = Neurons(du=flat(du), dv=flat(dv), vth=flat(vth), bias_mant=flat(bias_mant), bias_exp=flat(bias_exp))
-    return BlockQuant(m, e, neurons, lam, fake_w, fake, report)
+    return neurons, fake, report
 
 
-def block_weight(syn, in_shape: tuple) -> np.ndarray:
-    """A synaptic layer's float weight in torch layout (pooling as its equivalent convolution)."""
-    if isinstance(syn, Pool2d):
-        return _np(syn.equivalent_weight(in_shape[0]))
-    return _np(syn.weight)
+def quantize_block(w: np.ndarray, nf: dict, spec: QuantSpec, scale: tuple | None = None) -> BlockQuant:
+    """Quantize one layer: float weights ``w`` (torch layout; 2-d = dense) and neuron floats ``nf``.
 
-
-def quantize_network(model: SpikingNetwork, spec: QuantSpec = QuantSpec(), dt: float = 1.0,
-                     meta: dict | None = None) -> tuple[IntNetwork, list]:
-    """Post-training quantization of a trained float network; returns the record and a per-layer report."""
-    layers, reports = [], []
-    blocks = model.blocks()
-    ws = [block_weight(syn, in_shape) for syn, _, in_shape, _ in blocks]
-    nfs = [neuron_floats(neuron) for _, neuron, _, _ in blocks]
-    scale = network_scale(ws, nfs, spec) if spec.shared_exponent else None
-    for i, ((syn, neuron, in_shape, _), w, nf) in enumerate(zip(blocks, ws, nfs)):
-        q = quantize_block(w, nf, spec, scale=scale)
-        if isinstance(syn, TorchLinear):
-            rec = Dense(q.weight, weight_exp=q.weight_exp, num_weight_bits=spec.num_weight_bits)
-            kind = "dense"
-        elif isinstance(syn, TorchConv2d):
-            rec = Conv2d(q.weight, stride=tuple(syn.stride), padding=tuple(syn.padding), weight_exp=q.weight_exp)
-            kind = "conv"
-        else:
-            k = syn.kernel_size
-            rec = Conv2d(q.weight, stride=(k, k), padding=(0, 0), weight_exp=q.weight_exp)
-            kind = f"{syn.mode}pool"
-        layers.append(Layer(rec, q.neurons, name=f"{kind}{i}"))
-        reports.append({"layer": i, "kind": kind, **q.report})
-    info = {"source": "spikeport", "network": model.spec, "quantization": spec_dict(spec), **(meta or {})}
-    return IntNetwork(model.input_shape, tuple(layers), dt=dt, meta=info), reports
-
-
-# --- quantization-aware training ---------------------------------------------------------------
-
-def _ste(x: torch.Tensor, q: np.ndarray) -> torch.Tensor:
-    """``q`` in the forward pass, identity gradient to ``x`` (straight-through)."""
-    qt = torch.as_tensor(q, dtype=x.dtype, device=x.device).reshape(x.shape)
-    return x + (qt - x).detach()
-
-
-class FakeQuantizer:
-    """The ``fake_quant`` hook of ``train.network.SpikingNetwork`` (see ``attach_fake_quant``).
-
-    ``blocks``: the network's ``(synapse, neuron)`` pairs, needed by ``shared_exponent`` (the scale
-    depends on every layer's current values, recomputed at every call).
-
-    Pooling has no weight parameter to replace: when its quantized taps differ from the float ones
-    by a factor ``c`` (fewer weight bits, shared exponent), the neuron gets threshold and bias
-    divided by ``c`` instead, which spikes exactly as input scaled by ``c`` would.
+    ``scale``: a given ``(lam, weight_exp)`` (``shared_exponent``) instead of the layer's own.
     """
+    vth_f = nf["v_threshold"]
+    if np.any(np.asarray(vth_f) < 0):
+        raise ValueError(f"negative threshold {float(np.min(vth_f))}: Loihi thresholds are unsigned")
+    if scale is None:
+        lam, e = layer_scale(float(np.abs(w).max()) if w.size else 0.0, float(np.max(vth_f)), spec)
+    else:
+        lam, e = float(scale[0]), int(scale[1])
+    m, wrep = quantize_weight(w, lam, e, spec)
+    neurons, fake, nrep = quantize_neurons(nf, lam, spec)
+    report = {"scale": lam, "weight_exp": e, "weights": wrep, **nrep}
+    return BlockQuant(m, e, neurons, lam, m * 2.0 ** e / lam, fake, report)
 
-    def __init__(self, spec: QuantSpec, in_shapes: list, blocks: list | None = None):
-        self.spec = spec
-        self.in_shapes = in_shapes  # input shape of each block (pooling needs its channel count)
-        self.blocks = blocks
 
-    def _shared_scale(self) -> tuple[float, int]:
-        if self.blocks is None:
-            raise ValueError("shared_exponent fake quantization needs the network's blocks "
-                             "(use attach_fake_quant)")
-        ws = [block_weight(syn, shape) if isinstance(syn, Pool2d) else _np(syn.weight)
-              for (syn, _), shape in zip(self.blocks, self.in_shapes)]
-        return network_scale(ws, [neuron_floats(n) for _, n in self.blocks], self.spec)
 
-    def __call__(self, index: int, syn, neuron):
-        w = syn.weight if not isinstance(syn, Pool2d) else None
-        w_np = block_weight(syn, self.in_shapes[index]) if w is None else _np(w)
-        scale = self._shared_scale() if self.spec.shared_exponent else None
-        q = quantize_block(w_np, neuron_floats(neuron), self.spec, scale=scale)
-        fake = q.fake
-        if w is None:
-            c = _pool_factor(w_np, q.fake_weight)
-            if c != 1.0:
-                fake = {**fake, "v_threshold": fake["v_threshold"] / c, "bias": fake["bias"] / c}
-        p = neuron.params()
-        if isinstance(neuron, LIF):
-            fp = type(p)(_ste(p.decay, fake["decay_mem"]), _ste(p.v_threshold, fake["v_threshold"]),
-                         _ste(p.bias, fake["bias"]))
+# --- graphs ------------------------------------------------------------------------------------
+
+def _destinations(fg, name: str) -> set:
+    """The neuron groups an operator's output reaches through operators only."""
+    found, todo = set(), [name]
+    while todo:
+        cur = todo.pop()
+        for succ in [b for a, b in fg.edges if a == cur]:
+            node = fg.nodes[succ]
+            if G.group_neurons(node) is not None:
+                found.add(succ)
+            elif type(node) in G.FLOAT_OPERATORS.values():
+                todo.append(succ)
+    return found
+
+
+def pool_as_conv(channels: int, k: int) -> np.ndarray:
+    """Sum pooling as the convolution it is: a ``k x k`` unit kernel per channel ``(C, C, k, k)``."""
+    w = np.zeros((channels, channels, k, k))
+    w[np.arange(channels), np.arange(channels)] = 1.0
+    return w
+
+
+def quantize_graph(fg, spec: QuantSpec = QuantSpec(), meta: dict | None = None):
+    """Post-training quantization of a float graph (``sim.graph.FloatGraph``) into an ``IntGraph``
+    of the same nodes and edges. Returns ``(graph, report)`` (one entry per neuron group).
+
+    Every neuron group gets one scale ``lam`` (``layer_scale`` of the largest |weight| of all the
+    operators that feed it, recurrent ones included, and its largest threshold): its inputs add in
+    one register, so they share a unit. Each weighted operator takes the scale and exponent of the
+    group it feeds (one group only; an operator feeding several is refused). A ``SumPool2d`` that
+    feeds a group directly becomes the convolution it is (unit kernel, ``pool_as_conv``); a pool
+    followed by further operators stays an exact integer pooling (``IntGraph`` composes the chain).
+    With ``shared_exponent`` one ``(lam, e)`` serves the whole network.
+    """
+    weighted = {}
+    for name, node in fg.nodes.items():
+        if not isinstance(node, (G.Affine, G.FloatConv2d, G.SumPool2d)):
+            continue
+        dst = _destinations(fg, name)
+        succ = [b for a, b in fg.edges if a == name]
+        if isinstance(node, G.SumPool2d) and not all(G.group_neurons(fg.nodes[b]) is not None for b in succ):
+            continue  # a pool inside a chain: exact integers, no weights
+        if len(dst) != 1:
+            raise ValueError(f"node {name!r}: a weighted operator must feed exactly one neuron group (it reaches "
+                             f"{sorted(dst) or 'none'}); give each group its own operator")
+        if isinstance(node, G.SumPool2d):
+            src_shape = fg.shapes[fg.predecessors(name)[0]]
+            k = int(node.kernel)
+            weighted[name] = (dst.pop(), pool_as_conv(src_shape[0], k), (k, k), (0, 0))
+        elif isinstance(node, G.FloatConv2d):
+            weighted[name] = (dst.pop(), np.asarray(node.weight, dtype=np.float64), _tuple(node.stride),
+                              _tuple(node.padding))
         else:
-            fp = type(p)(_ste(p.decay_syn, fake["decay_syn"]), _ste(p.decay_mem, fake["decay_mem"]),
-                         _ste(p.v_threshold, fake["v_threshold"]), _ste(p.bias, fake["bias"]))
-        return (None if w is None else _ste(w, q.fake_weight)), fp
+            weighted[name] = (dst.pop(), np.asarray(node.weight, dtype=np.float64), None, None)
+    groups = [n for n in fg.nodes if isinstance(fg.nodes[n], G.FloatNeurons)]
+    if any(isinstance(fg.nodes[n], G.Input) and fg.nodes[n].neurons is not None for n in fg.nodes):
+        raise ValueError("a float graph's inputs carry no neurons (inputs with neurons are integer records)")
+    nfs = {g: {f: _compact(fg.nodes[g], f) for f in G.FloatNeurons.FIELDS} for g in groups}
+    wmax = {g: 0.0 for g in groups}
+    for dst, w, _, _ in weighted.values():
+        if w.size:
+            wmax[dst] = max(wmax[dst], float(np.abs(w).max()))
+    if spec.shared_exponent:
+        shared = layer_scale(max(wmax.values(), default=0.0),
+                             max((float(np.max(nf["v_threshold"])) for nf in nfs.values()), default=0.0), spec)
+    scales, report, neurons = {}, [], {}
+    for g in groups:
+        lam, e = shared if spec.shared_exponent else layer_scale(wmax[g], float(np.max(nfs[g]["v_threshold"])), spec)
+        scales[g] = (lam, e)
+        neurons[g], _, nrep = quantize_neurons(nfs[g], lam, spec)
+        report.append({"group": g, "scale": lam, "weight_exp": e, **nrep, "weights": {}})
+    rep_of = {r["group"]: r for r in report}
+    nodes = {}
+    for name, node in fg.nodes.items():
+        if isinstance(node, G.FloatNeurons):
+            nodes[name] = G.NeuronGroup(node.shape, neurons[name])
+        elif name in weighted:
+            dst, w, stride, padding = weighted[name]
+            lam, e = scales[dst]
+            m, wrep = quantize_weight(w, lam, e, spec)
+            rep_of[dst]["weights"][name] = wrep
+            if stride is None:
+                nodes[name] = G.Dense(m, weight_exp=e, num_weight_bits=spec.num_weight_bits)
+            else:
+                nodes[name] = G.Conv2d(m, stride=stride, padding=padding, weight_exp=e)
+        else:
+            nodes[name] = node  # Input, Output, Flatten, SumPool2d inside a chain
+    info = {"source": "float graph", "quantization": spec_dict(spec), **(fg.meta or {}), **(meta or {})}
+    return G.IntGraph(nodes, fg.edges, fg.dt, info), report
 
 
-def _pool_factor(w: np.ndarray, fake_w: np.ndarray) -> float:
-    """The factor ``c`` with ``fake_w = c * w`` for a pooling kernel (one tap value on the channel
-    diagonal); 1.0 when they agree to rounding error, so default quantization changes nothing."""
-    nz = w != 0
-    ratios = fake_w[nz] / w[nz]
-    if ratios.size == 0 or np.all(np.abs(ratios - 1.0) <= 1e-9):
-        return 1.0
-    c = float(ratios.flat[0])
-    if not np.allclose(ratios, c, rtol=1e-12, atol=0) or np.any(fake_w[~nz] != 0):
-        raise ValueError("pooling kernel quantized to unequal taps; cannot fake-quantize it")
-    if c == 0.0:
-        raise ValueError("pooling taps quantize to 0 (the layer would receive no input); QAT cannot "
-                         "model it: use more weight bits or per-layer exponents")
-    return c
+def _tuple(t) -> tuple:
+    return tuple(int(v) for v in t)
 
 
-def attach_fake_quant(model: SpikingNetwork, spec: QuantSpec = QuantSpec()) -> SpikingNetwork:
-    """Quantization-aware training: the forward pass uses the values export will produce."""
-    blocks = model.blocks()
-    model.fake_quant = FakeQuantizer(spec, [b[2] for b in blocks], [(b[0], b[1]) for b in blocks])
-    return model
+def _compact(node, field: str) -> np.ndarray:
+    """A float neuron parameter as the integer record holds it: scalar, per channel ``(C,)`` or
+    per neuron (flat), as given."""
+    a = np.asarray(getattr(node, field), dtype=np.float64)
+    return a.reshape(()) if a.size == 1 else a.reshape(-1)
 
 
-def detach_fake_quant(model: SpikingNetwork) -> SpikingNetwork:
-    model.fake_quant = None
-    return model
+# --- torch models (post-training quantization of a trained network, QAT): export/qat.py ------------
+_QAT = ("neuron_floats", "block_weight", "quantize_network", "FakeQuantizer", "attach_fake_quant",
+        "detach_fake_quant")
+
+
+def __getattr__(name):  # the torch side lives in export/qat.py, imported only when asked for
+    if name in _QAT:
+        from . import qat
+
+        return getattr(qat, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

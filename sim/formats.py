@@ -72,7 +72,7 @@ class IntFormat:
         if arr.dtype.kind == "f":
             if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
                 bad = arr.flat[int(np.argmax(~np.isfinite(arr) | (arr != np.round(arr))))]
-                raise ValueError(f"{where}: {self.name} must be integers, got {bad!r}")
+                raise ValueError(f"{where}: {self.name} must be integers, got {bad.item()!r}")
         elif arr.dtype.kind not in "iub":
             raise ValueError(f"{where}: {self.name} must be integers, got dtype {arr.dtype}")
         arr = arr.astype(np.int64)

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from . import formats as F
-from .network import Conv2d, Dense, IntNetwork, Neurons, SumPool2d, _shape
+from .network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d, _shape, conv_output_shape
 
 FORMAT = "spikeport.intgraph"
 FORMAT_VERSION = 1
@@ -87,16 +87,106 @@ class Output:
     kind = "output"
 
 
+# --- the float mirror's node types (numpy; what readers produce and quantization consumes) -------
+
+def _finite(values, where: str, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: {name} must be numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = arr.flat[int(np.argmax(~np.isfinite(arr)))]
+        raise ValueError(f"{where}: {name} contains {bad} (must be finite)")
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Affine:
+    """Float dense synapses ``a = W s`` (``weight`` ``(out, in)``); a bias lives in the neurons."""
+
+    weight: np.ndarray
+    kind = "affine"
+
+    def validate(self, where: str, in_shape: tuple) -> tuple:
+        w = _finite(self.weight, where, "weight")
+        if w.ndim != 2 or w.shape[1] != math.prod(in_shape):
+            raise ValueError(f"{where}: weight of shape {w.shape} does not fit an input of shape {in_shape}")
+        return (w.shape[0],)
+
+
+@dataclass(frozen=True, eq=False)
+class FloatConv2d:
+    """Float 2-d cross-correlation, weight ``(C_out, C_in, kH, kW)`` (PyTorch's ``conv2d``)."""
+
+    weight: np.ndarray
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    kind = "fconv"
+
+    def validate(self, where: str, in_shape: tuple) -> tuple:
+        w = _finite(self.weight, where, "weight")
+        if w.ndim != 4 or len(in_shape) != 3 or in_shape[0] != w.shape[1]:
+            raise ValueError(f"{where}: conv weight of shape {w.shape} does not fit an input of shape {in_shape}")
+        return conv_output_shape(in_shape, w.shape[0], w.shape[2:], _shape(self.stride), _shape(self.padding), where)
+
+
+@dataclass(frozen=True, eq=False)
+class FloatNeurons:
+    """A group of discrete-time CUBA neurons in float, per step (Loihi's form, Lava's ``floating_pt``)::
+
+        i[t] = decay_syn i[t-1] + a[t]          (decay_syn = 0: no synaptic current, STBP's LIF)
+        v[t] = decay_mem v[t-1] + i[t] + bias
+        s[t] = v[t] > v_threshold;  v[t] = 0 where s[t]
+
+    Each parameter is a scalar, one value per channel ``(C,)`` of a feature map, or one per neuron.
+    """
+
+    shape: tuple
+    decay_syn: np.ndarray | float = 0.0
+    decay_mem: np.ndarray | float = 1.0
+    v_threshold: np.ndarray | float = 1.0
+    bias: np.ndarray | float = 0.0
+    kind = "fneurons"
+    FIELDS = ("decay_syn", "decay_mem", "v_threshold", "bias")
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", _shape(self.shape))
+
+    def validate(self, where: str, shape: tuple) -> None:
+        n = math.prod(shape)
+        for name in self.FIELDS:
+            a = _finite(getattr(self, name), where, name)
+            if a.size not in (1, n) and not (len(shape) == 3 and a.size == shape[0]):
+                raise ValueError(f"{where}: {name} has {a.size} values; expected 1, {n} (per neuron)"
+                                 + (f" or {shape[0]} (per channel)" if len(shape) == 3 else ""))
+            if name.startswith("decay") and (a.min() < 0 or a.max() > 1):
+                raise ValueError(f"{where}: {name} = {float(a.min() if a.min() < 0 else a.max()):g} outside [0, 1]")
+            if name == "v_threshold" and a.min() < 0:
+                raise ValueError(f"{where}: v_threshold = {float(a.min()):g} is negative (Loihi thresholds are unsigned)")
+
+    def expand(self, name: str) -> np.ndarray:
+        """One float64 value per neuron, flattened C order."""
+        a = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
+        n = math.prod(self.shape)
+        return np.full(n, a[0]) if a.size == 1 else (a if a.size == n else np.repeat(a, n // a.size))
+
+
 OPERATORS = {"dense": Dense, "conv": Conv2d, "sumpool": SumPool2d, "flatten": Flatten}
+FLOAT_OPERATORS = {"affine": Affine, "fconv": FloatConv2d, "sumpool": SumPool2d, "flatten": Flatten}
 NODE_TYPES = {"input": Input, "neurons": NeuronGroup, "output": Output, **OPERATORS}
+FLOAT_NODE_TYPES = {"input": Input, "fneurons": FloatNeurons, "output": Output, **FLOAT_OPERATORS}
 
 
 def is_group(node) -> bool:
     """Nodes whose spikes other nodes read: neuron groups and inputs."""
-    return isinstance(node, (Input, NeuronGroup))
+    return isinstance(node, (Input, NeuronGroup, FloatNeurons))
 
 
-def group_neurons(node) -> Neurons | None:
+def group_neurons(node):
+    """The registers (or, in the float mirror, the float parameters) of a group; None for inputs
+    without neurons and for operators."""
+    if isinstance(node, FloatNeurons):
+        return node
     return node.neurons if isinstance(node, (Input, NeuronGroup)) else None
 
 
@@ -130,12 +220,14 @@ def _encode(value, arrays: dict, key: str):
     return {"array": key}
 
 
-def node_from_dict(entry: dict, arrays, where: str):
-    """Inverse of ``node_to_dict``; ``arrays`` is a mapping (an open ``.npz``)."""
-    if not isinstance(entry, dict) or entry.get("kind") not in NODE_TYPES:
+def node_from_dict(entry: dict, arrays, where: str, types: dict | None = None):
+    """Inverse of ``node_to_dict``; ``arrays`` is a mapping (an open ``.npz``); ``types`` the
+    graph's node types (the integer graph's by default)."""
+    types = NODE_TYPES if types is None else types
+    if not isinstance(entry, dict) or entry.get("kind") not in types:
         kind = entry.get("kind") if isinstance(entry, dict) else entry
-        raise ValueError(f"{where}: unknown node kind {kind!r} (known: {', '.join(NODE_TYPES)})")
-    cls = NODE_TYPES[entry["kind"]]
+        raise ValueError(f"{where}: unknown node kind {kind!r} (known: {', '.join(types)})")
+    cls = types[entry["kind"]]
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in entry:
@@ -175,8 +267,9 @@ class Projection:
 
 
 @dataclass(frozen=True, eq=False)
-class IntGraph:
-    """A quantized spiking network as a graph of named nodes (see the module docstring).
+class Graph:
+    """A spiking network as a graph of named nodes (see the module docstring); ``IntGraph`` holds
+    Loihi's integers, ``FloatGraph`` the float mirror.
 
     Attributes
     ----------
@@ -205,8 +298,8 @@ class IntGraph:
         for name, node in nodes.items():
             if not isinstance(name, str) or not name:
                 raise ValueError(f"node names must be non-empty strings, got {name!r}")
-            if type(node) not in NODE_TYPES.values():
-                raise ValueError(f"node {name!r}: {type(node).__name__} is not a graph node type")
+            if type(node) not in self.NODE_TYPES.values():
+                raise ValueError(f"node {name!r}: {type(node).__name__} is not a {type(self).__name__} node type")
         seen = set()
         for a, b in edges:
             for n in (a, b):
@@ -233,16 +326,16 @@ class IntGraph:
                                      f"input, got {ins[name]}")
                 if outs[name]:
                     raise ValueError(f"{where}: an Output has no outgoing edges")
-            if type(node) in OPERATORS.values() and len(ins[name]) != 1:
+            if type(node) in self.OPERATORS.values() and len(ins[name]) != 1:
                 raise ValueError(f"{where}: a synaptic operator takes exactly one input, got {len(ins[name])} "
                                  f"({ins[name]}); to add inputs, send each through its own operator into a "
                                  "neuron group")
-            if isinstance(node, NeuronGroup):
+            if isinstance(node, (NeuronGroup, FloatNeurons)):
                 for src in ins[name]:
                     if is_group(nodes[src]):
                         raise ValueError(f"{where}: edge from {src!r} needs a synaptic operator between two "
                                          "neuron groups")
-            if isinstance(node, Output) or outs[name] or isinstance(node, (NeuronGroup, Input)):
+            if isinstance(node, Output) or outs[name] or is_group(node):
                 continue
             raise ValueError(f"{where}: the operator's output goes nowhere")
         shapes = {}
@@ -253,7 +346,7 @@ class IntGraph:
                 if neurons is not None:
                     neurons.validate(f"node {name!r}", node.shape)
         for name, node in nodes.items():
-            if type(node) in OPERATORS.values():
+            if type(node) in self.OPERATORS.values():
                 self._op_shape(name, shapes, ins, ())
             elif isinstance(node, Output):
                 shapes[name] = shapes[ins[name][0]]
@@ -342,10 +435,21 @@ class IntGraph:
                 depth[n] = 1 + max(group_feeders) if group_feeders else 0
         return depth
 
+    def latency(self) -> int:
+        """Steps (in Lava's timing) from an input to the latest output: the most projections on a path
+        from an input to an output's group, recurrent edges inside a component not counted."""
+        comp_of = {n: i for i, comp in enumerate(self.components()) for n in comp}
+        hops = {}
+        for comp in self.components():
+            for n in comp:
+                feeders = [hops[p.src] + 1 for p in self._projections if p.dst == n and comp_of[p.src] != comp_of[n]]
+                hops[n] = max(feeders, default=0)
+        return max((hops[src] for src in self.outputs().values()), default=0)
+
     # --- persistence ---------------------------------------------------------------------------
     def save(self, path) -> None:
         arrays = {}
-        header = {"format": FORMAT, "version": FORMAT_VERSION, "dt": self.dt, "meta": self.meta,
+        header = {"format": self.FORMAT, "version": FORMAT_VERSION, "dt": self.dt, "meta": self.meta,
                   "nodes": [[name, node_to_dict(node, arrays, f"n{i}")] for i, (name, node) in
                             enumerate(self.nodes.items())],
                   "edges": [list(e) for e in self.edges]}
@@ -354,13 +458,13 @@ class IntGraph:
             np.savez_compressed(f, **arrays)
 
     @classmethod
-    def from_header(cls, header: dict, arrays, where: str) -> "IntGraph":
+    def from_header(cls, header: dict, arrays, where: str):
         try:
             nodes = {}
             for name, entry in header["nodes"]:
                 if not isinstance(name, str) or name in nodes:
                     raise ValueError(f"{where}: bad or repeated node name {name!r}")
-                nodes[name] = node_from_dict(entry, arrays, f"{where}: node {name!r}")
+                nodes[name] = node_from_dict(entry, arrays, f"{where}: node {name!r}", cls.NODE_TYPES)
             edges = [tuple(e) for e in header["edges"]]
             if any(len(e) != 2 for e in edges):
                 raise ValueError(f"{where}: every edge must be a [src, dst] pair")
@@ -368,12 +472,23 @@ class IntGraph:
         except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"{where}: damaged integer graph (missing or malformed {err})") from None
 
+
+
+@dataclass(frozen=True, eq=False)
+class IntGraph(Graph):
+    """A quantized spiking network: Loihi's registers and operators (the contract between export,
+    the simulator and the targets)."""
+
+    NODE_TYPES = NODE_TYPES
+    OPERATORS = OPERATORS
+    FORMAT = FORMAT
+
     @classmethod
     def from_chain(cls, net: IntNetwork) -> "IntGraph":
-        """The graph of a feed-forward chain: ``input -> layer0.synapse -> layer0 -> ... -> output``."""
+        """The graph of a feed-forward chain: ``input -> layer0_synapse -> layer0 -> ... -> output``."""
         nodes, edges, prev = {"input": Input(net.input_shape)}, [], "input"
         for i, layer in enumerate(net.layers):
-            syn, grp = f"layer{i}.synapse", f"layer{i}"
+            syn, grp = f"layer{i}_synapse", f"layer{i}"
             nodes[syn] = layer.synapse
             nodes[grp] = NeuronGroup(net.shapes[i + 1], layer.neurons)
             edges += [(prev, syn), (syn, grp)]
@@ -381,6 +496,47 @@ class IntGraph:
         nodes["output"] = Output()
         edges.append((prev, "output"))
         return cls(nodes, tuple(edges), net.dt, dict(net.meta))
+
+
+    def to_chain(self, what: str = "this runner") -> IntNetwork:
+        """The feed-forward chain this graph is (one plain input, then operator -> group pairs, one
+        output), for code that handles chains only; a ``ValueError`` naming ``what`` otherwise."""
+        why = None
+        inputs = self.inputs()
+        if len(inputs) != 1 or self.nodes[inputs[0]].neurons is not None:
+            why = "it needs one input without neurons"
+        elif len(self.outputs()) != 1:
+            why = f"it has {len(self.outputs())} outputs"
+        layers, cur = [], inputs[0] if not why else None
+        while cur is not None and not why:
+            projs = [p for p in self._projections if p.src == cur]
+            readers = [b for a, b in self.edges if a == cur]
+            if not projs:
+                if readers != [next(iter(self.outputs()))]:
+                    why = "it branches"
+                break
+            if len(projs) != 1 or len([p for p in self._projections if p.dst == projs[0].dst]) != 1 \
+                    or len([r for r in readers if not isinstance(self.nodes[r], Output)]) != 1:
+                why = "it has recurrence, merges or branches"
+                break
+            p = projs[0]
+            layers.append(Layer(p.op, self.neurons(p.dst), name=p.dst))
+            cur = p.dst
+        if not why and len(layers) != len(self.groups()):
+            why = "not every group is on the input-to-output path"
+        if why:
+            raise ValueError(f"{what} handles feed-forward chains only, and this graph is not one ({why})")
+        return IntNetwork(self.nodes[inputs[0]].shape, tuple(layers), self.dt, dict(self.meta))
+
+
+@dataclass(frozen=True, eq=False)
+class FloatGraph(Graph):
+    """The float mirror of ``IntGraph``: the same structure with float parameters (``Affine``,
+    ``FloatConv2d``, ``FloatNeurons``), what readers produce and quantization maps node by node."""
+
+    NODE_TYPES = FLOAT_NODE_TYPES
+    OPERATORS = FLOAT_OPERATORS
+    FORMAT = "spikeport.floatgraph"
 
 
 def load_record(path):
@@ -441,22 +597,24 @@ def _compose_two(a, a_in, b, b_in, a_name, b_name):
             raise ValueError(f"nodes {a_name!r} -> {b_name!r}: pooling {k}x{k} of {a_in} leaves a remainder; "
                              "two poolings compose only when the first divides the map evenly")
         return SumPool2d(k * int(b.kernel))
-    if isinstance(b, Conv2d):
+    if isinstance(b, (Conv2d, FloatConv2d)):
         stride, padding = _shape(b.stride), _shape(b.padding)
         if any(padding) and (h % k or w % k):
             raise ValueError(f"nodes {a_name!r} -> {b_name!r}: a padded convolution after {k}x{k} pooling of "
                              f"{a_in} (not divisible by {k}) cannot be composed exactly")
         wt = np.asarray(b.weight)
         kernel = np.repeat(np.repeat(wt, k, axis=2), k, axis=3)  # K[o, c, y k + i, x k + j] = W[o, c, y, x]
-        return Conv2d(kernel, stride=(stride[0] * k, stride[1] * k), padding=(padding[0] * k, padding[1] * k),
-                      weight_exp=b.weight_exp)
-    if isinstance(b, Dense):
+        return dataclasses.replace(b, weight=kernel, stride=(stride[0] * k, stride[1] * k),
+                                   padding=(padding[0] * k, padding[1] * k))
+    if isinstance(b, (Dense, Affine)):
         ph, pw = h // k, w // k
         cols = np.full((c, h, w), -1, dtype=np.int64)
         pooled = np.arange(c * ph * pw).reshape(c, ph, pw)
         cols[:, :ph * k, :pw * k] = np.repeat(np.repeat(pooled, k, axis=1), k, axis=2)
         wt = np.asarray(b.weight)
         wide = np.where(cols.reshape(-1) >= 0, wt[:, np.maximum(cols.reshape(-1), 0)], 0).astype(wt.dtype)
+        if isinstance(b, Affine):
+            return Affine(wide)
         # the sign mode Lava determines from the original matrix (zeros added for the remainder
         # must not turn an inhibitory matrix's determination)
         mode = b.sign_mode or F.sign_mode_of(wt)

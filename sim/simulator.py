@@ -39,7 +39,7 @@ from typing import Optional
 import numpy as np
 
 from . import formats as F
-from .network import Dense, IntNetwork, SumPool2d
+from .network import Dense, SumPool2d
 
 TIMINGS = ("hardware", "ideal")
 _F32_EXACT = 2 ** 24

@@ -3,6 +3,7 @@ study | traffic | lava``."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import json
 import sys
 
@@ -59,6 +60,7 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_export(args) -> int:
     from spikeport.pipeline import load_network
+    from spikeport.sim.network import IntNetwork
 
     loaded = load_network(args.network, dt=args.dt)
     if args.format == "npz":
@@ -66,8 +68,14 @@ def _cmd_export(args) -> int:
     elif args.format == "nir":
         from spikeport.export.nir import write_nir
 
-        if loaded.model is None:
-            raise ValueError("NIR export needs a training run directory (the float model travels with the integers)")
+        if loaded.model is None:  # any integer network: the floats its integers stand for, plus the record
+            from spikeport.export.nir import write_nir_graph
+            from spikeport.sim.graph import as_graph
+
+            graph = as_graph(loaded.net)
+            write_nir_graph(args.out, graph, args.dt)
+            print(f"wrote {args.out}: {len(graph.groups())} neuron groups, {len(graph.projections())} projections")
+            return 0
         if loaded.cfg is not None and loaded.cfg.quant.qat:
             from spikeport.export.quantize import attach_fake_quant
             from spikeport.pipeline import quant_spec
@@ -91,11 +99,15 @@ def _cmd_export(args) -> int:
     elif args.format == "onnx":
         from spikeport.export.onnx import to_onnx
 
-        to_onnx(loaded.net, args.out, timing=args.timing)
+        net = loaded.net if isinstance(loaded.net, IntNetwork) else loaded.net.to_chain("ONNX export")
+        to_onnx(net, args.out, timing=args.timing)
     else:
         raise ValueError(f"unknown format {args.format!r}")
-    print(f"wrote {args.out}: {len(loaded.net.layers)} layers, input {loaded.net.input_shape}, "
-          f"{loaded.net.output_size} outputs")
+    net = loaded.net
+    if isinstance(net, IntNetwork):
+        print(f"wrote {args.out}: {len(net.layers)} layers, input {net.input_shape}, {net.output_size} outputs")
+    else:
+        print(f"wrote {args.out}: {len(net.groups())} neuron groups, {len(net.projections())} projections")
     return 0
 
 
@@ -132,39 +144,76 @@ def _report_outputs(args, out, labels, loaded) -> None:
         print(f"accuracy: {100 * accuracy(out, labels, loaded.cfg):.2f}% on {len(labels)} samples")
 
 
-def _cmd_simulate(args) -> int:
-    from pathlib import Path
+def _protocol(args, loaded) -> dict:
+    """The deployment protocol from the command line (the same for simulate, deploy and traffic)."""
+    kw = {"reset_interval": args.reset_interval, "reset_offset": args.reset_offset or 0}
+    if args.input_bias:
+        kw["input_bias"] = cliargs.load_input_spikes(args.input_bias)
+        kw["steps"] = args.steps
+    elif args.steps is not None:
+        raise ValueError("--steps goes with --input-bias (with --input, T is the input's second dimension)")
+    if args.reset_offset and args.reset_interval is None:
+        raise ValueError("--reset-offset needs --reset-interval")
+    return kw
 
+
+def _run_inputs(args, loaded):
+    """(x or None, labels or None): --input-bias alone drives the input neurons without spikes."""
+    if args.input_bias and not args.input and not args.dataset:
+        return None, None
+    return _inputs(args, loaded)
+
+
+def _record(args, res, graph) -> None:
+    """--record DIR: spikes, u and v of every neuron group, one ``<group>.npz`` each."""
     import numpy as np
 
-    from spikeport.sim.simulator import simulate
+    rec = Path(args.record)
+    rec.mkdir(parents=True, exist_ok=True)
+    for name in graph.groups():
+        np.savez_compressed(rec / f"{name}.npz", spikes=res.spikes[name], u=res.u[name], v=res.v[name])
+    print(f"recorded spikes, u and v of {len(graph.groups())} neuron groups in {rec}")
+
+
+def _cmd_simulate(args) -> int:
     from spikeport.pipeline import load_network
+    from spikeport.sim.graph import as_graph
+    from spikeport.sim.simulator import simulate
 
     loaded = load_network(args.network, dt=args.dt, convention=args.nir_convention)
-    x, labels = _inputs(args, loaded)
-    res = simulate(loaded.net, x, timing=args.timing, record=bool(args.record), progress=not args.no_progress)
+    _print_notes(loaded)
+    x, labels = _run_inputs(args, loaded)
+    graph = as_graph(loaded.net)
+    res = simulate(graph, x, timing=args.timing, record=bool(args.record), progress=not args.no_progress,
+                   **_protocol(args, loaded))
     if args.record:
-        rec = Path(args.record)
-        rec.mkdir(parents=True, exist_ok=True)
-        for i in range(len(loaded.net.layers)):
-            np.savez_compressed(rec / f"layer{i}.npz", spikes=res.spikes[i], u=res.u[i], v=res.v[i])
-        print(f"recorded spikes, u and v of {len(loaded.net.layers)} layers in {rec}")
+        _record(args, res, graph)
     _report_outputs(args, res.output, labels, loaded)
     return 0
 
 
 def _cmd_deploy(args) -> int:
     from spikeport.pipeline import load_network
+    from spikeport.sim.graph import as_graph
 
     if args.target != "lava":
         raise ValueError(f"unknown target {args.target!r}; available: lava")
     from spikeport.targets.lava import run_lava
 
     loaded = load_network(args.network, dt=args.dt, convention=args.nir_convention)
-    x, labels = _inputs(args, loaded)
-    res = run_lava(loaded.net, x, progress=not args.no_progress)
+    _print_notes(loaded)
+    x, labels = _run_inputs(args, loaded)
+    graph = as_graph(loaded.net)
+    res = run_lava(graph, x, record=bool(args.record), progress=not args.no_progress, **_protocol(args, loaded))
+    if args.record:
+        _record(args, res, graph)
     _report_outputs(args, res.output, labels, loaded)
     return 0
+
+
+def _print_notes(loaded) -> None:
+    for note in (loaded.notes or []):
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _cmd_validate(args) -> int:
@@ -195,8 +244,10 @@ def _cmd_pipeline(args) -> int:
 def _add_input_args(p) -> None:
     p.add_argument("network", help="training run directory, NIR file (.nir) or integer network file (.npz)")
     p.add_argument("--dt", type=cliargs.positive_float, help="seconds per step for NIR files that do not say it")
-    p.add_argument("--nir-convention", default="nir", choices=["nir", "norse-1.1"],
-                   help="undo a known exporter deviation (norse-1.1: tau written as dt*tau, LIFCell input)")
+    p.add_argument("--nir-convention", default="nir", choices=["nir", "norse-1.1", "snntorch", "sinabs"],
+                   help="the library that wrote a NIR file, where its semantics differ from the file's (norse-1.1: "
+                        "tau written as dt*tau, undone; snntorch, sinabs: reset by subtraction, several spikes per "
+                        "step: printed as notes)")
     p.add_argument("--input", type=cliargs.input_file,
                    help="input spikes .npy of shape (samples, T, *input_shape), 0/1")
     p.add_argument("--output", type=cliargs.output_npy,
@@ -205,6 +256,16 @@ def _add_input_args(p) -> None:
     p.add_argument("--samples", type=cliargs.positive_int, help="number of dataset samples (default: all)")
     p.add_argument("--T", type=cliargs.positive_int, help="time steps per sample for --dataset (default: the run's)")
     p.add_argument("--data-dir", help="dataset folder")
+    p.add_argument("--input-bias", type=cliargs.input_file,
+                   help="bias mantissas (samples, *input_shape) of the input neuron group (netx's Input block), "
+                        "integers, one row per sample, as lava-dl drives PilotNet")
+    p.add_argument("--steps", type=cliargs.positive_int, help="time steps per sample with --input-bias alone")
+    p.add_argument("--reset-interval", type=cliargs.positive_int,
+                   help="run the samples as one stream with netx's periodic reset of u and v every N steps "
+                        "(lava-dl Network(reset_interval=N)); each group one step later than the one feeding it")
+    p.add_argument("--reset-offset", type=int, default=0, help="netx's reset_offset (phase of the periodic reset)")
+    p.add_argument("--record", type=cliargs.output_dir,
+                   help="write spikes, u and v of every neuron group to DIR/<group>.npz")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -304,7 +365,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(m)
     m.add_argument("--timing", default="hardware", choices=["hardware", "ideal"],
                    help="hardware: Lava's one-step delay per synaptic layer (default); ideal: no delays")
-    m.add_argument("--record", type=cliargs.output_dir, help="folder for every layer's spikes, u and v")
     m.set_defaults(func=_cmd_simulate)
 
     d = sub.add_parser("deploy", help="run the integer network on a target (Lava fixed_pt)")

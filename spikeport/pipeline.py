@@ -17,6 +17,7 @@ import torch
 
 from spikeport.export.quantize import QuantSpec, attach_fake_quant, quantize_network
 from spikeport.sim.network import IntNetwork
+from spikeport.sim.graph import IntGraph, load_record
 from spikeport.sim.simulator import simulate
 from spikeport.train.config import Config
 from spikeport.train.trainer import CHECKPOINT, derived_seed, encode_batch, load_run, load_test_split
@@ -31,10 +32,11 @@ def quant_spec(cfg: Config) -> QuantSpec:
 
 @dataclass
 class Loaded:
-    net: IntNetwork
+    net: IntNetwork | IntGraph            # a chain for run directories; any graph from files
     cfg: Optional[Config] = None          # present for run directories
     model: Optional[torch.nn.Module] = None
     report: Optional[list] = None
+    notes: Optional[list] = None          # what a reader approximated or a library does differently
 
 
 def load_network(path, dt: Optional[float] = None, convention: str = "nir") -> Loaded:
@@ -50,7 +52,7 @@ def load_network(path, dt: Optional[float] = None, convention: str = "nir") -> L
     if not p.exists():
         raise ValueError(f"network {p} does not exist")
     if p.suffix == ".npz":
-        return Loaded(IntNetwork.load(p))
+        return Loaded(load_record(p))
     if p.suffix in (".net", ".h5", ".hdf5"):
         from spikeport.export.netx import read_netx
 
@@ -59,7 +61,7 @@ def load_network(path, dt: Optional[float] = None, convention: str = "nir") -> L
         from spikeport.export.nir import read_nir
 
         net, info = read_nir(p, dt=dt, convention=convention)
-        return Loaded(net, report=info.get("quantization"), model=info.get("model"))
+        return Loaded(net, report=info.get("quantization"), notes=info.get("notes"))
     raise ValueError(f"cannot read network {p}: expected a run directory, an .npz integer network, a .nir file "
                      "or a lava-dl netx file (.net, .h5)")
 
@@ -86,15 +88,21 @@ def encode_split(cfg: Config, samples: Optional[int] = None, data_dir=None):
     return x.astype(np.int8), torch.cat(ys).numpy()
 
 
-def pad_for_delay(x: np.ndarray, net: IntNetwork) -> np.ndarray:
+def delay_steps(net) -> int:
+    """Steps the hardware timing adds between input and output: one per synaptic layer of a chain,
+    the graph's ``latency`` otherwise."""
+    return len(net.layers) if isinstance(net, IntNetwork) else net.latency()
+
+
+def pad_for_delay(x: np.ndarray, net) -> np.ndarray:
     """Append one empty step per synaptic layer, so hardware timing delivers every output."""
-    L = len(net.layers)
+    L = delay_steps(net)
     return np.concatenate([x, np.zeros((x.shape[0], L, *x.shape[2:]), dtype=x.dtype)], axis=1)
 
 
-def align_delayed(out: np.ndarray, net: IntNetwork) -> np.ndarray:
+def align_delayed(out: np.ndarray, net) -> np.ndarray:
     """Hardware-timed output of a padded run ``(S, T + L, C)`` -> ``(S, T, C)`` on the input's time axis."""
-    return out[:, len(net.layers):]
+    return out[:, delay_steps(net):]
 
 
 def accuracy(out_spikes: np.ndarray, labels: np.ndarray, cfg: Optional[Config] = None) -> float:
@@ -253,7 +261,7 @@ def run_pipeline(preset: str, out_dir, overrides: Optional[dict] = None, lava_sa
         attach_fake_quant(loaded.model, quant_spec(cfg))
     nir_path = out / "network.nir"
     write_nir(nir_path, loaded.model, loaded.net, dt)
-    net, _ = read_nir(nir_path)
+    net = read_nir(nir_path)[0].to_chain("the pipeline's validation")
     log(f"[2/4] exported {nir_path} (dt = {dt:g} s) and read it back")
     log(f"[3/4] simulating the NIR network bit-accurately and running it in Lava ({lava_samples} samples)")
     res = validate(out, lava_samples=lava_samples, progress=progress, net=net)

@@ -22,6 +22,7 @@ import numpy as np
 
 from spikeport import cliargs
 from spikeport.sim.chip import COEFFICIENT_UNITS, STRUCTURE, Traffic, count_traffic, load_profile, map_network
+from spikeport.sim.network import IntNetwork
 from spikeport.sim.simulator import TIMINGS, check_input, simulate
 
 PLOTS = {"occupancy": "occupancy.png", "traffic": "traffic.png", "spikes": "spikes_per_layer.png",
@@ -264,7 +265,8 @@ def _cmd_traffic(args) -> int:
         x, _ = encode_split(cfg, args.samples, args.data_dir)
         description = (f"{args.dataset} test split: first {x.shape[0]} samples, T = {x.shape[1]}, "
                        f"encoder {cfg.data.encoder}")
-    summary = run_traffic(loaded.net, x, args.profile, args.out, timing=args.timing, description=description)
+    net = loaded.net if isinstance(loaded.net, IntNetwork) else loaded.net.to_chain("spikeport traffic (the chip model)")
+    summary = run_traffic(net, x, args.profile, args.out, timing=args.timing, description=description)
     per = summary["per_inference"]
     print(f"{summary['profile']['name']}: {summary['mapping']['cores_used']} cores on "
           f"{summary['mapping']['chips_used']} chip(s); per inference {per['spikes']:.0f} spikes, "

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikeport.export.nir import nir_to_model, read_graph, read_nir
+from spikeport.export.nir import float_graph_to_model, nir_to_model, read_graph, read_nir
 from spikeport.sim.network import IntNetwork
 from spikeport.sim.simulator import simulate
 
@@ -232,12 +232,14 @@ def test_integer_network_in_the_simulator_agrees_with_the_library(tmp_path, name
     if info["library"] == "norse":
         path = tmp_path / f"{name}.nir"
         nir.write(str(path), norse_fixed(read_graph(DATA / f"{name}.nir"), dt))
-    net, meta = read_nir(path, dt)
-    assert isinstance(net, IntNetwork) and meta["source"] == "float parameters" and meta["dt"] == dt
-    assert net.input_shape == (N_IN,) and net.output_size == N_OUT
+    graph, meta = read_nir(path, dt)
+    assert meta["source"] == "float parameters" and meta["dt"] == dt
+    net = graph.to_chain()
+    assert isinstance(net, IntNetwork) and net.input_shape == (N_IN,) and net.output_size == N_OUT
     out = simulate(net, x.transpose(1, 0, 2), timing="ideal").output.transpose(1, 0, 2)
+    model = float_graph_to_model(meta["float_graph"])
     with torch.no_grad():
-        ours = meta["model"](torch.as_tensor(x, dtype=torch.float32)).numpy()
+        ours = model(torch.as_tensor(x, dtype=torch.float32)).numpy()
     lib_bound, float_bound = SIM_BOUNDS[name]
     assert agreement(out, y) >= lib_bound
     assert agreement(out, ours) >= float_bound
@@ -249,7 +251,7 @@ def test_norse_convention_option_reads_norse_files_at_norses_dt():
     for name in ("norse_lifbox", "norse_lif"):
         path = DATA / f"{name}.nir"
         net, info = read_nir(path, dt=1e-3, convention="norse-1.1")
-        assert info["source"] == "float parameters" and len(net.layers) >= 1
+        assert info["source"] == "float parameters" and len(net.groups()) >= 1
         x = np.load(DATA / f"{name}_input.npy")
         ref = np.load(DATA / f"{name}_output.npy")
         model, _ = nir_to_model(apply_convention(read_graph(path), "norse-1.1", 1e-3), 1e-3)

@@ -58,9 +58,12 @@ def test_bad_inputs_are_reported_not_crashed(small_run, tmp_path, capsys):
     np.save(tmp_path / "bad.npy", np.ones((2, 8, 63), dtype=np.int8))
     assert cli(["simulate", str(small_run), "--input", str(tmp_path / "bad.npy")]) == 2
     assert "(samples, T, 64)" in capsys.readouterr().err
-    np.save(tmp_path / "graded.npy", np.full((2, 8, 64), 3, dtype=np.int8))
-    assert cli(["simulate", str(small_run), "--input", str(tmp_path / "graded.npy")]) == 2
-    assert "0/1" in capsys.readouterr().err
+    np.save(tmp_path / "graded.npy", np.full((2, 8, 64), 3, dtype=np.int8))  # graded payloads run
+    assert cli(["simulate", str(small_run), "--input", str(tmp_path / "graded.npy"), "--no-progress"]) == 0
+    capsys.readouterr()
+    np.save(tmp_path / "fraction.npy", np.full((2, 8, 64), 0.5))
+    assert cli(["simulate", str(small_run), "--input", str(tmp_path / "fraction.npy")]) == 2
+    assert "must be integers, got 0.5" in capsys.readouterr().err
     assert cli(["simulate", str(tmp_path / "nothing.nir"), "--input", str(tmp_path / "bad.npy")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

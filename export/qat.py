@@ -1,0 +1,143 @@
+"""Quantization of torch models: post-training (``quantize_network``) and quantization-aware
+training (``attach_fake_quant``). Both round through ``export.quantize.quantize_block``, the one
+place where values are rounded (see that module's docstring for the rules)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer
+from spikeport.train.layers import Conv2d as TorchConv2d
+from spikeport.train.layers import Linear as TorchLinear
+from spikeport.train.layers import Pool2d
+from spikeport.train.network import SpikingNetwork
+from spikeport.train.neurons import LIF
+
+from .quantize import QuantSpec, network_scale, quantize_block, spec_dict
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
+
+
+def neuron_floats(neuron) -> dict:
+    """Float neuron parameters as numpy arrays (``decay_syn = 0`` for the STBP LIF)."""
+    p = neuron.params()
+    if isinstance(neuron, LIF):
+        return {"decay_syn": np.zeros(()), "decay_mem": _np(p.decay), "v_threshold": _np(p.v_threshold),
+                "bias": _np(p.bias)}
+    return {"decay_syn": _np(p.decay_syn), "decay_mem": _np(p.decay_mem), "v_threshold": _np(p.v_threshold),
+            "bias": _np(p.bias)}
+
+
+def block_weight(syn, in_shape: tuple) -> np.ndarray:
+    """A synaptic layer's float weight in torch layout (pooling as its equivalent convolution)."""
+    if isinstance(syn, Pool2d):
+        return _np(syn.equivalent_weight(in_shape[0]))
+    return _np(syn.weight)
+
+
+def quantize_network(model: SpikingNetwork, spec: QuantSpec = QuantSpec(), dt: float = 1.0,
+                     meta: dict | None = None) -> tuple[IntNetwork, list]:
+    """Post-training quantization of a trained float network; returns the record and a per-layer report."""
+    layers, reports = [], []
+    blocks = model.blocks()
+    ws = [block_weight(syn, in_shape) for syn, _, in_shape, _ in blocks]
+    nfs = [neuron_floats(neuron) for _, neuron, _, _ in blocks]
+    scale = network_scale(ws, nfs, spec) if spec.shared_exponent else None
+    for i, ((syn, neuron, in_shape, _), w, nf) in enumerate(zip(blocks, ws, nfs)):
+        q = quantize_block(w, nf, spec, scale=scale)
+        if isinstance(syn, TorchLinear):
+            rec = Dense(q.weight, weight_exp=q.weight_exp, num_weight_bits=spec.num_weight_bits)
+            kind = "dense"
+        elif isinstance(syn, TorchConv2d):
+            rec = Conv2d(q.weight, stride=tuple(syn.stride), padding=tuple(syn.padding), weight_exp=q.weight_exp)
+            kind = "conv"
+        else:
+            k = syn.kernel_size
+            rec = Conv2d(q.weight, stride=(k, k), padding=(0, 0), weight_exp=q.weight_exp)
+            kind = f"{syn.mode}pool"
+        layers.append(Layer(rec, q.neurons, name=f"{kind}{i}"))
+        reports.append({"layer": i, "kind": kind, **q.report})
+    info = {"source": "spikeport", "network": model.spec, "quantization": spec_dict(spec), **(meta or {})}
+    return IntNetwork(model.input_shape, tuple(layers), dt=dt, meta=info), reports
+
+
+# --- quantization-aware training ---------------------------------------------------------------
+
+def _ste(x: torch.Tensor, q: np.ndarray) -> torch.Tensor:
+    """``q`` in the forward pass, identity gradient to ``x`` (straight-through)."""
+    qt = torch.as_tensor(q, dtype=x.dtype, device=x.device).reshape(x.shape)
+    return x + (qt - x).detach()
+
+
+class FakeQuantizer:
+    """The ``fake_quant`` hook of ``train.network.SpikingNetwork`` (see ``attach_fake_quant``).
+
+    ``blocks``: the network's ``(synapse, neuron)`` pairs, needed by ``shared_exponent`` (the scale
+    depends on every layer's current values, recomputed at every call).
+
+    Pooling has no weight parameter to replace: when its quantized taps differ from the float ones
+    by a factor ``c`` (fewer weight bits, shared exponent), the neuron gets threshold and bias
+    divided by ``c`` instead, which spikes exactly as input scaled by ``c`` would.
+    """
+
+    def __init__(self, spec: QuantSpec, in_shapes: list, blocks: list | None = None):
+        self.spec = spec
+        self.in_shapes = in_shapes  # input shape of each block (pooling needs its channel count)
+        self.blocks = blocks
+
+    def _shared_scale(self) -> tuple[float, int]:
+        if self.blocks is None:
+            raise ValueError("shared_exponent fake quantization needs the network's blocks "
+                             "(use attach_fake_quant)")
+        ws = [block_weight(syn, shape) if isinstance(syn, Pool2d) else _np(syn.weight)
+              for (syn, _), shape in zip(self.blocks, self.in_shapes)]
+        return network_scale(ws, [neuron_floats(n) for _, n in self.blocks], self.spec)
+
+    def __call__(self, index: int, syn, neuron):
+        w = syn.weight if not isinstance(syn, Pool2d) else None
+        w_np = block_weight(syn, self.in_shapes[index]) if w is None else _np(w)
+        scale = self._shared_scale() if self.spec.shared_exponent else None
+        q = quantize_block(w_np, neuron_floats(neuron), self.spec, scale=scale)
+        fake = q.fake
+        if w is None:
+            c = _pool_factor(w_np, q.fake_weight)
+            if c != 1.0:
+                fake = {**fake, "v_threshold": fake["v_threshold"] / c, "bias": fake["bias"] / c}
+        p = neuron.params()
+        if isinstance(neuron, LIF):
+            fp = type(p)(_ste(p.decay, fake["decay_mem"]), _ste(p.v_threshold, fake["v_threshold"]),
+                         _ste(p.bias, fake["bias"]))
+        else:
+            fp = type(p)(_ste(p.decay_syn, fake["decay_syn"]), _ste(p.decay_mem, fake["decay_mem"]),
+                         _ste(p.v_threshold, fake["v_threshold"]), _ste(p.bias, fake["bias"]))
+        return (None if w is None else _ste(w, q.fake_weight)), fp
+
+
+def _pool_factor(w: np.ndarray, fake_w: np.ndarray) -> float:
+    """The factor ``c`` with ``fake_w = c * w`` for a pooling kernel (one tap value on the channel
+    diagonal); 1.0 when they agree to rounding error, so default quantization changes nothing."""
+    nz = w != 0
+    ratios = fake_w[nz] / w[nz]
+    if ratios.size == 0 or np.all(np.abs(ratios - 1.0) <= 1e-9):
+        return 1.0
+    c = float(ratios.flat[0])
+    if not np.allclose(ratios, c, rtol=1e-12, atol=0) or np.any(fake_w[~nz] != 0):
+        raise ValueError("pooling kernel quantized to unequal taps; cannot fake-quantize it")
+    if c == 0.0:
+        raise ValueError("pooling taps quantize to 0 (the layer would receive no input); QAT cannot "
+                         "model it: use more weight bits or per-layer exponents")
+    return c
+
+
+def attach_fake_quant(model: SpikingNetwork, spec: QuantSpec = QuantSpec()) -> SpikingNetwork:
+    """Quantization-aware training: the forward pass uses the values export will produce."""
+    blocks = model.blocks()
+    model.fake_quant = FakeQuantizer(spec, [b[2] for b in blocks], [(b[0], b[1]) for b in blocks])
+    return model
+
+
+def detach_fake_quant(model: SpikingNetwork) -> SpikingNetwork:
+    model.fake_quant = None
+    return model
