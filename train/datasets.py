@@ -597,6 +597,13 @@ def _scalar(dtype, data=None):
     return np.frombuffer(data, dtype=dtype, count=1)[0]
 
 
+def _bytes(*args):
+    """``bytes()`` as protocols 0-2 spell an empty bytes object (never ``bytes(n)``: no allocation)."""
+    if args:
+        raise CifarRefused(f"bytes{args!r}"[:80])
+    return b""
+
+
 def _latin1_bytes(text, encoding):
     """``_codecs.encode(text, 'latin1')``: how protocols 0-2 spell a bytes object."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
@@ -611,6 +618,7 @@ _CIFAR_GLOBALS = {
     ("numpy", "dtype"): np.dtype,
     **{(m, "_frombuffer"): _frombuffer for m in ("numpy.core.numeric", "numpy._core.numeric")},
     ("_codecs", "encode"): _latin1_bytes,
+    **{(m, "bytes"): _bytes for m in ("__builtin__", "builtins")},
 }
 
 
@@ -621,7 +629,8 @@ class CifarUnpickler(pickle.Unpickler):
     scalars) and byte strings. Pickle builds objects by calling the functions the file names, so
     the file decides what runs; here only the globals in ``_CIFAR_GLOBALS`` may be named: numpy's
     array and dtype constructors (the array one replaced by a version that allocates nothing
-    itself), numpy's scalar constructor (non-object dtypes only), and a latin-1 ``_codecs.encode``. Any other global
+    itself), numpy's scalar constructor (non-object dtypes only), a latin-1 ``_codecs.encode`` and
+    an argument-free ``bytes()``. Any other global
     (``os.system``, ``builtins.eval``, a class with ``__reduce__``) is refused, before it is called.
     """
 
