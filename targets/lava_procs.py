@@ -210,14 +210,21 @@ def run_float(in_shape: tuple, specs: list, x: np.ndarray, record: bool = False,
                        tag="floating_pt").run(S, T, progress=progress)
 
 
-def run_netx(path, x, num_layers=None) -> np.ndarray:
-    """Load ``path`` with ``lava.lib.dl.netx.hdf5.Network`` and run it in Lava ``fixed_pt`` on input
-    spikes ``x`` ``(S, T, *input_shape)`` (our PyTorch order; converted to netx's ports). Returns the
-    output spikes ``(S, T, N)`` int8, flattened in ``(C, H, W)`` order.
+def run_netx(path, x=None, steps=None, input_bias=None, reset_interval=None, reset_offset=0,
+             record=False) -> dict:
+    """Load ``path`` with ``lava.lib.dl.netx.hdf5.Network`` and run it in Lava ``fixed_pt``, driven
+    as lava-dl drives its networks; returns ``output`` (the last block's spikes) and, with
+    ``record``, ``spikes.<i>``, ``u.<i>``, ``v.<i>`` of every block ``i`` of ``Network.layers``,
+    each ``(S, T, N)`` flattened in our ``(C, H, W)`` order.
 
-    Spikes go to ``Network.inp`` or, when the file has input neurons (whose netx block leaves
-    ``inp`` unconnected), to those neurons' ``a_in``. Samples run one after another, ``T`` steps
-    each, with every ``u``, ``v`` and synaptic buffer set back to zero in between.
+    ``x`` ``(S, T, N)`` (our flat order; 0/1 spikes or graded payloads) goes to ``Network.inp``
+    (payloads with ``input_message_bits = 24``) or, when the file has netx's Input block (whose
+    ``inp`` netx leaves unconnected), to its neurons' ``a_in``. ``input_bias`` ``(S, N)`` sets the
+    Input block's ``bias_mant`` per sample, as lava-dl's tinynet/PilotNet tests do
+    (``net.in_layer.neuron.bias_mant.init = ...``). ``reset_interval`` / ``reset_offset`` are
+    netx's own ``Network(reset_interval, reset_offset)`` (LIFReset neurons, a phase per block): the
+    samples then run back to back as one stream. Without it, samples run one after another, ``T``
+    steps each, with every ``u``, ``v`` and synaptic buffer set back to zero in between.
     """
     _import_lava_runtime()
     from lava.lib.dl.netx.blocks.process import Input
@@ -226,44 +233,83 @@ def run_netx(path, x, num_layers=None) -> np.ndarray:
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
+    from lava.proc.monitor.process import Monitor
 
-    x = np.asarray(x)
-    S, T = x.shape[:2]
-    net = Network(net_config=str(path), num_layers=num_layers)
+    S = x.shape[0] if x is not None else input_bias.shape[0]
+    T = int(steps)
+    total = S * T
+    graded = x is not None and x.size and not np.all((x == 0) | (x == 1))
+    net = Network(net_config=str(path), reset_interval=None if reset_interval is None else int(reset_interval),
+                  reset_offset=int(reset_offset), input_message_bits=24 if graded else 0)
     net.net_config.f.close()  # netx leaves its h5py handle open; everything has been copied out
-    first = net.layers[0]
-    port = first.neuron.a_in if isinstance(first, Input) else net.inp
-    pshape = tuple(port.shape)
-    flat = x.reshape(S * T, -1)
-    if flat.shape[1] != math.prod(pshape):
-        raise ValueError(f"input has {flat.shape[1]} values per step, netx's input port {pshape} "
-                         f"has {math.prod(pshape)}")
-    if len(pshape) == 3:  # ours (C, H, W) -> Lava (W, H, C)
-        seq = flat.reshape(S * T, *pshape[::-1]).transpose(0, 3, 2, 1)
-    else:
-        seq = flat.reshape(S * T, *pshape)
-    source = Source(data=np.moveaxis(seq, 0, -1).astype(np.int32))
-    source.s_out.connect(port)
-    oshape = tuple(net.out.shape)
-    sink = Sink(shape=oshape, buffer=S * T)
-    net.out.connect(sink.a_in)
+    blocks = list(net.layers)
+    first = blocks[0]
+    has_input_block = isinstance(first, Input)
+
+    def ours(shape):  # a Lava shape (W, H, C) / (N,) -> ours (C, H, W) / (N,)
+        return tuple(shape)[::-1] if len(shape) == 3 else tuple(shape)
+
+    if x is not None:
+        port = first.neuron.a_in if has_input_block else net.inp
+        pshape = tuple(port.shape)
+        if x.shape[2] != math.prod(pshape):
+            raise ValueError(f"input has {x.shape[2]} values per step, netx's input port {pshape} "
+                             f"has {math.prod(pshape)}")
+        seq = _to_lava_order(x.reshape(total, -1), ours(pshape)).reshape(total, *pshape)
+        source = Source(data=np.moveaxis(seq, 0, -1).astype(np.int32))
+        source.s_out.connect(port)
+    if input_bias is not None:
+        if not has_input_block:
+            raise ValueError(f"{path}: an input bias needs netx's Input block (an 'input' layer with a 'neuron' "
+                             "group); this file has none")
+        bshape = tuple(first.neuron.bias_mant.shape)
+
+        def bias_of(s):
+            return _to_lava_order(input_bias[s], ours(bshape)).reshape(bshape)
+
+        first.neuron.bias_mant.init = bias_of(0)  # as lava-dl's tests set it before the first run
+    watched = range(len(blocks)) if record else [len(blocks) - 1]
+    sinks, monitors = {}, {}
+    for i in watched:
+        neuron = blocks[i].neuron
+        sinks[i] = Sink(shape=tuple(neuron.s_out.shape), buffer=total)
+        neuron.s_out.connect(sinks[i].a_in)
+        if record:
+            mu, mv = Monitor(), Monitor()
+            mu.probe(neuron.u, total)
+            mv.probe(neuron.v, total)
+            monitors[i] = (mu, mv)
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     try:
-        for _ in range(S):
+        for s in range(S):
+            if input_bias is not None and s:
+                first.neuron.bias_mant.set(bias_of(s))
             net.run(condition=RunSteps(num_steps=T), run_cfg=cfg)
-            for layer in net.layers:
-                layer.neuron.u.set(np.zeros(layer.neuron.u.shape))
-                layer.neuron.v.set(np.zeros(layer.neuron.v.shape))
-                syn = getattr(layer, "synapse", None)
-                if syn is not None:
-                    buf = syn.a_buff if hasattr(syn, "a_buff") else syn.a_buf
-                    buf.set(np.zeros(buf.shape))
-        y = np.moveaxis(np.asarray(sink.data.get()), -1, 0)  # (S*T, *oshape)
+            if reset_interval is not None:
+                continue  # one stream: netx's own reset does the rest
+            for block in blocks:
+                block.neuron.u.set(np.zeros(block.neuron.u.shape))
+                block.neuron.v.set(np.zeros(block.neuron.v.shape))
+                for attr in ("synapse", "synapse_rec"):
+                    syn = getattr(block, attr, None)
+                    if syn is not None:
+                        buf = syn.a_buff if hasattr(syn, "a_buff") else syn.a_buf
+                        buf.set(np.zeros(buf.shape))
+        out = {}
+        for i, sink in sinks.items():
+            shape = ours(blocks[i].neuron.s_out.shape)
+            data = np.moveaxis(np.asarray(sink.data.get()), -1, 0)  # (S*T, *lava shape)
+            out[f"spikes.{i}"] = _from_lava_order(data, shape).reshape(S, T, -1).astype(np.int8)
+            if record:
+                for key, mon in zip(("u", "v"), monitors[i]):
+                    arr = np.asarray(mon.get_data()[blocks[i].neuron.name][key])  # (S*T, *lava shape)
+                    out[f"{key}.{i}"] = _from_lava_order(arr, shape).reshape(S, T, -1).astype(np.int32)
     finally:
         net.stop()
-    if len(oshape) == 3:
-        y = y.transpose(0, 3, 2, 1)
-    return y.reshape(S, T, -1).astype(np.int8)
+    out["output"] = out[f"spikes.{len(blocks) - 1}"]
+    if not record:
+        del out[f"spikes.{len(blocks) - 1}"]
+    return out
 
 
 # --- probes of lava-dl's own conventions (the references export/netx.py ports) ----------------------

@@ -65,8 +65,10 @@ def op_float(d: Path, params: dict, arrays: dict):
 def op_netx(d: Path, params: dict, arrays: dict):
     from spikeport.targets import lava_procs
 
-    y = lava_procs.run_netx(params["path"], arrays["x"], num_layers=params.get("num_layers"))
-    return {}, {"output": y}
+    out = lava_procs.run_netx(params["path"], arrays.get("x"), int(params["steps"]), arrays.get("input_bias"),
+                              params.get("reset_interval"), int(params.get("reset_offset", 0)),
+                              bool(params.get("record")))
+    return {"blocks": sum(1 for k in out if k.startswith("v."))}, out
 
 
 def op_netx_optimize_weight_bits(d: Path, params: dict, arrays: dict):
