@@ -1,53 +1,68 @@
 """lava-dl netx HDF5 exchange: ``write_netx`` / ``read_netx`` (``targets.netx.run_netx`` runs a file in Lava).
 
 A netx file is an HDF5 file with groups ``layer/0``, ``layer/1``, ... that
-``lava.lib.dl.netx.hdf5.Network(net_config=path)`` turns into Lava processes (lava-dl 0.6.0,
-lava-nc 0.10.0). Each convention below was read in lava-dl's source (line numbers of
-``lava/lib/dl/netx/hdf5.py``, ``utils.py``, ``blocks/process.py``) and checked by running netx
-in Lava ``fixed_pt`` against ``sim.simulator.simulate`` (tests/test_netx.py). "netx does X: we do Y".
+``lava.lib.dl.netx.hdf5.Network(net_config=path)`` turns into a CHAIN of Lava blocks (lava-dl 0.6.0,
+lava-nc 0.10.0). ``read_netx`` returns it as an ``IntGraph``; ``write_netx`` writes any ``IntGraph``
+netx can express. Each convention below was read in lava-dl's source (file and line, under
+``lava/lib/dl/netx/``) and checked by running netx in Lava ``fixed_pt`` against
+``sim.simulator.simulate`` (tests/test_netx.py). "netx does X: we do Y".
+
+The graph of a netx file
+    ``input`` (an ``Input``: with netx's Input block's neurons, or without when the file's input
+    layer has only a ``shape``) -> ``layer0.synapse`` -> ``layer0`` -> ``layer1.synapse`` -> ... ->
+    ``output``; a recurrent block adds ``layerK.recurrent`` (a ``Dense`` from ``layerK`` onto
+    itself). ``layerK`` counts the blocks with a synapse; ``graph.meta["netx_blocks"]`` lists the
+    group names in the order of netx's ``Network.layers`` (the Input block first when it has
+    neurons), which is how ``run_netx`` names what it records. Our own files restore our names.
+    netx's periodic reset phase of block ``i`` (``Network(reset_interval, reset_offset)``: hdf5.py
+    578-579 starts at ``reset_offset + 1`` and adds one per block, 592, 618, 653) is the graph's
+    ``depths()`` of that block's group: the chain's position, the recurrent edge not counted.
 
 Layout
     netx stores ``shape`` (and conv ``stride``/``padding``/``dilation``) in PyTorch order ``(C, H, W)``
-    / ``(H, W)`` and reverses them to Lava's ``(W, H, C)`` (hdf5.py 272, 496-500, 597): we write and
+    / ``(H, W)`` and reverses them to Lava's ``(W, H, C)`` (hdf5.py 272, 496-500): we write and
     read them in PyTorch order, as our record holds them.
     netx's conv weight is PyTorch's cross-correlation kernel ``(C_out, C_in, kH, kW)`` (a 5th
     trailing axis of 1, as slayer writes it, is dropped); netx flips it and transposes it to Lava's
     ``(C_out, kW, kH, C_in)`` itself (hdf5.py 505-506): we write our kernel as is, no flip.
     netx's ``flatten`` layer connects the next dense layer through ``transpose([2, 1, 0]).flatten()``
     (hdf5.py 634-636, 655-660), i.e. Lava's ``(W, H, C)`` back to PyTorch's C-order ``(C, H, W)``
-    flattening: dense weight columns are in our order, not permuted (unlike targets/lava.py, which
-    flattens Lava's order). We write a ``flatten`` layer before every dense layer that reads a
+    flattening: dense weight columns are in our order, not permuted (unlike targets/lava_procs.py,
+    which flattens Lava's order). We write a ``flatten`` layer before every dense layer that reads a
     feature map; reading, a dense layer after a feature map without one is refused (netx would
-    connect a ``(W, H, C)`` port to a flat one).
+    connect a ``(W, H, C)`` port to a flat one). A dense block's neurons are flat, ``(N,)``
+    (hdf5.py 346): a graph group fed by a dense synapse is written only when it is 1-d.
 
 Neurons (hdf5.py 140-163)
-    netx builds a Lava ``LIF`` from ``neuron`` ``{type: CUBA | LOIHI, iDecay, vDecay, vThMant, ...}``
-    with ``du = iDecay - 1``, ``dv = vDecay``, ``vth = vThMant``, ``bias_exp = 6`` and
-    ``bias_mant = bias``: we write ``iDecay = du + 1``, ``vDecay = dv``, ``vThMant = vth``.
-    LIF holds one ``du``, ``dv`` and ``vth`` per process: per-neuron values are refused.
-    ``refDelay`` and ``gradedSpike`` are ignored by netx (LIF has no refractory period; graded
-    output comes only from ``messageBits``): we write ``refDelay = 1``, ``gradedSpike = False``,
-    and refuse reading ``messageBits > 0`` (graded spikes) and every other neuron type
-    (SDNN, RF, ...).
-    ``iDecay = 0`` gives ``du = -1``: Lava then keeps the current undecayed (factor 4096/4096,
-    a perfect integrator), which our 12-bit ``du`` (factor at most 4095/4096) cannot express:
-    refused. A dense layer without ``neuron`` gets netx's default non-leaky integrator with
-    ``iDecay = 0`` (hdf5.py 349-355): refused for the same reason.
-    ``vDecay = 4096`` (no voltage memory) has no 12-bit ``dv``: refused, except on input neurons
-    with ``vThMant <= 63``, where ``0 <= v < 4096`` at every step end, so ``dv = 4095`` (which keeps
-    ``trunc(v/4096) = 0``) acts identically.
+    netx builds a Lava ``LIF`` (``LIFReset`` with a reset interval, 147-150) from ``neuron``
+    ``{type: CUBA | LOIHI, iDecay, vDecay, vThMant, ...}`` with ``du = iDecay - 1`` (156),
+    ``dv = vDecay`` (157), ``vth = vThMant`` (155), ``bias_exp = 6`` (158) and ``bias_mant = bias``:
+    we write ``iDecay = du + 1``, ``vDecay = dv``, ``vThMant = vth``. LIF holds one ``du``, ``dv``
+    and ``vth`` per process: per-neuron values are refused. ``refDelay`` and ``gradedSpike`` are
+    ignored by netx (LIF has no refractory period; graded output comes only from ``messageBits``):
+    we write ``refDelay = 1``, ``gradedSpike = False``, and refuse reading ``messageBits > 0``
+    (graded output spikes: the graph's neuron groups send 0/1) and every other neuron type (SDNN,
+    RF, ...: not Loihi CUBA neurons).
+    A dense (or dense_rec) layer without ``neuron`` gets netx's default "non-leaky integrator"
+    (hdf5.py 348-355): ``iDecay = 0``, ``vDecay = 4096``, ``vThMant = 1 << 18 - 1`` (Python's
+    precedence: ``2**17``), i.e. Lava's ``du = -1`` (the current never decays: factor 4096/4096),
+    ``dv = 4096`` (``v = u + bias`` each step) and a threshold ``2**23`` that the saturated ``v``
+    never exceeds (it never spikes; a readout of ``u`` and ``v``, as PilotNet's). The graph holds
+    exactly these registers (``sim.formats`` admits them as netx's documented special values), and
+    files may also state them; a conv layer without ``neuron`` makes netx fail (hdf5.py 501 reads
+    ``layer_config['neuron']``): refused.
 Biases
     netx reads ``bias`` with ``.astype(int)`` (utils.py 67-68: floats truncate toward zero) and
     always uses ``bias_exp = 6`` (hdf5.py 158): a bias is ``bias << 6``, a multiple of 64. Per
     neuron for dense layers; for conv layers either per channel ``(C,)`` or per neuron in Lava's
-    ``(W, H, C)`` order (blocks/process.py 57-72). We write ``bias = (bias_mant << bias_exp) / 64``
+    ``(W, H, C)`` order (blocks/process.py 53-72). We write ``bias = (bias_mant << bias_exp) / 64``
     and refuse biases that are not multiples of 64 or whose quotient leaves the 13-bit mantissa
     range; reading, ``bias << 6`` is re-split into our ``(bias_mant, bias_exp)`` (exponent 6, or 7
     for even values up to 8190).
 Dense weights (hdf5.py 393-411, utils.py 80-158, blocks/process.py 157-162)
     netx reads ``weight`` with ``.astype(int)`` and rescales it with its own
     ``optimize_weight_bits``: ``w << k`` with ``weight_exp = -k``, ``k`` chosen from the weight
-    range so the largest magnitude fills 8 bits (``ported as netx_optimize_weight_bits``).
+    range so the largest magnitude fills 8 bits (ported as ``netx_optimize_weight_bits``).
     The file has no weight exponent: netx's exponent always undoes its own shift exactly, so a
     netx dense layer computes ``a = W_file @ s`` -- file weights are the synaptic input in units of
     ``a``. Hence we write ``W_eff << weight_exp`` (our effective weights, exact) and refuse:
@@ -65,35 +80,53 @@ Dense weights (hdf5.py 393-411, utils.py 80-158, blocks/process.py 157-162)
     the writer checks that it reproduces our effective weights exactly. netx keeps odd mixed-sign
     weights (``num_weight_bits = 9``: nothing truncated); reading, they become even weights with
     one less exponent where they fit, and are refused otherwise (our mixed-sign weights are even).
-    ``delay`` makes netx use ``DelayDense`` (hdf5.py 425-448): all-zero delays behave as Dense and
-    are accepted; others are refused (no synaptic delays in our record).
+Recurrent blocks (``dense_rec``: hdf5.py 394-407, 454-455; blocks/process.py 203-306)
+    What lava-dl slayer's ``cuba.Recurrent`` exports (slayer/block/base.py 1496-1531: ``weight``
+    and ``weight_rec``, out x out). netx rescales the two matrices TOGETHER
+    (``optimize_weight_bits(hstack(weight, weight_rec))``, hdf5.py 401-407: one shift, one
+    ``num_weight_bits`` and one exponent) and builds two Lava Dense synapses (blocks/process.py
+    249-262), each of which determines its own sign mode; the neuron's spikes feed the recurrent
+    synapse (302-304), whose output arrives one step later, added at the same ``a_in``. We read and
+    write it as a group with a forward ``Dense`` and a ``Dense`` onto itself (``netx_rec_effective``
+    emulates the joint rescaling; the writer checks it reproduces both matrices exactly).
+Delays (hdf5.py 425-448; blocks/process.py 163-181, 263-286)
+    ``delay`` on a dense layer makes netx build Lava's ``DelayDense``. All-zero delays compute as
+    Dense and are read as such, with one netx quirk reproduced: a recurrent block with ``delay``
+    builds its two DelayDense synapses WITHOUT ``weight_exp`` (blocks/process.py 273-286), so the
+    shift netx applied to its weights is never undone (they act ``2**k`` times larger). Non-zero
+    delays (Lava delays each synapse's contribution by up to 62 more steps) are refused, naming the
+    layer: the integer graph has no synaptic delay operator. netx ignores conv ``delay`` (hdf5.py
+    527-530): so do we.
 Conv and pooling (hdf5.py 464-544, 547-563, 625-632, 679-683)
     Conv weights go to Lava's Conv as given (no clip, no exponent): we write our folded
     ``w << weight_exp``; reading, a power of two is factored out of weights beyond 8 bits.
     ``dilation`` and ``groups`` are required by netx (scalar ``groups``): we write 1; reading,
     grouped kernels are expanded to block-diagonal full kernels and dilation other than 1 is
-    refused. netx ignores conv ``delay`` (hdf5.py 527-530): so do we.
-    netx does not implement ``pool``, ``average``, ``concat``, ``convT``, ``unpool``
-    (NotImplementedError): we write sum pooling as a ``conv`` layer with a unit kernel per
-    channel and stride ``k`` (exact), and refuse those types when reading.
-Input layer and timing (hdf5.py 246-312, 582-597; blocks/process.py 79-108)
-    An ``input`` layer with only ``shape`` sets netx's input shape and creates no process.
-    With a ``neuron`` group netx creates an ``Input`` block: a LIF population with no synapse,
-    whose ``weight``/``bias`` go to a ``transform`` that is never applied and whose ``inp`` port is
-    left unconnected ("The input must be handled through neuron's bias"): connecting a source to
-    ``Network.inp`` then fails to compile. Spikes are fed to the input neurons' ``a_in``, which
-    integrates them in the same step (no synaptic delay); every later layer adds one step
-    (Dense/Conv send at ``t + 1`` what they received at ``t``).
-    We write ``input`` with ``shape`` only, so the netx chain is exactly ours: ``Network.inp`` takes
-    the input spikes, and netx's output at step ``t`` is ``simulate(net, x).output[:, t]``.
-    Reading, input neurons become a layer with an identity synapse (``Dense`` with the identity
-    matrix, or ``SumPool2d(1)`` on feature maps), which delivers one step later than netx's input
-    block: ``net.meta["netx_time_offset"] = 1`` and netx's output at step ``t`` equals
-    ``simulate(...).output[:, t + 1]``. Input neurons that pass spikes straight through
-    (``du = 4095``, ``vth = 0``: ``v = 64 x`` spikes iff ``x = 1``; netx gives input neurons no bias)
-    are dropped instead: offset 0.
+    refused (Lava's Conv runs it; the graph's ``Conv2d`` has no dilation). netx does not implement
+    ``pool``, ``average``, ``concat``, ``convT``, ``unpool`` (NotImplementedError), nor complex
+    ``dense_comp`` synapses in the graph's terms: we write sum pooling (and a pooling composed into
+    the next synapse, ``IntGraph.projections``) as a ``conv`` layer with a unit kernel per channel
+    and stride ``k`` (exact), and refuse those types when reading.
+Input layer, input bias and timing (hdf5.py 246-312, 582-597; blocks/process.py 79-111)
+    An ``input`` layer with only ``shape`` sets netx's input shape and creates no process: the
+    input spikes (or graded payloads, ``Network(input_message_bits=...)``) go to ``Network.inp``,
+    i.e. the first synapse. With a ``neuron`` group netx creates an ``Input`` block: a LIF
+    population with no synapse, whose ``weight``/``bias`` go to a ``transform`` that is never
+    applied (hdf5.py 279-289) and whose ``inp`` port is left unconnected ("The input must be
+    handled through neuron's bias", blocks/process.py 103-104). lava-dl drives it by setting the
+    neurons' ``bias_mant`` to the image (its tinynet and PilotNet tests:
+    ``net.in_layer.neuron.bias_mant.init = ...`` with ``Network(reset_interval=...)``), or feeds
+    spikes to the neurons' ``a_in``, which integrates them in the same step (no synaptic delay).
+    lava-dl's data pipelines scale the input by that transform themselves (PilotNet's dataset takes
+    ``transform=net.in_layer.transform``; a slayer ``Input`` block's input 1.0 is ``a_in = 64``):
+    ``graph.meta["netx_input_transform"]`` holds it, and feeding ``64 * x`` reproduces slayer.
+    This is the graph's ``Input(shape, neurons)`` exactly: ``bias_exp = 6``, ``bias_mant = 0``
+    (the file's bias is never applied), ``--input-bias`` mantissas per sample, input spikes or
+    payloads into ``a_in``. The writer refuses input neurons with another ``bias_exp`` or a
+    static bias (netx could not hold them). Every later block adds one step (Dense/Conv send at
+    ``t + 1`` what they received at ``t``): netx's output at step ``t`` is the graph's at ``t``.
 
-Our files also carry root attribute ``spikeport`` (JSON: format, ``dt``, ``meta``, layer names),
+Our files also carry the root attribute ``spikeport`` (JSON: format, ``dt``, ``meta``, node names),
 which netx ignores and ``read_netx`` restores. netx never closes its h5py handle (utils.py 43):
 ``run_netx`` closes it once the network is built, so the file can be rewritten.
 Values netx truncates or clips silently (float weights and biases, weights beyond range) are read
@@ -108,22 +141,26 @@ from pathlib import Path
 import numpy as np
 
 from spikeport.sim import formats as F
+from spikeport.sim.graph import Input, IntGraph, NeuronGroup, Output, as_graph
 from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
 
-FORMAT = "spikeport.netx/1"
+FORMAT = "spikeport.netx/2"             # /1: chains (layer names only), still read
 ATTR = "spikeport"
-TIME_OFFSET_KEY = "netx_time_offset"
+BLOCKS_KEY = "netx_blocks"              # graph.meta: group names in netx's Network.layers order
+TRANSFORM_KEY = "netx_input_transform"  # graph.meta: {weight, bias} of netx's Input block (not applied)
 NETX_BIAS_EXP = 6                       # hdf5.py 158
 NETX_BIAS = F.IntFormat("netx bias", 13, True)  # bias_mant written at exponent 6
+NETX_MAX_DELAY = 62                     # hdf5.py 427-430 clamps delays to [0, 62]
 UNSUPPORTED_TYPES = {
-    "pool": "netx does not implement it (hdf5.py raises NotImplementedError)",
-    "average": "netx does not implement it (hdf5.py raises NotImplementedError)",
-    "concat": "netx does not implement it (hdf5.py raises NotImplementedError)",
-    "convT": "netx does not implement it (hdf5.py raises NotImplementedError)",
-    "unpool": "netx does not implement it (hdf5.py raises NotImplementedError)",
-    "dense_rec": "recurrent connections are not part of our feed-forward record",
-    "dense_comp": "complex-valued synapses are not part of our record",
+    "pool": "netx does not implement it (hdf5.py 625-626 raises NotImplementedError)",
+    "average": "netx does not implement it (hdf5.py 679-680 raises NotImplementedError)",
+    "concat": "netx does not implement it (hdf5.py 682-683 raises NotImplementedError)",
+    "convT": "netx does not implement it (hdf5.py 628-629 raises NotImplementedError)",
+    "unpool": "netx does not implement it (hdf5.py 631-632 raises NotImplementedError)",
+    "dense_comp": "complex-valued synapses (hdf5.py 664-678) are not part of the integer graph",
 }
+# netx's default neuron of a dense layer without a 'neuron' group (hdf5.py 348-355)
+NETX_DEFAULT_NEURON = {"iDecay": 0, "vDecay": 4096, "vThMant": 1 << 18 - 1}
 
 
 # --- netx's dense weight pipeline ----------------------------------------------------------------
@@ -177,15 +214,38 @@ def netx_dense_effective(weight, where: str = "") -> tuple[np.ndarray, int]:
     8 bits and drops ``8 - num_weight_bits (+1 mixed)`` low bits (lava/proc/dense/models.py,
     lava/utils/weightutils.py).
     """
-    at = f"{where}: " if where else ""
     w, nwb, exp = netx_optimize_weight_bits(weight, where)
+    return _lava_dense(w, nwb, where), exp
+
+
+def netx_rec_effective(weight, weight_rec, where: str = "", delay: bool = False):
+    """What netx + Lava compute from a ``dense_rec`` block's ``weight`` and ``weight_rec``:
+    ``((W, weight_exp), (R, weight_exp))``.
+
+    netx rescales both together, ``optimize_weight_bits(hstack(weight, weight_rec))`` (hdf5.py
+    401-407: one shift, one ``num_weight_bits``, one exponent), then builds one Lava Dense per
+    matrix (blocks/process.py 249-262), each determining its own sign mode, clipping and
+    truncating with the shared ``num_weight_bits``. With ``delay`` netx builds DelayDense synapses
+    without ``weight_exp`` (blocks/process.py 273-286): the exponent is then 0, the shift kept.
+    """
+    w, r = (np.asarray(m).astype(np.int64) for m in (weight, weight_rec))
+    both, nwb, exp = netx_optimize_weight_bits(np.hstack([w, r]), where)
+    exp = 0 if delay else exp
+    return tuple((_lava_dense(m, nwb, f"{where} ({name})" if where else name), exp)
+                 for m, name in ((both[:, :w.shape[1]], "weight"), (both[:, w.shape[1]:], "weight_rec")))
+
+
+def _lava_dense(w, nwb: int, where: str) -> np.ndarray:
+    """Lava's Dense on weights netx passes without a sign mode: it determines the mode from the
+    weights, clips them to 8 bits and drops ``8 - num_weight_bits (+1 mixed)`` low bits."""
+    at = f"{where}: " if where else ""
     mode = F.sign_mode_of(w)  # = lava.utils.weightutils.determine_sign_mode
     drop = F.WEIGHT_BITS - nwb + int(mode == "mixed")
     if drop < 0:
-        raise ValueError(f"{at}netx computes num_weight_bits = {nwb} for a mixed-sign matrix, "
+        raise ValueError(f"{at}netx computes num_weight_bits = {nwb} for mixed-sign weights, "
                          f"but Lava treats these weights as {mode} and would shift them by {drop}, "
                          "zeroing them")
-    return F.dense_effective_weights(w, nwb, mode), exp
+    return F.dense_effective_weights(w, nwb, mode)
 
 
 def _canonical(w, e: int) -> tuple[np.ndarray, int]:
@@ -213,7 +273,7 @@ def _dense_from_operator(w, e: int, where: str) -> Dense:
             return Dense(wj, weight_exp=ej)
     raise ValueError(f"{where}: netx computes a = floor(W s * 2**{e}) with weights in "
                      f"[{int(np.min(w))}, {int(np.max(w))}]{' (odd mixed-sign weights)' if np.any(wc & 1) else ''}, "
-                     "which our record (8-bit weights, even when mixed-sign, exponent -8..7) cannot hold")
+                     "which the graph's Dense (8-bit weights, even when mixed-sign, exponent -8..7) cannot hold")
 
 
 # --- writer ------------------------------------------------------------------------------------
@@ -252,75 +312,163 @@ def _neuron_datasets(neurons: Neurons, out_shape: tuple, where: str) -> dict:
     return data
 
 
-def _netx_dense_weight(syn: Dense, where: str) -> np.ndarray:
-    target, te = _canonical(syn.effective_weight(), int(syn.weight_exp))
-    if te < 0:
-        raise ValueError(f"{where}: weight_exp = {syn.weight_exp} floors the synaptic sum (weights not divisible "
-                         f"by 2**{-syn.weight_exp}); netx has no weight exponent of its own choosing that "
-                         "floors (it only undoes its own scaling), so this layer cannot be written exactly")
-    if not np.any(target):
+def _input_neuron_datasets(neurons: Neurons, shape: tuple, where: str) -> dict:
+    """netx's Input block: its LIF gets ``bias_exp = 6`` and no bias (the file's ``bias`` goes to a
+    transform that is never applied, hdf5.py 279-289); ``--input-bias`` mantissas replace
+    ``bias_mant`` per sample, scaled by that exponent."""
+    exp = neurons.expand("bias_exp", shape)
+    if np.any(exp != NETX_BIAS_EXP):
+        raise ValueError(f"{where}: input neurons with bias_exp = {int(exp[np.argmax(exp != NETX_BIAS_EXP)])}: netx "
+                         f"gives its Input block bias_exp = {NETX_BIAS_EXP} (hdf5.py 158), which scales the input "
+                         "bias mantissas")
+    if np.any(neurons.expand("bias_mant", shape)):
+        raise ValueError(f"{where}: input neurons with a static bias: netx never applies a bias to its Input block "
+                         "(the file's 'bias' goes to an unused transform, hdf5.py 279-289); drive it with "
+                         "--input-bias instead")
+    return _neuron_datasets(Neurons(du=neurons.du, dv=neurons.dv, vth=neurons.vth), shape, where)
+
+
+def _netx_weights(ops: list, where: str) -> list:
+    """The file weights of a dense (one operator) or dense_rec (forward and recurrent) block:
+    our effective synaptic operators, checked to come out of netx's rescaling and Lava's Dense
+    unchanged (``netx_dense_effective`` / ``netx_rec_effective``)."""
+    labels = ("weight", "weight_rec")[:len(ops)]
+    targets = []
+    for op, label in zip(ops, labels):
+        target, te = _canonical(op.effective_weight(), int(op.weight_exp))
+        if te < 0:
+            raise ValueError(f"{where}: {label}: weight_exp = {op.weight_exp} floors the synaptic sum (weights not "
+                             f"divisible by 2**{-op.weight_exp}); netx has no weight exponent of its own choosing "
+                             "that floors (it only undoes its own scaling), so this synapse cannot be written exactly")
+        targets.append(target)
+    if not any(np.any(t) for t in targets):
         raise ValueError(f"{where}: netx cannot load an all-zero dense weight matrix "
                          "(optimize_weight_bits divides by its largest weight)")
-    head = (f"{where}: synaptic weights (W << weight_exp) in [{int(target.min())}, {int(target.max())}] "
-            "cannot be written to netx")
+    lo, hi = min(int(t.min()) for t in targets), max(int(t.max()) for t in targets)
+    head = f"{where}: synaptic weights (W << weight_exp) in [{lo}, {hi}] cannot be written to netx"
     try:
-        got, ge = _canonical(*netx_dense_effective(target))
+        got = [netx_dense_effective(targets[0])] if len(ops) == 1 else list(netx_rec_effective(*targets))
     except ValueError as err:
         raise ValueError(f"{head}: {err}") from None
-    if ge != 0 or not np.array_equal(got, target):
-        scaled = target << -ge
-        k = int(np.flatnonzero((got != scaled).reshape(-1))[0]) if got.shape == scaled.shape else 0
-        raise ValueError(f"{head}: netx's rescaling would change them (weight {int(target.reshape(-1)[k])} at "
-                         f"flat index {k} would act as {int(got.reshape(-1)[k])} * 2**{ge}); netx keeps "
-                         "weights in [-256, 254] (mixed signs), [0, 255] (excitatory) and non-positive "
-                         "matrices whose most negative weight is not a power of two (Lava clips netx's "
-                         "-256 to -255)")
-    return target
+    for target, (g, ge), label in zip(targets, got, labels):
+        g, ge = _canonical(g, ge)
+        if ge != 0 or not np.array_equal(g, target):
+            scaled = target << -ge
+            k = int(np.flatnonzero((g != scaled).reshape(-1))[0]) if g.shape == scaled.shape else 0
+            raise ValueError(f"{head}: netx's rescaling would change them ({label} {int(target.reshape(-1)[k])} at "
+                             f"flat index {k} would act as {int(g.reshape(-1)[k])} * 2**{ge}); netx keeps "
+                             "weights in [-256, 254] (mixed signs), [0, 255] (excitatory) and non-positive "
+                             "matrices whose most negative weight is not a power of two (Lava clips netx's "
+                             "-256 to -255)" + ("; a recurrent block's two matrices are rescaled together"
+                                                if len(ops) > 1 else ""))
+    return targets
 
 
-def write_netx(net: IntNetwork, path) -> None:
-    """Write ``net`` as a netx HDF5 file that ``lava.lib.dl.netx.hdf5.Network(net_config=path)`` runs
-    in Lava ``fixed_pt`` exactly as ``simulate(net, x)`` (hardware timing): feed ``Network.inp`` with
-    the input spikes (``(W, H, C)`` port for a convolutional first layer, flat ``(C, H, W)``-order
-    port for a dense one), and netx's output at step ``t`` is ours at step ``t``.
+def netx_chain(graph: IntGraph) -> tuple:
+    """``graph`` as netx's chain of blocks: ``(input, [(group, projection, recurrent or None), ...])``
+    from the lowered projections, or a ``ValueError`` naming the node netx cannot hold."""
+    inputs, outputs = graph.inputs(), graph.outputs()
+    if len(inputs) != 1:
+        raise ValueError(f"a netx network has one input; the graph has {len(inputs)} ({inputs})")
+    if len(outputs) != 1:
+        raise ValueError(f"a netx network has one output (its last layer); the graph has {len(outputs)} "
+                         f"({list(outputs)})")
+    into, onward = {}, {}
+    for p in graph.projections():
+        into.setdefault(p.dst, []).append(p)
+        if p.src != p.dst:
+            onward.setdefault(p.src, []).append(p)
+    chain, cur, seen = [], inputs[0], {inputs[0]}
+    while cur in onward and len(chain) < len(graph.nodes):
+        if len(onward[cur]) != 1:
+            raise ValueError(f"node {cur!r} feeds {len(onward[cur])} groups ({[p.dst for p in onward[cur]]}): "
+                             "netx's layers form a chain, each feeding only the next")
+        p = onward[cur][0]
+        own = [q for q in into[p.dst] if q.src == p.dst]
+        other = [q.src for q in into[p.dst] if q is not p and q.src != p.dst]
+        if other:  # (a loop back to an earlier group shows here too: that group receives twice)
+            raise ValueError(f"node {p.dst!r} also receives from {other}: netx's layers form a chain (no merges, "
+                             "skips or loops through several layers; its only recurrence is a dense block onto "
+                             "itself)")
+        if len(own) > 1:
+            raise ValueError(f"node {p.dst!r} has {len(own)} projections onto itself; netx's recurrent block has one")
+        chain.append((p.dst, p, own[0] if own else None))
+        seen.add(p.dst)
+        cur = p.dst
+    missed = [n for n in graph.groups() if n not in seen]
+    if missed:
+        raise ValueError(f"nodes {missed} are not on the chain from {inputs[0]!r}: netx's layers form a chain")
+    (out_name, src), = outputs.items()
+    if src != cur:
+        raise ValueError(f"node {out_name!r} reads {src!r}, but netx's output is its last layer, {cur!r}")
+    if not chain and graph.neurons(inputs[0]) is None:
+        raise ValueError("the graph has no neurons: netx builds no network from an input alone")
+    return inputs[0], chain
 
-    What netx cannot express is refused with a ``ValueError`` naming the layer (module docstring).
-    The file is written only once every layer has been checked.
+
+def write_netx(net, path) -> None:
+    """Write ``net`` (an ``IntGraph``, or an ``IntNetwork`` chain) as a netx HDF5 file that
+    ``lava.lib.dl.netx.hdf5.Network(net_config=path)`` runs in Lava ``fixed_pt`` exactly as
+    ``simulate(net, ...)`` does (hardware timing, the same protocol: input spikes to
+    ``Network.inp`` or, with input neurons, to their ``a_in``; input bias as their ``bias_mant``;
+    netx's ``reset_interval``): netx's output at step ``t`` is ours at step ``t``.
+
+    netx expresses a chain: one input (optionally netx's Input block of neurons), dense, recurrent
+    dense and conv blocks (sum pooling as a unit-kernel conv), one output on the last block. What it
+    cannot express is refused with a ``ValueError`` naming the node (module docstring). The file is
+    written only once every block has been checked.
     """
     import h5py
 
-    plan = []  # (type, {dataset path: value})
-    shape = net.input_shape
-    for i, layer in enumerate(net.layers):
-        where = f"layer {i}" + (f" ({layer.name})" if layer.name else "")
-        out_shape = net.shapes[i + 1]
-        syn = layer.synapse
-        neuron = _neuron_datasets(layer.neurons, out_shape, where)
-        if isinstance(syn, Dense):
-            if len(shape) == 3:
-                plan.append(("flatten", {"shape": np.array([math.prod(shape), 1, 1])}))
-            plan.append(("dense", {"shape": np.array(out_shape), "weight": _netx_dense_weight(syn, where),
-                                   **neuron}))
-        else:
-            conv = syn.as_conv(shape[0]) if isinstance(syn, SumPool2d) else syn
-            w = conv.effective_weight()
-            plan.append(("conv", {"shape": np.array(out_shape), "weight": w.astype(np.int64),
-                                  "stride": np.array(conv.stride, dtype=np.int64),
-                                  "padding": np.array(conv.padding, dtype=np.int64),
-                                  "dilation": np.array([1, 1], dtype=np.int64),
-                                  "groups": np.int64(1),
-                                  "inChannels": np.int64(w.shape[1]), "outChannels": np.int64(w.shape[0]),
-                                  "kernelSize": np.array(w.shape[2:], dtype=np.int64), **neuron}))
-        shape = out_shape
-    path = Path(path)
-    with h5py.File(path, "w") as f:
-        f.attrs[ATTR] = json.dumps({"format": FORMAT, "dt": net.dt, "meta": net.meta,
-                                    "names": [layer.name for layer in net.layers]}, default=str)
+    graph = as_graph(net)
+    inp, chain = netx_chain(graph)
+    in_shape = graph.shapes[inp]
+    if len(in_shape) not in (1, 3):
+        raise ValueError(f"node {inp!r}: input shape {in_shape}: netx's input is (N,) or (C, H, W)")
+    first = {"shape": np.array(in_shape, dtype=np.int64)}
+    if graph.neurons(inp) is not None:
+        first.update(_input_neuron_datasets(graph.neurons(inp), in_shape, f"node {inp!r}"))
+    plan = [("input", first)]
+    for group, p, rec in chain:
+        where = f"node {group!r}"
+        shape, src_shape, op = graph.shapes[group], graph.shapes[p.src], p.op
+        neuron = _neuron_datasets(graph.neurons(group), shape, where)
+        if rec is not None and not (isinstance(op, Dense) and isinstance(rec.op, Dense)):
+            kinds = f"{type(op).__name__} in, {type(rec.op).__name__} onto itself"
+            raise ValueError(f"{where}: a recurrent group with {kinds}: netx's recurrent block (dense_rec) has a "
+                             "dense input and a dense recurrent synapse")
+        if isinstance(op, Dense):
+            if len(shape) != 1:
+                raise ValueError(f"{where}: netx's dense blocks hold flat neurons (hdf5.py 346), the group has shape "
+                                 f"{shape}; give it shape ({math.prod(shape)},)")
+            if len(src_shape) == 3:
+                plan.append(("flatten", {"shape": np.array([math.prod(src_shape), 1, 1])}))
+            ws = _netx_weights([op] if rec is None else [op, rec.op], where)
+            data = {"shape": np.array(shape), "weight": ws[0]}
+            if rec is not None:
+                data["weight_rec"] = ws[1]
+            plan.append(("dense" if rec is None else "dense_rec", {**data, **neuron}))
+            continue
+        conv = op.as_conv(src_shape[0]) if isinstance(op, SumPool2d) else op
+        out = tuple(conv.validate(where, src_shape))
+        if out != tuple(shape):
+            raise ValueError(f"{where}: the group has shape {shape}, its convolution's output is {out}: netx's conv "
+                             "block's neurons have the convolution's shape")
+        w = conv.effective_weight()
+        plan.append(("conv", {"shape": np.array(shape), "weight": w.astype(np.int64),
+                              "stride": np.array(conv.stride, dtype=np.int64),
+                              "padding": np.array(conv.padding, dtype=np.int64),
+                              "dilation": np.array([1, 1], dtype=np.int64), "groups": np.int64(1),
+                              "inChannels": np.int64(w.shape[1]), "outChannels": np.int64(w.shape[0]),
+                              "kernelSize": np.array(w.shape[2:], dtype=np.int64), **neuron}))
+    (out_name,) = graph.outputs()
+    names = {"input": inp, "output": out_name,
+             "blocks": [[g, p.name, None if r is None else r.name] for g, p, r in chain]}
+    meta = {k: v for k, v in graph.meta.items() if k not in (BLOCKS_KEY, TRANSFORM_KEY)}
+    with h5py.File(Path(path), "w") as f:
+        f.attrs[ATTR] = json.dumps({"format": FORMAT, "dt": graph.dt, "meta": meta, "names": names}, default=str)
         group = f.create_group("layer")
-        h = group.create_group("0")
-        _write_str(h, "type", "input")
-        h.create_dataset("shape", data=np.array(net.input_shape, dtype=np.int64))
-        for j, (kind, data) in enumerate(plan, start=1):
+        for j, (kind, data) in enumerate(plan):
             h = group.create_group(str(j))
             _write_str(h, "type", kind)
             for k, v in data.items():
@@ -342,14 +490,23 @@ def _decode(value) -> str:
     return str(value).strip()
 
 
+class _Block:
+    """One netx block with a synapse: its neurons' ``shape`` (ours), ``synapse``, optional
+    ``recurrent`` Dense and ``neurons``."""
+
+    def __init__(self, shape, synapse, neurons, recurrent=None):
+        self.shape, self.synapse, self.neurons, self.recurrent = tuple(shape), synapse, neurons, recurrent
+
+
 class _Reader:
     def __init__(self, path: Path):
         self.path = path
         self.input_shape = None      # ours, (N,) or (C, H, W)
         self.shape = None            # current output shape, ours
         self.input_neurons = None    # Neurons of netx's Input block
-        self.layers = []             # Layer
+        self.blocks = []             # _Block
         self.flatten_next = False
+        self.transform = None        # the Input block's input transform (meta, never applied by netx)
 
     # helpers
     def err(self, where: str, msg: str) -> ValueError:
@@ -403,42 +560,39 @@ class _Reader:
         return (int(a[0]), int(a[1]))
 
     # neurons
-    def neurons(self, g, where: str, out_shape: tuple, is_input: bool = False) -> Neurons:
-        if "neuron" not in g:
-            raise self.err(where, "no 'neuron' group: netx then uses its non-leaky integrator default "
-                                  "(iDecay = 0, du = -1: current never decays), which our record cannot express")
+    def neurons(self, g, where: str, out_shape: tuple, is_input: bool = False, default: bool = False) -> Neurons:
+        """The layer's ``neuron`` group as Lava's LIF registers; ``default``: a layer netx gives its
+        non-leaky integrator when the group is missing (dense layers, hdf5.py 348-355)."""
         import h5py
 
-        ng = g["neuron"]
         w = f"{where} neuron"
-        if not isinstance(ng, h5py.Group):
-            raise self.err(w, "'neuron' must be a group")
-        ntype = _decode(self.need(ng, "type", w)[()])
-        if ntype not in ("CUBA", "LOIHI"):
-            raise self.err(w, f"type {ntype!r} is not supported (only CUBA/LOIHI neurons map to Lava's LIF)")
-        if "messageBits" in ng and self.scalar(ng, "messageBits", w) != 0:
-            raise self.err(w, "messageBits > 0 (graded spikes) is not supported: our spikes are 0/1")
-        i_decay = self.scalar(ng, "iDecay", w)
-        v_decay = self.scalar(ng, "vDecay", w)
-        vth = self.scalar(ng, "vThMant", w)
-        if i_decay == 0:
-            raise self.err(w, "iDecay = 0 gives netx's du = iDecay - 1 = -1: Lava then never decays the current "
-                              "(factor 4096/4096), which our 12-bit du (factor <= 4095/4096) cannot express")
-        if not 1 <= i_decay <= 4096:
-            raise self.err(w, f"iDecay = {i_decay} outside [1, 4096] (du = iDecay - 1 is 12-bit)")
-        if v_decay == 4096:
-            if not (is_input and vth <= 63):
-                raise self.err(w, "vDecay = 4096 (no voltage memory) has no 12-bit dv in our record (dv <= 4095 "
-                                  "keeps trunc(v/4096)); accepted only on input neurons with vThMant <= 63")
-            v_decay = 4095  # input neurons: 0 <= v <= 64 vth < 4096, so trunc(v/4096) = 0 as with 4096
-        if not 0 <= v_decay <= 4095:
-            raise self.err(w, f"vDecay = {v_decay} outside [0, 4096]")
-        if not F.VTH.min <= vth <= F.VTH.max:
-            raise self.err(w, f"vThMant = {vth} outside its 17-bit range [0, {F.VTH.max}]")
-        bias_mant, bias_exp = 0, 0
+        if "neuron" in g:
+            ng = g["neuron"]
+            if not isinstance(ng, h5py.Group):
+                raise self.err(w, "'neuron' must be a group")
+            ntype = _decode(self.need(ng, "type", w)[()])
+            if ntype not in ("CUBA", "LOIHI"):
+                raise self.err(w, f"type {ntype!r} is not supported (only CUBA/LOIHI neurons map to Lava's LIF, "
+                                  "hdf5.py 144-163)")
+            if "messageBits" in ng and self.scalar(ng, "messageBits", w) != 0:
+                raise self.err(w, "messageBits > 0 (graded output spikes) is not supported: the graph's neuron "
+                                  "groups send 0/1 spikes")
+            i_decay, v_decay, vth = (self.scalar(ng, k, w) for k in ("iDecay", "vDecay", "vThMant"))
+        elif default:
+            i_decay, v_decay, vth = (NETX_DEFAULT_NEURON[k] for k in ("iDecay", "vDecay", "vThMant"))
+        else:
+            raise self.err(where, "no 'neuron' group: netx requires one for this layer type (it reads "
+                                  "layer_config['neuron'], hdf5.py 273, 501)")
+        du = i_decay - 1  # hdf5.py 156: du = iDecay - 1 cancels the LIF's ds_offset
+        for name, value, fmt in (("iDecay", i_decay, F.DU), ("vDecay", v_decay, F.DV), ("vThMant", vth, F.VTH)):
+            reg = du if fmt is F.DU else value
+            if not (fmt.min <= reg <= fmt.max or reg in fmt.special):
+                raise self.err(w, f"{name} = {value} gives Lava's {fmt.name} = {reg}, outside its {fmt.bits}-bit "
+                                  f"register [{fmt.min}, {fmt.max}] (or {fmt.special[0]}, netx's default neuron)")
+        bias_mant, bias_exp = (0, NETX_BIAS_EXP) if is_input else (0, 0)
         if "bias" in g and not is_input:  # netx never gives input neurons a bias (hdf5.py 279-294)
             bias_mant, bias_exp = self.bias(g, where, out_shape)
-        return Neurons(du=i_decay - 1, dv=v_decay, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp)
+        return Neurons(du=du, dv=v_decay, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp)
 
     def bias(self, g, where: str, out_shape: tuple):
         b = self.ints(g, "bias", where, truncate=True)
@@ -467,7 +621,8 @@ class _Reader:
                 bad = int(b[np.argmax(big & ~ok)])
                 raise self.err(where, f"bias {bad} << 6 cannot be written as a 13-bit mantissa << 3-bit exponent")
             mant[big], exp[big] = b[big] // 2, NETX_BIAS_EXP + 1
-        assert np.array_equal(mant << exp, value)
+        if not np.array_equal(mant << exp, value):
+            raise AssertionError("bias split is not exact")
         if np.unique(mant).size == 1 and np.unique(exp).size == 1:
             return int(mant[0]), int(exp[0])
         return mant, exp
@@ -494,53 +649,78 @@ class _Reader:
             self.input_shape = self.shape = s
             if "neuron" in g:
                 self.input_neurons = self.neurons(g, where, s, is_input=True)
+                # the transform lava-dl's data pipelines apply to the input (hdf5.py 279-289: weight 64 and
+                # bias 0 unless the file says; PilotNet's dataset takes transform=net.in_layer.transform);
+                # netx never applies it itself
+                self.transform = {k: int(self.ints(g, k, where, truncate=True).reshape(-1)[0]) if k in g else v
+                                  for k, v in (("weight", 64), ("bias", 0))}
         elif ltype == "flatten":
             self.flatten_next = True
-        elif ltype == "dense":
-            self.dense(g, where)
+        elif ltype in ("dense", "dense_rec"):
+            self.dense(g, where, rec=ltype == "dense_rec")
         elif ltype == "conv":
             self.conv(g, where)
         else:
             raise self.err(where, f"unknown layer type {ltype!r}")
 
-    @staticmethod
-    def name(where: str) -> str:
-        return "netx " + where.replace("'", "")
+    def processes(self) -> int:  # blocks netx has created so far
+        return len(self.blocks) + (self.input_neurons is not None)
 
-    def blocks(self) -> int:  # processes netx has created so far
-        return len(self.layers) + (self.input_neurons is not None)
-
-    def dense(self, g, where: str) -> None:
+    def matrix(self, g, key: str, where: str, n_out: int) -> np.ndarray:
         import h5py
 
-        if "weight/imag" in g or isinstance(g.get("weight"), h5py.Group):
-            raise self.err(where, "complex-valued weights are not supported")
-        w = self.ints(g, "weight", where, truncate=True)
-        n_out = math.prod(self.shape_of(g, where))
-        if w.ndim == 1:
+        if isinstance(g.get(key), h5py.Group):
+            raise self.err(where, f"complex-valued '{key}' is not supported")
+        w = self.ints(g, key, where, truncate=True)
+        if w.ndim == 1:  # netx reshapes a flat weight to (shape[0], -1) (hdf5.py 396-399)
             if w.size % n_out:
-                raise self.err(where, f"1-d weight of {w.size} values does not split into {n_out} rows")
+                raise self.err(where, f"1-d {key} of {w.size} values does not split into {n_out} rows")
             w = w.reshape(n_out, -1)
         if w.ndim != 2 or w.shape[0] != n_out:
-            raise self.err(where, f"weight shape {w.shape} does not match the layer shape ({n_out} neurons)")
+            raise self.err(where, f"{key} shape {w.shape} does not match the layer shape ({n_out} neurons)")
+        return w
+
+    def dense(self, g, where: str, rec: bool = False) -> None:
+        if "weight/imag" in g:
+            raise self.err(where, "complex-valued weights are not supported")
+        n_out = math.prod(self.shape_of(g, where))
+        w = self.matrix(g, "weight", where, n_out)
         if self.shape is None:
             self.input_shape = self.shape = (w.shape[1],)
-        if len(self.shape) == 3 and self.blocks() > 0 and not self.flatten_next:
+        if len(self.shape) == 3 and self.processes() > 0 and not self.flatten_next:
             raise self.err(where, f"dense layer after a {self.shape} feature map needs a 'flatten' layer "
                                   "before it (netx would connect the (W, H, C) port to a flat one)")
-        if len(self.shape) == 1 and self.flatten_next and self.blocks() > 0:
+        if len(self.shape) == 1 and self.flatten_next and self.processes() > 0:
             raise self.err(where, "'flatten' after a 1-d layer: netx would transpose a 1-d port")
         self.flatten_next = False
         if w.shape[1] != math.prod(self.shape):
             raise self.err(where, f"weight has {w.shape[1]} inputs but the previous layer has "
                                   f"{math.prod(self.shape)} neurons")
-        if "delay" in g:
+        delayed = "delay" in g
+        if delayed:
             d = self.ints(g, "delay", where, truncate=True)
-            if np.any(np.clip(d, 0, 62) != 0):
-                raise self.err(where, "non-zero synaptic delays (netx's DelayDense) are not part of our record")
-        syn = _dense_from_operator(*netx_dense_effective(w, f"{self.path}: {where}"), f"{self.path}: {where}")
+            if d.size != 1 and d.reshape(-1).size not in (n_out, w.shape[1]) and d.shape != w.shape:
+                raise self.err(where, f"delay of shape {d.shape} fits neither the weight {w.shape}, its rows nor its "
+                                      "columns (netx raises, hdf5.py 432-446)")
+            if np.any(np.clip(d, 0, NETX_MAX_DELAY) != 0):
+                raise self.err(where, "non-zero synaptic delays (netx builds Lava's DelayDense, hdf5.py 425-448): "
+                                      "the integer graph has no synaptic delay operator")
+        at = f"{self.path}: {where}"
         out = (n_out,)
-        self.layers.append(Layer(syn, self.neurons(g, where, out), self.name(where)))
+        if rec:
+            r = self.matrix(g, "weight_rec", where, n_out)
+            if r.shape != (n_out, n_out):
+                raise self.err(where, f"weight_rec shape {r.shape} is not ({n_out}, {n_out})")
+            if delayed and w.shape[1] != n_out:
+                raise self.err(where, f"'delay' on a recurrent block with {w.shape[1]} inputs and {n_out} neurons: "
+                                      "netx gives the recurrent synapse the input synapse's delay matrix "
+                                      "(blocks/process.py 280-286), which does not fit")
+            (wf, ef), (wr, er) = netx_rec_effective(w, r, at, delay=delayed)
+            syn, recurrent = _dense_from_operator(wf, ef, at), _dense_from_operator(wr, er, f"{at} (weight_rec)")
+        else:
+            syn, recurrent = _dense_from_operator(*netx_dense_effective(w, at), at), None
+        neurons = self.neurons(g, where, out, default=True)
+        self.blocks.append(_Block(out, syn, neurons, recurrent))
         self.shape = out
 
     def conv(self, g, where: str) -> None:
@@ -558,7 +738,7 @@ class _Reader:
             raise self.err(where, "'groups' must be a scalar (Lava's Conv rejects arrays)")
         groups = self.scalar(g, "groups", where)
         if dilation != (1, 1):
-            raise self.err(where, f"dilation {dilation} is not supported (our Conv2d has none)")
+            raise self.err(where, f"dilation {dilation} is not supported (the graph's Conv2d has none)")
         c_in = self.shape[0]
         if groups < 1 or c_in % groups or w.shape[0] % groups or w.shape[1] * groups != c_in:
             raise self.err(where, f"weight {w.shape} with groups = {groups} does not fit {c_in} input channels")
@@ -582,43 +762,61 @@ class _Reader:
         declared = self.shape_of(g, where)
         if declared != tuple(out):
             raise self.err(where, f"declared shape {declared} differs from the convolution's output {tuple(out)}")
-        self.layers.append(Layer(syn, self.neurons(g, where, out), self.name(where)))
+        self.blocks.append(_Block(out, syn, self.neurons(g, where, out)))
         self.shape = tuple(out)
         # netx keeps a pending 'flatten' until the next dense layer (hdf5.py 634-660)
 
-    def finish(self, attrs: dict) -> IntNetwork:
-        layers, offset = list(self.layers), 0
-        if self.input_neurons is not None:
-            n = self.input_neurons
-            passthrough = int(n.du) == F.DU.max and int(n.vth) == 0
-            if not (passthrough and layers):
-                s = self.input_shape
-                syn = SumPool2d(1) if len(s) == 3 else Dense(np.eye(s[0], dtype=np.int64))
-                layers.insert(0, Layer(syn, n, "netx input neurons"))
-                offset = 1
-        if not layers:
+    def names(self, attrs: dict) -> tuple:
+        """``(input, [(group, synapse, recurrent)], output)``: ours from the file's attribute when it
+        matches the blocks, else ``input``, ``layerK``, ``layerK.synapse``, ``layerK.recurrent``, ``output``."""
+        default = ("input", [(f"layer{k}", f"layer{k}.synapse", f"layer{k}.recurrent" if b.recurrent else None)
+                             for k, b in enumerate(self.blocks)], "output")
+        names = attrs.get("names") if attrs.get("format") == FORMAT else None
+        try:
+            inp, out = str(names["input"]), str(names["output"])
+            blocks = [(str(g), str(s), None if r is None else str(r)) for g, s, r in names["blocks"]]
+        except (TypeError, KeyError, ValueError):
+            return default
+        flat = [inp, out] + [n for b in blocks for n in b if n is not None]
+        fits = len(blocks) == len(self.blocks) and all((r is None) == (b.recurrent is None)
+                                                       for (_, _, r), b in zip(blocks, self.blocks))
+        return (inp, blocks, out) if fits and len(set(flat)) == len(flat) and all(flat) else default
+
+    def finish(self, attrs: dict) -> IntGraph:
+        if not self.blocks and self.input_neurons is None:
             raise ValueError(f"{self.path}: no layers: netx builds no network from this file")
-        names = attrs.get("names")
-        if isinstance(names, list) and len(names) == len(layers):
-            layers = [Layer(l.synapse, l.neurons, str(nm)) for l, nm in zip(layers, names)]
-        meta = dict(attrs.get("meta") or {}) if isinstance(attrs.get("meta"), dict) else {}
-        meta.update({"source": "netx", TIME_OFFSET_KEY: offset})
+        inp, names, out = self.names(attrs)
+        nodes, edges, prev = {inp: Input(self.input_shape, self.input_neurons)}, [], inp
+        for (group, syn, rec), b in zip(names, self.blocks):
+            nodes[syn], nodes[group] = b.synapse, NeuronGroup(b.shape, b.neurons)
+            edges += [(prev, syn), (syn, group)]
+            if b.recurrent is not None:
+                nodes[rec] = b.recurrent
+                edges += [(group, rec), (rec, group)]
+            prev = group
+        nodes[out] = Output()
+        edges.append((prev, out))
+        meta = dict(attrs["meta"]) if isinstance(attrs.get("meta"), dict) else {}
+        meta.update({"source": "netx", BLOCKS_KEY: ([inp] if self.input_neurons is not None else [])
+                     + [g for g, _, _ in names]})
+        if self.transform is not None:
+            meta[TRANSFORM_KEY] = self.transform
         dt = attrs.get("dt", 1.0)
         try:
-            return IntNetwork(self.input_shape, tuple(layers), float(dt) if dt else 1.0, meta)
+            return IntGraph(nodes, edges, float(dt) if isinstance(dt, (int, float)) and dt > 0 else 1.0, meta)
         except ValueError as err:
             raise ValueError(f"{self.path}: {err}") from None
 
 
-def read_netx(path) -> IntNetwork:
-    """Read a netx HDF5 file into an integer record such that ``simulate(read_netx(path), x)``
-    equals what netx builds and runs in Lava ``fixed_pt`` on the same 0/1 input, offset in time by
-    ``net.meta["netx_time_offset"]`` steps (0, or 1 when the file has input neurons that do more
-    than pass spikes through): netx's output at step ``t`` is ours at step ``t + offset``.
+def read_netx(path) -> IntGraph:
+    """Read a netx HDF5 file into an ``IntGraph`` such that ``simulate(read_netx(path), ...)`` equals
+    what netx builds and runs in Lava ``fixed_pt`` under the same protocol, step for step (module
+    docstring): input spikes or payloads, input bias of netx's Input block, ``steps``,
+    ``reset_interval`` / ``reset_offset``; every block's spikes, ``u`` and ``v``
+    (``graph.meta["netx_blocks"]`` names the groups in netx's block order).
 
-    The input is fed to netx's ``Network.inp`` or, for files with input neurons, to those neurons'
-    ``a_in`` (``run_netx`` does either). Unsupported layer types, neuron models or parameters and
-    malformed files raise ``ValueError`` naming the file, the layer and the problem.
+    Unsupported layer types, neuron models or parameters and malformed files raise ``ValueError``
+    naming the file, the layer and the problem.
     """
     import h5py
 
@@ -652,4 +850,20 @@ def read_netx(path) -> IntNetwork:
         return reader.finish(attrs if isinstance(attrs, dict) else {})
 
 
-# --- the reference: netx in Lava ---------------------------------------------------------------
+def as_chain(graph: IntGraph):
+    """The ``IntNetwork`` of a graph that is a plain feed-forward chain (an input without neurons,
+    then groups each fed only by the one before, the output on the last), else ``None``: for
+    callers that still take chains (layer names are the group names)."""
+    try:
+        inp, chain = netx_chain(graph)
+    except ValueError:
+        return None
+    if graph.neurons(inp) is not None or not chain or any(rec is not None for _, _, rec in chain):
+        return None
+    layers = []
+    for group, p, _ in chain:
+        if tuple(graph.shapes[group]) != tuple(p.op.validate(group, graph.shapes[p.src])):
+            return None
+        layers.append(Layer(p.op, graph.neurons(group), group))
+    meta = {k: v for k, v in graph.meta.items() if k not in (BLOCKS_KEY, TRANSFORM_KEY)}
+    return IntNetwork(graph.shapes[inp], tuple(layers), graph.dt, meta)
