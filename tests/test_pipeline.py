@@ -102,4 +102,4 @@ def test_netx_export_simulates_exactly_as_netx_runs_in_lava(small_run, tmp_path)
     assert cli(["simulate", str(tmp_path / "n.net"), "--input", str(tmp_path / "x.npy"),
                 "--output", str(tmp_path / "y.npy"), "--no-progress"]) == 0
     ours = np.load(tmp_path / "y.npy")
-    assert np.array_equal(ours, run_netx(tmp_path / "n.net", x))
+    assert np.array_equal(ours, run_netx(tmp_path / "n.net", x).output)
