@@ -172,8 +172,8 @@ INT, FLOAT, STR, BOOL = "int", "float", "str", "bool"
 
 
 def network_ok(spec: str) -> bool:
-    """The spec grammar of train/network.py's docstring: input N, HxW or HxWxC, then dense N,
-    conv <n>C<k>[p<pad>][s<stride>], pool P<k>/S<k>, dropout D<p>; sizes >= 1, every layer fits its
+    """The spec grammar of train/network.py's docstring: input N, HxW or HxWxC, then dense N
+    (recurrent NR: n * n more weights), conv <n>C<k>[p<pad>][s<stride>], pool P<k>/S<k>, dropout D<p>; sizes >= 1, every layer fits its
     input, at most 1e8 weights and biases, and the last layer is not a dropout."""
     tokens = [t.strip() for t in spec.strip().split("-") if t.strip()]
     m = re.fullmatch(r"(\d+)(?:x(\d+))?(?:x(\d+))?", tokens[0]) if len(tokens) >= 2 else None
@@ -195,9 +195,10 @@ def network_ok(spec: str) -> bool:
             if len(shape) != 3 or k < 1 or min(shape[1:]) < k:
                 return False
             shape = (shape[0], shape[1] // k, shape[2] // k)
-        elif m := re.fullmatch(r"(\d+)", tok):
-            params += math.prod(shape) * int(m[1]) + int(m[1])
-            shape = (int(m[1]),)
+        elif m := re.fullmatch(r"(\d+)(R?)", tok):
+            n = int(m[1])
+            params += math.prod(shape) * n + n + (n * n if m[2] else 0)
+            shape = (n,)
         elif re.fullmatch(r"D(0?\.\d+|0)", tok):
             last = "dropout"
             continue
