@@ -487,10 +487,6 @@ def one_dense(w, exp=0, **neuron):
     return IntNetwork((np.shape(w)[1],), (Layer(Dense(np.array(w), weight_exp=exp), Neurons(**n)),))
 
 
-def graph_of(nodes, edges):
-    return IntGraph(nodes, edges)
-
-
 def _g(**changes):
     """input -> d1 -> a -> d2 -> b -> y, with named changes (node replacements and extra edges)."""
     nodes = {"in": Input((4,)), "d1": Dense(np.full((3, 4), 2)), "a": NeuronGroup((3,), Neurons(vth=5)),
