@@ -239,7 +239,7 @@ def test_sequence_decoding_picks_the_nearest_target(name, ref):
 # ----------------------------------------------------------------- gradients
 
 
-def test_hamming_gradient_flows_through_surrogate_spikes():
+def test_hamming_gradient_flows_only_through_mismatches():
     a = 1.0
     gen = torch.Generator().manual_seed(9)
     x = (torch.randn(T, B, C, generator=gen, dtype=F64)).requires_grad_()
@@ -248,13 +248,33 @@ def test_hamming_gradient_flows_through_surrogate_spikes():
     loss = LossSpec("hamming", target_rate=0.5)(o, labels)
     loss.backward()
     y = target_trains(labels, C, T, 0.5, F64)
-    # d/do of mean_b 1/(T C) sum (o + y - 2 o y) is (1 - 2 y) / (B T C); times the surrogate h(x).
+    # d/do of mean_b 1/(T C) sum (o - y)^2 is 2 (o - y) / (B T C); times the surrogate h(x).
+    mismatches = 0
     for t in range(T):
         for b in range(B):
             for c in range(C):
                 xv = x[t, b, c].item()
                 e = math.exp(-xv / a)
                 h = e / (a * (1 + e) ** 2)
-                want = (1 - 2 * y[t, b, c].item()) / (B * T * C) * h
+                ov, yv = (1.0 if xv > 0 else 0.0), y[t, b, c].item()
+                want = 2 * (ov - yv) / (B * T * C) * h
                 assert x.grad[t, b, c].item() == pytest.approx(want, rel=1e-12, abs=1e-16)
-    assert x.grad.abs().min() > 0  # every entry gets a gradient (sigmoid surrogate is nowhere zero)
+                mismatches += ov != yv
+    # both kinds of entry occur: matches pass no gradient, mismatches do (sigmoid is nowhere zero)
+    assert 0 < mismatches < T * B * C
+    assert int((x.grad != 0).sum()) == mismatches
+
+
+def test_hamming_balances_where_the_sum_form_silences():
+    """The sum form o + y - 2 o y (same value) pushes an already silent non-label neuron further
+    down; the squared form leaves a correct output alone and pushes only the missing label spike."""
+    o = torch.zeros(3, 1, 4, dtype=F64, requires_grad=True)  # every output silent
+    y = target_trains(torch.tensor([2]), 4, 3, 1.0, F64)
+    hamming_distance(o, y).sum().backward()
+    g = o.grad[:, 0]
+    assert torch.all(g[:, [0, 1, 3]] == 0)  # silent and correct: no push
+    assert torch.all(g[:, 2] < 0)  # the label's missing spikes: pushed up
+    o2 = o.detach().clone().requires_grad_()
+    (o2 + y - 2 * o2 * y).mean(dim=(0, 2)).sum().backward()
+    assert torch.all(o2.grad[:, 0, [0, 1, 3]] > 0)  # the sum form keeps pushing silent neurons down
+    assert hamming_distance(o.detach(), y).item() == (o2 + y - 2 * o2 * y).mean().item()
