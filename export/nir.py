@@ -429,18 +429,26 @@ def _conv_params(node, name, w):
     return w, stride, pad
 
 
-def nir_to_float_graph(graph, dt: float | None, notes: list | None = None) -> "G.FloatGraph":
+def nir_to_float_graph(graph, dt: float | None, notes: list | None = None,
+                       current_bias: str = "unit") -> "G.FloatGraph":
     """The float mirror of a NIR graph (numpy; no torch): ``Input``, ``Affine``, ``FloatConv2d``,
     ``SumPool2d``, ``Flatten``, ``FloatNeurons`` and ``Output`` nodes under the file's names
     (nested subgraphs inlined as ``sub.node``), edges as in the file: recurrence and merges included.
 
     Per-step parameters by forward Euler with ``dt`` (see the module docstring); each neuron node's
     input gain (``r dt/tau``, ``w_in dt/tau_syn``, IF's ``r``) is folded into the weighted operator
-    that feeds it (a pool feeding a neuron directly becomes its unit-kernel convolution), and a
-    synaptic bias (``Affine.bias``, ``Conv2d.bias``) into the neurons' bias. ``AvgPool2d`` is a
-    ``SumPool2d`` whose ``1/k**2`` goes into the next weighted operator. Anything Loihi cannot run
-    is refused naming the node.
+    that feeds it (a pool feeding a neuron directly becomes its unit-kernel convolution; a
+    convolution followed by pooling becomes one convolution, ``_conv_then_pool``). ``AvgPool2d`` is
+    a ``SumPool2d`` whose ``1/k**2`` goes into the next weighted operator. A synaptic bias
+    (``Affine.bias``, ``Conv2d.bias``, carried through any pooling, flattening or weights between it
+    and the neurons) is the neurons' membrane bias where they have no synaptic current; into a
+    synaptic current it is, with ``current_bias='unit'``, a synapse from one added neuron
+    (``bias_unit``) that spikes every step (exact), or with ``'membrane'`` the membrane bias of its
+    steady state ``b / (1 - decay_syn)`` (the first steps differ; for a chain-only float twin).
+    Anything Loihi cannot run is refused naming the node.
     """
+    if current_bias not in ("unit", "membrane"):
+        raise ValueError(f"current_bias must be 'unit' or 'membrane', got {current_bias!r}")
     notes = [] if notes is None else notes
     raw, edges = flatten_graph(graph)
     preds = {n: [a for a, b in edges if b == n] for n in raw}
@@ -490,6 +498,25 @@ def nir_to_float_graph(graph, dt: float | None, notes: list | None = None) -> "G
         del nodes[name]
         preds = {n: [a for a, b in edges if b == n] for n in nodes}
         succs = {n: [b for a, b in edges if a == n] for n in nodes}
+    # a convolution followed by pooling (snnTorch's Conv2d -> AvgPool2d -> Leaky) is one convolution
+    for name in [n for n, node in nodes.items() if isinstance(node, G.SumPool2d)]:
+        src = preds[name][0] if len(preds[name]) == 1 else None
+        if src is None or not isinstance(nodes[src], G.FloatConv2d) or len(succs[src]) != 1:
+            continue
+        k, factor = int(nodes[name].kernel), scale_in.pop(name, 1.0)
+        nodes[src] = _conv_then_pool(nodes[src], k, factor)
+        if src in bias_of:  # a per-channel constant, summed over k x k positions
+            b = bias_of[src]
+            if b.size not in (1, np.asarray(nodes[src].weight).shape[0]):
+                raise ValueError(f"NIR node {src!r}: a bias of {b.size} values before pooling {name!r} must be one "
+                                 "per channel")
+            bias_of[src] = b * (k * k * factor)
+        notes.append(f"NIR nodes {src!r} -> {name!r}: convolution then pooling composed into one convolution "
+                     f"(node {src!r}), as Loihi applies one synapse per hop")
+        edges = [(a, b) for a, b in edges if b != name and a != name] + [(src, b) for b in succs[name]]
+        del nodes[name]
+        preds = {n: [a for a, b in edges if b == n] for n in nodes}
+        succs = {n: [b for a, b in edges if a == n] for n in nodes}
     # AvgPool's 1/k**2 into the next weighted operator
     for name, factor in scale_in.items():
         nxt = succs[name]
@@ -505,6 +532,7 @@ def nir_to_float_graph(graph, dt: float | None, notes: list | None = None) -> "G
     for name in [n for n in nodes if nodes[n] is None]:
         nodes[name], gains[name] = _float_neurons(raw[name], name, shapes[name], dt)
     # fold each neuron's input gain and the synaptic biases feeding it
+    biased, current_biases = set(), {}
     for name in [n for n in nodes if isinstance(nodes[n], G.FloatNeurons)]:
         group = nodes[name]
         gain, decay_syn = gains[name]
@@ -514,10 +542,9 @@ def nir_to_float_graph(graph, dt: float | None, notes: list | None = None) -> "G
             while isinstance(nodes[op_name], G.Flatten):
                 (op_name,) = preds[op_name]
             op = nodes[op_name]
+            in_shape = _shape_of(preds[op_name][0], nodes, preds, shapes) if len(preds[op_name]) == 1 else None
             if isinstance(op, G.SumPool2d):
-                in_shape = _shape_of(op_name, nodes, preds, shapes)
-                channels = in_shape[0]
-                w = pool_as_conv(channels, int(op.kernel)) * scale_in.get(op_name, 1.0)
+                w = pool_as_conv(in_shape[0], int(op.kernel)) * scale_in.get(op_name, 1.0)
                 op = G.FloatConv2d(w, (int(op.kernel),) * 2, (0, 0))
             if not isinstance(op, (G.Affine, G.FloatConv2d)):
                 raise ValueError(f"NIR node {name!r}: its input from {src!r} ({type(op).__name__}) carries no weights; "
@@ -525,21 +552,102 @@ def nir_to_float_graph(graph, dt: float | None, notes: list | None = None) -> "G
             if len(succs[op_name]) != 1 and not np.allclose(gain, 1.0):
                 raise ValueError(f"NIR node {op_name!r} feeds several nodes and {name!r} needs its input scaled by "
                                  f"{float(np.ravel(gain)[0]):g}: give each neuron node its own operator")
+            # synaptic biases of this operator and of the operators chained before it (conv -> pool -> neuron,
+            # Affine -> Flatten -> ...): a constant input, carried through the chain to the neurons
+            chain = _operator_chain(op_name, nodes, preds)
+            for k, biased_name in enumerate(chain):
+                if biased_name not in bias_of:
+                    continue
+                ops = [op if n == op_name else nodes[n] for n in chain]
+                b = _bias_through(bias_of[biased_name], ops[k:], chain[k:], nodes, preds, shapes)
+                extra_bias = extra_bias + b.reshape(-1) * gain.reshape(-1)
+                biased.add(biased_name)
             nodes[op_name] = _scale_rows(op, gain, name, group.shape)
-            if op_name in bias_of:
-                b = np.broadcast_to(_per_output(bias_of.pop(op_name), op, group.shape), (math.prod(group.shape),))
-                extra_bias = extra_bias + b * gain.reshape(-1)
         if np.any(extra_bias != 0):
-            if np.any(decay_syn != 0):
+            if np.any(decay_syn != 0) and current_bias == "unit":
+                current_biases[name] = extra_bias
+            elif np.any(decay_syn != 0):
                 extra_bias = extra_bias / (1.0 - decay_syn.reshape(-1))
-                notes.append(f"NIR node {name!r}: a synaptic bias feeds a current-based neuron; Loihi's bias acts on "
-                             "the membrane, so it was mapped to its steady state b / (1 - decay_syn) (exact once the "
-                             "current has settled)")
-            nodes[name] = dataclasses.replace(group, bias=group.expand("bias") + extra_bias)
-    if bias_of:
-        name = next(iter(bias_of))
-        raise ValueError(f"NIR node {name!r}: a synaptic bias that does not feed a neuron node directly is not supported")
+                notes.append(f"NIR node {name!r}: a synaptic bias feeds a current-based neuron; mapped to the "
+                             "membrane bias of its steady state b / (1 - decay_syn) (the first steps differ)")
+                nodes[name] = dataclasses.replace(group, bias=group.expand("bias") + extra_bias)
+            else:  # v[t] = beta v + W s + b: Loihi's membrane bias, exactly
+                nodes[name] = dataclasses.replace(group, bias=group.expand("bias") + extra_bias)
+    if current_biases:
+        # a synaptic bias into a synaptic current (i[t] = alpha i + W s + b) is a constant input current; Loihi's
+        # bias acts on the membrane (b / (1 - alpha) is only its steady state), so one neuron that spikes every
+        # step sends b through a synapse of its own, exactly
+        unit = _free_name("bias_unit", nodes)
+        nodes[unit] = G.FloatNeurons((1,), decay_syn=0.0, decay_mem=0.0, v_threshold=0.5, bias=1.0)
+        for name, b in current_biases.items():
+            op = _free_name(f"{name}.bias", nodes)
+            nodes[op] = G.Affine(b.reshape(-1, 1))
+            edges = list(edges) + [(unit, op), (op, name)]
+            notes.append(f"NIR node {name!r}: its synaptic bias feeds a synaptic current (Loihi's bias acts on the "
+                         f"membrane): sent as a constant current from {unit!r}, one neuron that spikes every step, "
+                         f"through {op!r}")
+    unused = [n for n in bias_of if n not in biased]
+    if unused:
+        raise ValueError(f"NIR node {unused[0]!r}: a synaptic bias that reaches no neuron node through synaptic "
+                         "operators is not supported")
     return G.FloatGraph(nodes, edges, 1.0 if dt is None else float(dt), {"notes": list(notes)})
+
+
+def _conv_then_pool(conv, k: int, factor: float = 1.0):
+    """``conv`` followed by ``k x k`` sum pooling (times ``factor``; ``1/k**2`` for average pooling)
+    as ONE convolution, exactly: kernel ``(k - 1) s + kh`` (``s`` the stride), stride ``s k``, same
+    padding, ``K[o, c, i s + u, j s + v] += W[o, c, u, v]`` for ``i, j < k``; its output size is
+    the pooled one (``floor((floor((H + 2p - kh)/s) + 1)/k)``)."""
+    w = np.asarray(conv.weight, dtype=np.float64)
+    (sy, sx), (py, px) = conv.stride, conv.padding
+    o, c, kh, kw = w.shape
+    kernel = np.zeros((o, c, (k - 1) * sy + kh, (k - 1) * sx + kw))
+    for i in range(k):
+        for j in range(k):
+            kernel[:, :, i * sy:i * sy + kh, j * sx:j * sx + kw] += w
+    return G.FloatConv2d(kernel * factor, (sy * k, sx * k), (py, px))
+
+
+def _free_name(name: str, nodes) -> str:
+    """``name``, or ``name.1``, ``name.2``, ... if a node has it."""
+    k, free = 0, name
+    while free in nodes:
+        k += 1
+        free = f"{name}.{k}"
+    return free
+
+
+def _operator_chain(op_name, nodes, preds) -> list:
+    """The synaptic operators feeding ``op_name`` without a neuron between them, first to last."""
+    chain = [op_name]
+    while len(preds[chain[0]]) == 1 and type(nodes[preds[chain[0]][0]]) in G.FLOAT_OPERATORS.values():
+        chain.insert(0, preds[chain[0]][0])
+    return chain
+
+
+def _bias_through(bias, ops, names, nodes, preds, shapes) -> np.ndarray:
+    """A synaptic bias of ``ops[0]`` (per output, per channel or shared) as the constant input it
+    makes at the end of the chain ``ops`` (Flatten, SumPool2d, Affine, FloatConv2d applied to it, in
+    float64); ``names`` are the operators' node names. The last op may be a pool already in its
+    convolution form."""
+    shape = _shape_of(names[0], nodes, preds, shapes)
+    b = _per_output(bias, ops[0], shape).reshape(shape)
+    for op, name in zip(ops[1:], names[1:]):
+        if isinstance(op, G.Flatten):
+            b = b.reshape(-1)
+        elif isinstance(op, G.Affine):
+            b = np.asarray(op.weight, dtype=np.float64) @ b.reshape(-1)
+        elif isinstance(op, G.SumPool2d):
+            k = int(op.kernel)
+            c, h, w = b.shape
+            b = b[:, :h // k * k, :w // k * k].reshape(c, h // k, k, w // k, k).sum(axis=(2, 4))
+        else:  # FloatConv2d: cross-correlation of the bias map
+            w = np.asarray(op.weight, dtype=np.float64)
+            (sy, sx), (py, px) = op.stride, op.padding
+            x = np.pad(b.reshape(w.shape[1], *b.shape[-2:]), ((0, 0), (py, py), (px, px)))
+            win = np.lib.stride_tricks.sliding_window_view(x, w.shape[2:], axis=(1, 2))[:, ::sy, ::sx]
+            b = np.einsum("chwyx,ocyx->ohw", win, w)
+    return b
 
 
 def _per_output(bias, op, out_shape) -> np.ndarray:
@@ -732,9 +840,10 @@ def _graph_from_metadata(nodes, edges, metas, path, dt):
 def nir_to_model(graph, dt: float | None, surrogate=None):
     """A float torch ``SpikingNetwork`` equivalent to a NIR chain (the float twin, for comparisons
     with the library that wrote the file); returns it and the reader's notes. Built from the float
-    graph (``nir_to_float_graph``): one conversion of the file's parameters."""
+    graph (``nir_to_float_graph``): one conversion of the file's parameters. Its CUBA neurons have
+    a membrane bias only, so a synaptic bias into a current is mapped to its steady state here."""
     notes = []
-    fg = nir_to_float_graph(graph, dt, notes)
+    fg = nir_to_float_graph(graph, dt, notes, current_bias="membrane")
     return float_graph_to_model(fg, surrogate), notes
 
 
@@ -817,9 +926,12 @@ def convention_notes(convention: str) -> list:
     return {
         "nir": [],
         "norse-1.1": ["norse-1.1: tau read as dt * tau (norse issue #411) and LIFCell's input as w_in = tau_syn/dt"],
-        "snntorch": ["snntorch: snnTorch's Leaky/Synaptic reset by subtraction by default (reset_mechanism="
-                     "'subtract'); the file says v_reset = 0 and Loihi resets to zero, so outputs differ where a "
-                     "neuron crosses its threshold by more than one step's worth"],
+        "snntorch": ["snntorch: snnTorch resets by subtraction by default (reset_mechanism='subtract', the step after "
+                     "a spike), and its Synaptic, RLeaky and RSynaptic with reset_mechanism='zero' and the default "
+                     "reset_delay=True zero the membrane computed the step after a spike, input included; the file "
+                     "says v_reset = 0 and Loihi resets to zero at the spike, so outputs differ unless the network "
+                     "used Leaky(reset_mechanism='zero') or reset_delay=False (tests/test_nir_peer_graphs.py measures "
+                     "both)"],
         "sinabs": ["sinabs: sinabs' IF resets by subtraction and can emit several spikes per step (MultiSpike); "
                    "Loihi emits at most one spike per step and resets to zero: outputs differ where the membrane "
                    "exceeds twice the threshold or keeps a residue after a spike"],
