@@ -106,9 +106,11 @@ def _full(a, shape) -> np.ndarray:
     return np.broadcast_to(np.asarray(a, dtype=np.float64), shape).astype(np.float32).copy()
 
 
-def to_nir(model, net: IntNetwork, dt: float):
+def to_nir(model, net, dt: float):
     """A NIR graph of the float ``model`` (a trained ``SpikingNetwork``; its fake-quantized values if
-    QAT is attached) carrying the integer network ``net`` (``export.qat.quantize_network``'s)."""
+    QAT is attached) carrying the integer network ``net`` (``export.qat.quantize_network``'s: a
+    chain, or a graph when layers are recurrent). A recurrent layer ``i`` writes its own weights as
+    an Affine node ``rec{i}`` in a loop ``lif{i} -> rec{i} -> lif{i}`` (snnTorch's RLeaky shape)."""
     import nir
     import torch
 
@@ -121,7 +123,12 @@ def to_nir(model, net: IntNetwork, dt: float):
     if not dt > 0:
         raise ValueError(f"dt must be > 0 seconds, got {dt!r}")
     blocks = model.blocks()
-    if len(blocks) != len(net.layers):
+    if isinstance(net, G.IntGraph):  # a run with recurrent layers: quantize_network's node names
+        layers = [Layer(net.nodes[f"layer{i}_synapse"], net.neurons(f"layer{i}")) for i in range(len(blocks))]
+        recs = {i: net.nodes[f"layer{i}_rec"] for i in range(len(blocks)) if f"layer{i}_rec" in net.nodes}
+    else:
+        layers, recs = list(net.layers), {}
+    if len(blocks) != len(layers):
         raise ValueError("the integer network does not belong to this model (layer counts differ)")
     nodes = {"input": nir.Input(input_type={"input": np.array(model.input_shape)})}
     edges, prev = [], "input"
@@ -133,8 +140,8 @@ def to_nir(model, net: IntNetwork, dt: float):
         edges.append((prev, name))
         prev = name
 
-    for i, ((syn, neuron, in_shape, out_shape), layer) in enumerate(zip(blocks, net.layers)):
-        w, p = (None, None) if model.fake_quant is None else model.fake_quant(i, syn, neuron)
+    for i, ((syn, neuron, in_shape, out_shape), layer) in enumerate(zip(blocks, layers)):
+        w, p, w_rec = (None, None, None) if model.fake_quant is None else model.fake_quant(i, syn, neuron)
         weight = block_weight(syn, in_shape) if w is None else w.detach().double().numpy()
         if p is None:
             nf = neuron_floats(neuron)
@@ -172,6 +179,12 @@ def to_nir(model, net: IntNetwork, dt: float):
                                         w_in=_full(tau_syn / dt, out_shape), **common))
         else:
             add(f"lif{i}", nir.LIF(tau=_full(tau, out_shape), **common))
+        if i in recs:
+            rw = (w_rec if w_rec is not None else neuron.w_rec).detach().double().numpy()
+            meta = json.loads(_synapse_meta(recs[i]))
+            nodes[f"rec{i}"] = nir.Affine(weight=rw.astype(np.float32), bias=np.zeros(rw.shape[0], dtype=np.float32),
+                                          metadata={META_KEY: json.dumps({**meta, "recurrent": True})})
+            edges += [(prev, f"rec{i}"), (f"rec{i}", prev)]
         prev_shape = tuple(out_shape)
     nodes["output"] = nir.Output(output_type={"output": np.array(model.shapes[-1])})
     edges.append((prev, "output"))
@@ -810,15 +823,27 @@ def _exact_from_metadata(graph, path, dt):
         return None
     if all(m.get("format") == FORMAT_GRAPH for m in metas.values()):
         return _graph_from_metadata(nodes, edges, metas, path, dt)
-    # format 1 (chains written before graphs): synapse and neuron metadata alternate along the chain
-    order = [n for n in _chain_order(nodes, edges) if n in metas]
+    # format 1 (training runs): synapse and neuron metadata alternate along the chain; a recurrent
+    # layer's own weights hang off its neuron node (metadata "recurrent": true)
+    recurrent = {n for n, m in metas.items() if m.get("recurrent")}
+    order = [n for n in _chain_order(nodes, [e for e in edges if recurrent.isdisjoint(e)]) if n in metas]
     syn = [metas[n] for n in order if type(nodes[n]).__name__ not in _NEURONS]
     neu = [metas[n] for n in order if type(nodes[n]).__name__ in _NEURONS]
     layers = [Layer(_synapse_from_meta(s), Neurons(**{f: _unpack(n[f]) for f in Neurons.FIELDS}), name=f"layer{k}")
               for k, (s, n) in enumerate(zip(syn, neu))]
     raw_in = _drop_batch(_input_shape(next(node for node in nodes.values() if type(node).__name__ == "Input")))
     net = IntNetwork(raw_in, tuple(layers), dt=dt or 1.0, meta={"source": str(path)})
-    return G.IntGraph.from_chain(net)
+    graph = G.IntGraph.from_chain(net)
+    if not recurrent:
+        return graph
+    neuron_layer = {n: k for k, n in enumerate(n for n in order if type(nodes[n]).__name__ in _NEURONS)}
+    g_nodes, g_edges = dict(graph.nodes), list(graph.edges)
+    for r in sorted(recurrent):
+        (src,) = [a for a, b in edges if b == r]
+        k = neuron_layer[src]
+        g_nodes[f"layer{k}_rec"] = _synapse_from_meta(metas[r])
+        g_edges += [(f"layer{k}", f"layer{k}_rec"), (f"layer{k}_rec", f"layer{k}")]
+    return G.IntGraph(g_nodes, g_edges, graph.dt, graph.meta)
 
 
 def _graph_from_metadata(nodes, edges, metas, path, dt):

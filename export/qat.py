@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from spikeport.sim.graph import IntGraph
 from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer
 from spikeport.train.layers import Conv2d as TorchConv2d
 from spikeport.train.layers import Linear as TorchLinear
@@ -37,16 +38,27 @@ def block_weight(syn, in_shape: tuple) -> np.ndarray:
     return _np(syn.weight)
 
 
+def rec_weight(neuron) -> np.ndarray | None:
+    """A recurrent neuron layer's own weights ``(N, N)`` as numpy, else None."""
+    return _np(neuron.w_rec) if getattr(neuron, "recurrent", False) else None
+
+
 def quantize_network(model: SpikingNetwork, spec: QuantSpec = QuantSpec(), dt: float = 1.0,
-                     meta: dict | None = None) -> tuple[IntNetwork, list]:
-    """Post-training quantization of a trained float network; returns the record and a per-layer report."""
-    layers, reports = [], []
+                     meta: dict | None = None):
+    """Post-training quantization of a trained float network; returns the record and a per-layer
+    report. The record is an ``IntNetwork`` chain, or an ``IntGraph`` when layers are recurrent
+    (the chain's graph plus, for layer ``i``, a ``Dense`` node ``layer{i}_rec`` from the group
+    ``layer{i}`` onto itself, quantized with the layer's own scale)."""
+    layers, reports, recs = [], [], {}
     blocks = model.blocks()
     ws = [block_weight(syn, in_shape) for syn, _, in_shape, _ in blocks]
     nfs = [neuron_floats(neuron) for _, neuron, _, _ in blocks]
-    scale = network_scale(ws, nfs, spec) if spec.shared_exponent else None
+    scale = network_scale(ws + [r for r in (rec_weight(b[1]) for b in blocks) if r is not None], nfs, spec) \
+        if spec.shared_exponent else None
     for i, ((syn, neuron, in_shape, _), w, nf) in enumerate(zip(blocks, ws, nfs)):
-        q = quantize_block(w, nf, spec, scale=scale)
+        q = quantize_block(w, nf, spec, scale=scale, w_rec=rec_weight(neuron))
+        if q.rec_weight is not None:
+            recs[i] = Dense(q.rec_weight, weight_exp=q.weight_exp, num_weight_bits=spec.num_weight_bits)
         if isinstance(syn, TorchLinear):
             rec = Dense(q.weight, weight_exp=q.weight_exp, num_weight_bits=spec.num_weight_bits)
             kind = "dense"
@@ -60,7 +72,15 @@ def quantize_network(model: SpikingNetwork, spec: QuantSpec = QuantSpec(), dt: f
         layers.append(Layer(rec, q.neurons, name=f"{kind}{i}"))
         reports.append({"layer": i, "kind": kind, **q.report})
     info = {"source": "spikeport", "network": model.spec, "quantization": spec_dict(spec), **(meta or {})}
-    return IntNetwork(model.input_shape, tuple(layers), dt=dt, meta=info), reports
+    net = IntNetwork(model.input_shape, tuple(layers), dt=dt, meta=info)
+    if not recs:
+        return net, reports
+    graph = IntGraph.from_chain(net)
+    nodes, edges = dict(graph.nodes), list(graph.edges)
+    for i, dense in recs.items():
+        nodes[f"layer{i}_rec"] = dense
+        edges += [(f"layer{i}", f"layer{i}_rec"), (f"layer{i}_rec", f"layer{i}")]
+    return IntGraph(nodes, edges, dt, info), reports
 
 
 # --- quantization-aware training ---------------------------------------------------------------
@@ -93,13 +113,14 @@ class FakeQuantizer:
                              "(use attach_fake_quant)")
         ws = [block_weight(syn, shape) if isinstance(syn, Pool2d) else _np(syn.weight)
               for (syn, _), shape in zip(self.blocks, self.in_shapes)]
+        ws += [r for r in (rec_weight(n) for _, n in self.blocks) if r is not None]
         return network_scale(ws, [neuron_floats(n) for _, n in self.blocks], self.spec)
 
     def __call__(self, index: int, syn, neuron):
         w = syn.weight if not isinstance(syn, Pool2d) else None
         w_np = block_weight(syn, self.in_shapes[index]) if w is None else _np(w)
         scale = self._shared_scale() if self.spec.shared_exponent else None
-        q = quantize_block(w_np, neuron_floats(neuron), self.spec, scale=scale)
+        q = quantize_block(w_np, neuron_floats(neuron), self.spec, scale=scale, w_rec=rec_weight(neuron))
         fake = q.fake
         if w is None:
             c = _pool_factor(w_np, q.fake_weight)
@@ -112,7 +133,8 @@ class FakeQuantizer:
         else:
             fp = type(p)(_ste(p.decay_syn, fake["decay_syn"]), _ste(p.decay_mem, fake["decay_mem"]),
                          _ste(p.v_threshold, fake["v_threshold"]), _ste(p.bias, fake["bias"]))
-        return (None if w is None else _ste(w, q.fake_weight)), fp
+        fake_rec = None if q.rec_weight is None else _ste(neuron.w_rec, q.fake_rec_weight)
+        return (None if w is None else _ste(w, q.fake_weight)), fp, fake_rec
 
 
 def _pool_factor(w: np.ndarray, fake_w: np.ndarray) -> float:

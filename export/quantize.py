@@ -177,6 +177,8 @@ class BlockQuant:
     fake_weight: np.ndarray  # m * 2**e / lam
     fake: dict               # float decay_syn, decay_mem, v_threshold, bias the integers represent
     report: dict
+    rec_weight: np.ndarray | None = None       # recurrent mantissas (same scale and exponent)
+    fake_rec_weight: np.ndarray | None = None
 
 
 def quantize_weight(w: np.ndarray, lam: float, e: int, spec: QuantSpec) -> tuple[np.ndarray, dict]:
@@ -224,8 +226,10 @@ def quantize_neurons(nf: dict, lam: float, spec: QuantSpec) -> tuple[Neurons, di
     return neurons, fake, report
 
 
-def quantize_block(w: np.ndarray, nf: dict, spec: QuantSpec, scale: tuple | None = None) -> BlockQuant:
-    """Quantize one layer: float weights ``w`` (torch layout; 2-d = dense) and neuron floats ``nf``.
+def quantize_block(w: np.ndarray, nf: dict, spec: QuantSpec, scale: tuple | None = None,
+                   w_rec: np.ndarray | None = None) -> BlockQuant:
+    """Quantize one layer: float weights ``w`` (torch layout; 2-d = dense) and neuron floats ``nf``;
+    ``w_rec``, a recurrent layer's own weights, shares the layer's scale (both feed one register).
 
     ``scale``: a given ``(lam, weight_exp)`` (``shared_exponent``) instead of the layer's own.
     """
@@ -233,13 +237,18 @@ def quantize_block(w: np.ndarray, nf: dict, spec: QuantSpec, scale: tuple | None
     if np.any(np.asarray(vth_f) < 0):
         raise ValueError(f"negative threshold {float(np.min(vth_f))}: Loihi thresholds are unsigned")
     if scale is None:
-        lam, e = layer_scale(float(np.abs(w).max()) if w.size else 0.0, float(np.max(vth_f)), spec)
+        w_max = max((float(np.abs(a).max()) for a in (w, w_rec) if a is not None and a.size), default=0.0)
+        lam, e = layer_scale(w_max, float(np.max(vth_f)), spec)
     else:
         lam, e = float(scale[0]), int(scale[1])
     m, wrep = quantize_weight(w, lam, e, spec)
     neurons, fake, nrep = quantize_neurons(nf, lam, spec)
     report = {"scale": lam, "weight_exp": e, "weights": wrep, **nrep}
-    return BlockQuant(m, e, neurons, lam, m * 2.0 ** e / lam, fake, report)
+    q = BlockQuant(m, e, neurons, lam, m * 2.0 ** e / lam, fake, report)
+    if w_rec is not None:
+        q.rec_weight, report["recurrent_weights"] = quantize_weight(w_rec, lam, e, spec)
+        q.fake_rec_weight = q.rec_weight * 2.0 ** e / lam
+    return q
 
 
 

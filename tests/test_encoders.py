@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spikeport.train.datasets import EVENT_DTYPE
-from spikeport.train.encoders import ENCODERS, bernoulli, bin_events, encode, repeat
+from spikeport.train.encoders import encoded_shape, ENCODERS, bernoulli, bin_events, encode, repeat
 
 # ----------------------------------------------------------------- bernoulli
 
@@ -180,7 +180,20 @@ def test_bin_events_rejects_addresses_outside_the_sensor(field, value):
         bin_events([SAMPLE2, ev], 4, SHAPE)
 
 
+def test_rows_shows_one_row_per_step_group():
+    gen = torch.Generator().manual_seed(0)
+    img = torch.zeros(2, 1, 4, 3)
+    img[0, 0, 1] = 1.0  # second row of the first image fully on
+    img[1, 0, 3, 2] = 1.0  # last row, last pixel of the second image
+    x = encode("rows", img, 8, generator=gen)
+    assert x.shape == (8, 2, 3) and encoded_shape("rows", (1, 4, 3)) == (3,)
+    on = x.nonzero().tolist()  # intensity 1 spikes at every step of its row and nowhere else
+    assert on == [[2, 0, 0], [2, 0, 1], [2, 0, 2], [3, 0, 0], [3, 0, 1], [3, 0, 2], [6, 1, 2], [7, 1, 2]]
+    with pytest.raises(ValueError, match="multiple of 4"):
+        encode("rows", img, 6)
+
+
 def test_unknown_encoder():
-    assert set(ENCODERS) == {"bernoulli", "repeat", "events"}
+    assert set(ENCODERS) == {"bernoulli", "repeat", "events", "rows"}
     with pytest.raises(ValueError, match="poisson"):
         encode("poisson", torch.zeros(1, 1), 3)

@@ -298,7 +298,7 @@ def test_qat_values_are_what_export_produces():
     model = attach_fake_quant(_model("6x6x2-3C3-P2-4", NeuronSpec(model="cuba", v_threshold=0.4), seed=3))
     net, reports = quantize_network(model)
     for i, ((syn, neuron, _, _), layer, rep) in enumerate(zip(model.blocks(), net.layers, reports)):
-        w_fake, p_fake = model.fake_quant(i, syn, neuron)
+        w_fake, p_fake, _ = model.fake_quant(i, syn, neuron)
         lam, e = rep["scale"], rep["weight_exp"]
         nr = layer.neurons
         # the float equivalents of the exported integers ...

@@ -227,7 +227,7 @@ def test_qat_under_new_options_exports_with_no_further_rounding(spec, arch, neur
         opt.step()
     net, reports = quantize_network(model, spec)
     for i, ((syn, nrn, in_shape, _), layer, rep) in enumerate(zip(model.blocks(), net.layers, reports)):
-        w_fake, p = model.fake_quant(i, syn, nrn)
+        w_fake, p, _ = model.fake_quant(i, syn, nrn)
         lam, e, nr = rep["scale"], rep["weight_exp"], layer.neurons
         w_int = np.asarray(layer.synapse.weight) * 2.0 ** e / lam
         c = 1.0
@@ -265,7 +265,7 @@ def test_pool_factor_in_the_qat_forward_spikes_as_the_scaled_pool():
     assert abs(c - 1) > 1e-4
     attach_fake_quant(model, spec)
     syn, nrn, _, _ = model.blocks()[1]
-    w, p = model.fake_quant(1, syn, nrn)
+    w, p, _ = model.fake_quant(1, syn, nrn)
     assert w is None
     assert np.allclose(p.v_threshold.detach().double().numpy(),
                        np.asarray(net.layers[1].neurons.vth) / reports[1]["scale"] / c, rtol=1e-6)

@@ -389,6 +389,15 @@ PRESETS: dict[str, dict] = {
         "loss": {"name": "rate_mse"},
         "optim": {"epochs": 40, "batch_size": 32, "lr": 2e-3},
     },
+    # A temporal task that needs memory: digits shown one row per step (8 rows x 2 steps), a recurrent
+    # hidden layer ("64R": its spikes feed it back one step later), trained with STBP through the loop.
+    "digits-rnn": {
+        "network": "8-64R-10",
+        "data": {"dataset": "digits", "encoder": "rows", "T": 16},
+        "neuron": {"model": "lif", "decay": 0.5, "v_threshold": 0.5},
+        "loss": {"name": "rate_mse"},
+        "optim": {"epochs": 60, "batch_size": 32, "lr": 2e-3},
+    },
     # STBP paper / authors' code: 784-800-10, T = 20, V_th 0.5, decay 0.2, rectangular a = 1.
     "mnist-mlp": {
         "network": "784-800-10",

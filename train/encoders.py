@@ -3,13 +3,38 @@
 - ``bernoulli``: rate coding of intensities in [0, 1] (STBP): ``x[t] ~ Bernoulli(p)`` i.i.d. per step.
 - ``repeat``: the same analog input at every step (direct input, the second seed's ``encode_repeat``).
 - ``events``: address events binned into ``T`` frames (N-MNIST), one channel per polarity.
+- ``rows``: an image presented one row per step (``T / H`` steps each, Bernoulli spikes of the
+  row's intensities), so the network sees ``C * W`` inputs per step and must remember earlier rows:
+  a temporal task for recurrent networks (digits: 8 rows of 8 pixels).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-ENCODERS = ("bernoulli", "repeat", "events")
+ENCODERS = ("bernoulli", "repeat", "events", "rows")
+
+
+def encoded_shape(name: str, input_shape: tuple) -> tuple:
+    """The per-step feature shape an encoder produces from samples of ``input_shape``."""
+    if name == "rows":
+        if len(input_shape) != 3:
+            raise ValueError(f"the rows encoder needs (C, H, W) images, got samples of shape {tuple(input_shape)}")
+        return (input_shape[0] * input_shape[2],)
+    return tuple(input_shape)
+
+
+def rows(x: torch.Tensor, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(B, C, H, W)`` intensities in [0, 1] -> ``(T, B, C*W)`` spikes: row ``h`` during steps
+    ``[h T/H, (h+1) T/H)``, each step Bernoulli of that row's intensities."""
+    if x.dim() != 4:
+        raise ValueError(f"the rows encoder needs (B, C, H, W) images, got {tuple(x.shape)}")
+    B, C, H, W = x.shape
+    if T % H:
+        raise ValueError(f"the rows encoder shows each of the {H} rows for the same number of steps: T = {T} must "
+                         f"be a multiple of {H}")
+    seq = x.permute(2, 0, 1, 3).reshape(H, B, C * W).repeat_interleave(T // H, dim=0)  # (T, B, C*W)
+    return bernoulli(seq, 1, generator)[0]
 
 
 def bernoulli(x: torch.Tensor, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -76,4 +101,6 @@ def encode(name: str, inputs, T: int, generator: torch.Generator | None = None, 
         return repeat(inputs, T)
     if name == "events":
         return bin_events(inputs, T, **options)
+    if name == "rows":
+        return rows(inputs, T, generator)
     raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")

@@ -6,6 +6,7 @@ Grammar: tokens joined by ``-``; the first is the input shape, the rest are laye
     28x28          input of 1 x 28 x 28 (H x W)
     34x34x2        input of 2 x 34 x 34 (H x W x C, as the N-MNIST papers write it)
     800            dense layer of 800 neurons (flattens a spatial input first)
+    128R           recurrent dense layer: 128 neurons whose spikes also feed themselves one step later
     15C5           convolution, 15 output channels, 5 x 5 kernel (``15C5p2`` pads 2, ``15C5s2`` strides 2)
     P2             2 x 2 average pooling (STBP);  S2: 2 x 2 sum pooling (Loihi's unit-weight conv)
     D0.2           dropout, p = 0.2 (mask shared over time)
@@ -16,7 +17,8 @@ Every dense, convolution and pooling layer is followed by a neuron layer (LIF or
 Two optional behaviours serve deployment (they change nothing by default):
 - ``synaptic_delay``: each synaptic layer delivers its output one step later, as Loihi/Lava do,
   so float and hardware timing agree.
-- ``fake_quant``: a callable ``(index, synapse, neuron) -> (weight or None, neuron_params)``
+- ``fake_quant``: a callable ``(index, synapse, neuron) -> (weight or None, neuron_params,
+  recurrent weight or None)``
   attached by ``export.quantize`` for quantization-aware training; the network itself knows
   nothing about integer formats.
 
@@ -59,11 +61,11 @@ class NeuronSpec:
     learn_bias: bool = True
     detach_reset: bool = False
 
-    def make(self, param_shape) -> nn.Module:
+    def make(self, param_shape, recurrent: bool = False) -> nn.Module:
         sg = Surrogate(self.surrogate, self.surrogate_width)
         common = dict(v_threshold=self.v_threshold, surrogate=sg, per_neuron=self.per_neuron,
                       learn_decay=self.learn_decay, learn_threshold=self.learn_threshold,
-                      learn_bias=self.learn_bias, detach_reset=self.detach_reset)
+                      learn_bias=self.learn_bias, detach_reset=self.detach_reset, recurrent=recurrent)
         if self.model == "lif":
             return LIF(param_shape, decay=self.decay, **common)
         if self.model == "cuba":
@@ -74,7 +76,7 @@ class NeuronSpec:
 _INPUT = re.compile(r"^(\d+)(?:x(\d+))?(?:x(\d+))?$")
 _CONV = re.compile(r"^(\d+)C(\d+)(?:p(\d+))?(?:s(\d+))?$")
 _POOL = re.compile(r"^([PS])(\d+)$")
-_DENSE = re.compile(r"^(\d+)$")
+_DENSE = re.compile(r"^(\d+)(R?)$")
 _DROP = re.compile(r"^D(0?\.\d+|0)$")
 
 
@@ -134,14 +136,15 @@ class SpikingNetwork(nn.Module):
                 i += 1
                 continue
             neuron = layers[i + 1]
+            w_rec = None
             if self.fake_quant is None:
                 x, p = layer(x), neuron.params()
             else:
-                w, p = self.fake_quant(block, layer, neuron)
+                w, p, w_rec = self.fake_quant(block, layer, neuron)
                 x = layer(x) if w is None else layer.apply_weight(x, w)
             if self.synaptic_delay:  # delivered one step later; step 0 receives nothing
                 x = torch.cat([torch.zeros_like(x[:1]), x[:-1]])
-            x = neuron.apply_params(x, p)
+            x = neuron.apply_params(x, p, w_rec)
             if record:
                 spikes.append(x)
             block += 1
@@ -218,13 +221,13 @@ def plan_network(spec: str, input_shape: tuple | None = None) -> list:
             if len(shape) != 1:
                 plan.append(("flatten", (), (math.prod(shape),)))
             n_in = math.prod(plan[-1][2]) if len(shape) != 1 else shape[0]
-            plan.append(("dense", (n_in, n), (n,)))
-            params += n_in * n + n
+            plan.append(("rdense" if m[2] else "dense", (n_in, n), (n,)))
+            params += n_in * n + n + (n * n if m[2] else 0)
         elif m := _DROP.match(tok):
             plan.append(("dropout", (float(m[1]),), shape))
         else:
             raise ValueError(f"unknown layer {tok!r} in network spec {spec!r} "
-                             "(expected N, <n>C<k>[p<pad>][s<stride>], P<k>, S<k> or D<p>)")
+                             "(expected N, NR, <n>C<k>[p<pad>][s<stride>], P<k>, S<k> or D<p>)")
         shape = plan[-1][2]
         if params > MAX_PARAMETERS:
             raise ValueError(f"network spec {spec!r} asks for more than {MAX_PARAMETERS} parameters "
@@ -252,8 +255,8 @@ def build_network(spec: str, neuron: NeuronSpec, input_shape: tuple | None = Non
             layers += [Pool2d(*args), neuron.make((out_shape[0], 1, 1))]
         elif kind == "flatten":
             layers.append(Flatten())
-        elif kind == "dense":
-            layers += [Linear(*args), neuron.make(out_shape)]
+        elif kind in ("dense", "rdense"):
+            layers += [Linear(*args), neuron.make(out_shape, recurrent=kind == "rdense")]
         else:  # dropout: no shape of its own
             layers.append(Dropout(*args))
             continue

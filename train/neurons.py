@@ -133,12 +133,16 @@ def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> Optional[torch.Tensor]
 class _NeuronSequence(torch.autograd.Function):
     """CUBA neuron over all T steps; ``decay_syn is None`` means no synaptic current (STBP LIF).
 
+    With ``w_rec`` (``(N, N)``, features flat) the layer is recurrent: its input at step ``t`` is
+    ``x[t] + o[t-1] @ w_rec.T`` (one step of delay, as every synapse on Loihi), and the backward
+    carries ``dL/da[t] @ w_rec`` into ``dL/do[t-1]`` (STBP through the recurrence).
+
     Memory: saves the membrane ``V`` (before reset) and the spikes (the output); the backward
     allocates the input gradient (and dL/do when the threshold learns), step-sized buffers otherwise.
     """
 
     @staticmethod
-    def forward(ctx, x, decay_syn, decay_mem, v_threshold, bias, surrogate, detach_reset):
+    def forward(ctx, x, decay_syn, decay_mem, v_threshold, bias, w_rec, surrogate, detach_reset):
         # Spikes are written as floats straight by the comparison (o = v > v_th) and the reset is
         # r = v - v o (exact: 0 or v); on CPU this is several times faster than going through bool
         # tensors with torch.where or masked_fill.
@@ -147,17 +151,22 @@ class _NeuronSequence(torch.autograd.Function):
         O = torch.empty_like(x)  # (T, B, *F) spikes, 0/1, also the output
         I = None if decay_syn is None else torch.empty_like(x)  # (T, B, *F) synaptic current
         r = torch.zeros_like(x[0])  # post-reset membrane of the previous step, reused buffer
+        a = None if w_rec is None else torch.empty_like(x[0])  # input with the recurrent term
         # per-step views taken once (indexing inside the loop costs a dispatch per access)
         xs, Vs, Os = x.unbind(0), V.unbind(0), O.unbind(0)
         Is = None if I is None else I.unbind(0)
         for t in range(T):
+            xt = xs[t]
+            if a is not None and t:
+                torch.addmm(xt, Os[t - 1], w_rec.t(), out=a)
+                xt = a
             if Is is None:  # STBP LIF: the current is the input itself
-                cur = xs[t]
+                cur = xt
             else:
                 if t == 0:
-                    Is[0].copy_(xs[0])
+                    Is[0].copy_(xt)
                 else:
-                    torch.addcmul(xs[t], Is[t - 1], decay_syn, out=Is[t])
+                    torch.addcmul(xt, Is[t - 1], decay_syn, out=Is[t])
                 cur = Is[t]
             v = Vs[t]
             torch.addcmul(cur, r, decay_mem, out=v)
@@ -165,14 +174,14 @@ class _NeuronSequence(torch.autograd.Function):
                 v.add_(bias)
             torch.gt(v, v_threshold, out=Os[t])
             torch.addcmul(v, v, Os[t], value=-1.0, out=r)
-        ctx.save_for_backward(V, O, I, decay_syn, decay_mem, v_threshold, bias)
+        ctx.save_for_backward(V, O, I, decay_syn, decay_mem, v_threshold, bias, w_rec)
         ctx.surrogate = surrogate
         ctx.detach_reset = detach_reset
         return O
 
     @staticmethod
     def backward(ctx, grad_out):
-        V, O, I, decay_syn, decay_mem, v_threshold, bias = ctx.saved_tensors
+        V, O, I, decay_syn, decay_mem, v_threshold, bias, w_rec = ctx.saved_tensors
         T = V.shape[0]
         need = ctx.needs_input_grad
         surrogate = ctx.surrogate
@@ -180,34 +189,35 @@ class _NeuronSequence(torch.autograd.Function):
         # terms and dL/do live in step-sized buffers that stay in the CPU cache (whole-sequence
         # temporaries would cost one pass over memory each).
         GV = torch.empty_like(V)                                  # dL/dv[t], total
+        GI = GV if I is None else torch.empty_like(V)             # dL/da[t]: the input's gradient
         GO = torch.empty_like(V) if need[3] else None             # dL/do[t], kept for the threshold
         go, h, carry = (torch.empty_like(V[0]) for _ in range(3))
         gv_sum = torch.zeros_like(V[0]) if (need[4] and I is None) else None  # sum over t of GV, for the bias
         gv_next = torch.zeros_like(V[0])
-        Vs, Os, GVs, Gs = V.unbind(0), O.unbind(0), GV.unbind(0), grad_out.unbind(0)
+        gi_next = torch.zeros_like(V[0])
+        rec = None if w_rec is None else torch.zeros_like(V[0])  # dL/da[t+1] @ w_rec -> dL/do[t]
+        Vs, Os, GVs, GIs, Gs = V.unbind(0), O.unbind(0), GV.unbind(0), GI.unbind(0), grad_out.unbind(0)
         GOs = None if GO is None else GO.unbind(0)
         for t in range(T - 1, -1, -1):
             g = go if GOs is None else GOs[t]
             torch.mul(gv_next, decay_mem, out=carry)           # dL/dr[t] = decay * dL/dv[t+1]
+            gout = Gs[t] if rec is None or t == T - 1 else Gs[t] + rec
             if ctx.detach_reset:
-                g.copy_(Gs[t])
+                g.copy_(gout)
             else:                                              # r[t] = v[t] (1 - o[t])
-                torch.addcmul(Gs[t], carry, Vs[t], value=-1.0, out=g)
+                torch.addcmul(gout, carry, Vs[t], value=-1.0, out=g)
             surrogate.derivative_(torch.sub(Vs[t], v_threshold, out=h))
             gv_next = GVs[t]
             torch.mul(g, h, out=gv_next)
             gv_next.add_(carry.addcmul_(carry, Os[t], value=-1.0))  # + carry (1 - o[t])
             if gv_sum is not None:
                 gv_sum.add_(gv_next)
-        if I is not None:  # i[t] = decay_syn * i[t-1] + x[t]  =>  gi[t] = gv[t] + decay_syn * gi[t+1]
-            GI = torch.empty_like(V)
-            gi_next = torch.zeros_like(V[0])
-            for t in range(T - 1, -1, -1):
-                torch.addcmul(GV[t], gi_next, decay_syn, out=GI[t])
-                gi_next = GI[t]
-        else:
-            GI = GV
-        g_syn = g_mem = g_th = g_bias = None
+            if I is not None:  # i[t] = decay_syn * i[t-1] + a[t]  =>  gi[t] = gv[t] + decay_syn * gi[t+1]
+                torch.addcmul(gv_next, gi_next, decay_syn, out=GIs[t])
+                gi_next = GIs[t]
+            if rec is not None and t:
+                torch.mm(GIs[t], w_rec, out=rec)
+        g_syn = g_mem = g_th = g_bias = g_rec = None
         if need[1]:
             i_prev = torch.cat([torch.zeros_like(I[:1]), I[:-1]])
             g_syn = _reduce_to(GI * i_prev, decay_syn)
@@ -218,10 +228,13 @@ class _NeuronSequence(torch.autograd.Function):
             g_th = _reduce_to(-(GO * surrogate.derivative_(V - v_threshold)), v_threshold)
         if need[4]:
             g_bias = _reduce_to(GV, bias) if gv_sum is None else _reduce_to(gv_sum[None], bias)
-        return GI, g_syn, g_mem, g_th, g_bias, None, None
+        if need[5]:  # a[t] = x[t] + o[t-1] w_rec^T  =>  dL/dw_rec = sum_t dL/da[t]^T o[t-1]
+            n = V.shape[-1]
+            g_rec = GI[1:].reshape(-1, n).t() @ O[:-1].reshape(-1, n)
+        return GI, g_syn, g_mem, g_th, g_bias, g_rec, None, None
 
 
-def neuron_sequence(x: torch.Tensor, decay_mem, v_threshold, *, decay_syn=None, bias=None,
+def neuron_sequence(x: torch.Tensor, decay_mem, v_threshold, *, decay_syn=None, bias=None, w_rec=None,
                     surrogate: Surrogate = Surrogate(), detach_reset: bool = False) -> torch.Tensor:
     """Spikes ``(T, B, *F)`` of a CUBA (or, with ``decay_syn=None``, STBP LIF) neuron layer.
 
@@ -235,17 +248,23 @@ def neuron_sequence(x: torch.Tensor, decay_mem, v_threshold, *, decay_syn=None, 
         Firing threshold; a spike when ``v > v_threshold``.
     bias : None, float or Tensor broadcastable to F
         Constant added to the membrane every step.
+    w_rec : None or Tensor (N, N)
+        Recurrent weights of a layer with flat features ``(T, B, N)``: ``o[t-1] @ w_rec.T`` is added to
+        the input of step ``t``.
     detach_reset : bool
         Treat the reset as a constant in backward (False follows STBP: gradients flow through it).
     """
     if x.dim() < 2:
         raise ValueError(f"neuron input must be (T, B, *features), got shape {tuple(x.shape)}")
+    if w_rec is not None and (x.dim() != 3 or tuple(w_rec.shape) != (x.shape[-1], x.shape[-1])):
+        raise ValueError(f"recurrent weights {tuple(w_rec.shape)} need a flat (T, B, N) input with N = "
+                         f"{w_rec.shape[0]}, got {tuple(x.shape)}")
 
     def as_tensor(p):
         return p if p is None or isinstance(p, torch.Tensor) else torch.tensor(float(p), dtype=x.dtype,
                                                                               device=x.device)
     return _NeuronSequence.apply(x, as_tensor(decay_syn), as_tensor(decay_mem), as_tensor(v_threshold),
-                                 as_tensor(bias), surrogate, detach_reset)
+                                 as_tensor(bias), w_rec, surrogate, detach_reset)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,6 +282,21 @@ class _NeuronLayer(nn.Module):
         else:
             self.register_buffer(name, t)
 
+    def _register_recurrent(self, recurrent: bool, param_shape) -> None:
+        """``w_rec`` ``(N, N)``: the layer's own spikes of step ``t-1`` feed its input at ``t``
+        (initialised as ``nn.Linear``: uniform in ``+-1/sqrt(N)``). Flat layers only."""
+        self.recurrent = bool(recurrent)
+        if not self.recurrent:
+            self.w_rec = None
+            return
+        if len(param_shape) != 1:
+            raise ValueError(f"a recurrent layer needs flat features (N,), got {tuple(param_shape)}")
+        n = int(param_shape[0])
+        self.w_rec = nn.Parameter(torch.empty(n, n).uniform_(-1 / math.sqrt(n), 1 / math.sqrt(n)))
+
+    def _rec(self, w_rec):
+        return (self.w_rec if w_rec is None else w_rec) if self.recurrent else None
+
 
 class LIF(_NeuronLayer):
     """STBP iterative LIF layer over ``(T, B, *F)`` inputs.
@@ -279,14 +313,18 @@ class LIF(_NeuronLayer):
         One parameter per neuron (or channel) instead of one per layer.
     learn_decay, learn_threshold, learn_bias : bool
         Make the decay / threshold / bias (per neuron or channel, initially 0) trainable.
+    recurrent : bool
+        Add trainable recurrent weights ``w_rec`` (flat layers): ``o[t-1] @ w_rec.T`` joins the input.
     """
 
     kind = "lif"
 
     def __init__(self, param_shape, decay: float = 0.2, v_threshold: float = 0.5,
                  surrogate: Surrogate = Surrogate(), per_neuron: bool = False, learn_decay: bool = False,
-                 learn_threshold: bool = False, learn_bias: bool = True, detach_reset: bool = False):
+                 learn_threshold: bool = False, learn_bias: bool = True, detach_reset: bool = False,
+                 recurrent: bool = False):
         super().__init__()
+        self._register_recurrent(recurrent, param_shape)
         self.param_shape = tuple(param_shape)
         self.surrogate = get_surrogate(surrogate)
         self.detach_reset = detach_reset
@@ -300,10 +338,10 @@ class LIF(_NeuronLayer):
     def params(self) -> LIFParams:
         return LIFParams(self.decay_mem.clamp(0, 1), self.v_threshold, self.bias)
 
-    def apply_params(self, x: torch.Tensor, p: LIFParams) -> torch.Tensor:
-        """The layer with parameters ``p`` in place of its own (used by fake quantization)."""
-        return neuron_sequence(x, p.decay, p.v_threshold, bias=p.bias, surrogate=self.surrogate,
-                               detach_reset=self.detach_reset)
+    def apply_params(self, x: torch.Tensor, p: LIFParams, w_rec=None) -> torch.Tensor:
+        """The layer with parameters ``p`` (and ``w_rec``) in place of its own (fake quantization)."""
+        return neuron_sequence(x, p.decay, p.v_threshold, bias=p.bias, w_rec=self._rec(w_rec),
+                               surrogate=self.surrogate, detach_reset=self.detach_reset)
 
 
 class CUBA(_NeuronLayer):
@@ -317,8 +355,10 @@ class CUBA(_NeuronLayer):
 
     def __init__(self, param_shape, decay_syn: float = 0.5, decay_mem: float = 0.9, v_threshold: float = 1.0,
                  surrogate: Surrogate = Surrogate(), per_neuron: bool = False, learn_decay: bool = False,
-                 learn_threshold: bool = False, learn_bias: bool = True, detach_reset: bool = False):
+                 learn_threshold: bool = False, learn_bias: bool = True, detach_reset: bool = False,
+                 recurrent: bool = False):
         super().__init__()
+        self._register_recurrent(recurrent, param_shape)
         self.param_shape = tuple(param_shape)
         self.surrogate = get_surrogate(surrogate)
         self.detach_reset = detach_reset
@@ -333,7 +373,7 @@ class CUBA(_NeuronLayer):
     def params(self) -> CubaParams:
         return CubaParams(self.decay_syn.clamp(0, 1), self.decay_mem.clamp(0, 1), self.v_threshold, self.bias)
 
-    def apply_params(self, x: torch.Tensor, p: CubaParams) -> torch.Tensor:
-        """The layer with parameters ``p`` in place of its own (used by fake quantization)."""
+    def apply_params(self, x: torch.Tensor, p: CubaParams, w_rec=None) -> torch.Tensor:
+        """The layer with parameters ``p`` (and ``w_rec``) in place of its own (fake quantization)."""
         return neuron_sequence(x, p.decay_mem, p.v_threshold, decay_syn=p.decay_syn, bias=p.bias,
-                               surrogate=self.surrogate, detach_reset=self.detach_reset)
+                               w_rec=self._rec(w_rec), surrogate=self.surrogate, detach_reset=self.detach_reset)

@@ -43,7 +43,7 @@ import torch.distributed as dist
 
 from .config import DEVICE, Config
 from .datasets import Split, load_dataset
-from .encoders import encode
+from .encoders import encode, encoded_shape
 from .network import SpikingNetwork, build_network
 
 CHECKPOINT = "checkpoint.pt"
@@ -213,7 +213,7 @@ def train(cfg: Config, out_dir, resume: bool = False, progress: bool = True, log
         out.mkdir(parents=True, exist_ok=True)
 
     train_split, test_split = load_splits(cfg)
-    model = make_model(cfg, train_split.input_shape).to(device)
+    model = make_model(cfg, encoded_shape(cfg.data.encoder, train_split.input_shape)).to(device)
     if cfg.quant.qat:
         model = fake_quant(model)
     opt = _optimizer(cfg, model.parameters())
