@@ -238,6 +238,7 @@ class SimResult:
     spikes: Optional[list] = None
     u: Optional[list] = None
     v: Optional[list] = None
+    info: Optional[dict] = None  # what a target reports (e.g. Lava's timing)
 
 
 @dataclass
@@ -250,6 +251,7 @@ class GraphResult:
     spikes: Optional[dict] = None
     u: Optional[dict] = None
     v: Optional[dict] = None
+    info: Optional[dict] = None  # what a target reports (e.g. Lava's timing)
 
     @property
     def output(self) -> np.ndarray:

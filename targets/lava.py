@@ -48,16 +48,18 @@ def run_lava(net, x=None, record: bool = False, progress: bool = False, input_bi
         from spikeport.sim.simulator import simulate
 
         return simulate(net, x, record=record, input_bias=input_bias, steps=steps)
-    _, out = bridge.call("graph", params, arrays, network=graph)
+    info, out = bridge.call("graph", params, arrays, network=graph)
     outputs = {o: (out[f"spikes.{src}"] if f"spikes.{src}" in out else xs[src]) for o, src in graph.outputs().items()}
     res = GraphResult(outputs, *(({n: out[f"{k}.{n}"] for n in graph.groups()} for k in ("spikes", "u", "v"))
                                  if record else ()))
+    res.info = info
     if isinstance(net, IntGraph):
         return res
     if not record:
-        return SimResult(res.output)
+        return SimResult(res.output, info=info)
     names = [f"layer{i}" for i in range(len(net.layers))]
-    return SimResult(res.output, [res.spikes[n] for n in names], [res.u[n] for n in names], [res.v[n] for n in names])
+    return SimResult(res.output, [res.spikes[n] for n in names], [res.u[n] for n in names], [res.v[n] for n in names],
+                     info)
 
 
 def run_lava_float(in_shape: tuple, specs: list, x, record: bool = False, progress: bool = False) -> SimResult:

@@ -506,8 +506,14 @@ class LavaGraph:
             from tqdm.auto import tqdm
 
             samples = tqdm(samples, desc="lava", unit="sample")
+        import time
+
+        self.timing = {"samples": self.S, "steps_per_sample": self.steps}
         try:
+            t_start = time.perf_counter()
             for s in samples:
+                if s == 1:  # the first sample includes compiling and starting Lava's processes
+                    self.timing["first_sample_s"] = time.perf_counter() - t_start
                 if self.input_bias is not None and s:  # the first sample's bias is the initial value
                     for part in self.parts[bias_group[0]]:
                         part.lif.bias_mant.set(self.input_bias[s][part.order].reshape(part.shape))
@@ -520,6 +526,7 @@ class LavaGraph:
                 for syn in self.synapses:
                     buf = syn.a_buff if hasattr(syn, "a_buff") else syn.a_buf
                     buf.set(np.zeros(buf.shape))
+            self.timing["all_samples_s"] = time.perf_counter() - t_start
             return self._collect()
         finally:
             anchor.stop()
@@ -546,8 +553,11 @@ class LavaGraph:
 
 
 def run_graph(graph, xs: dict, steps: int, input_bias=None, reset_interval=None, reset_offset=0,
-              record=False, progress=False) -> dict:
+              record=False, progress=False) -> tuple[dict, dict]:
     """Run an ``IntGraph`` in Lava ``fixed_pt``; returns ``spikes.<group>`` (and ``u.``/``v.`` with
-    ``record``) as ``(S, T, N)`` arrays in our flat C order. Processes are always stopped."""
+    ``record``) as ``(S, T, N)`` arrays in our flat C order, and the timing: ``first_sample_s``
+    (the first sample's run, which compiles and starts Lava's processes) and ``all_samples_s``
+    (every sample's run plus the per-sample state resets). Processes are always stopped."""
     net = LavaGraph(graph, xs, steps, input_bias, reset_interval, reset_offset, record)
-    return net.run(progress)
+    out = net.run(progress)
+    return out, net.timing

@@ -44,10 +44,10 @@ def op_graph(d: Path, params: dict, arrays: dict):
 
     graph = load_record(d / "network.npz")
     xs = {k[2:]: v for k, v in arrays.items() if k.startswith("x.")}
-    out = lava_procs.run_graph(graph, xs, int(params["steps"]), arrays.get("input_bias"), params.get("reset_interval"),
-                               int(params.get("reset_offset", 0)), bool(params.get("record")),
-                               bool(params.get("progress")))
-    return {}, out
+    out, timing = lava_procs.run_graph(graph, xs, int(params["steps"]), arrays.get("input_bias"),
+                                       params.get("reset_interval"), int(params.get("reset_offset", 0)),
+                                       bool(params.get("record")), bool(params.get("progress")))
+    return {"timing": timing}, out
 
 
 def op_float(d: Path, params: dict, arrays: dict):
