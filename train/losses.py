@@ -186,7 +186,7 @@ class LossSpec:
         """The target table ``(K, T, C)``: one train per label."""
         if self.targets is None:
             return target_trains(torch.arange(C), C, T, self.target_rate, dtype).transpose(0, 1).to(device)
-        return torch.as_tensor(load_target_table(self.targets, T, C), dtype=dtype, device=device)
+        return torch.tensor(load_target_table(self.targets, T, C), dtype=dtype, device=device)  # a copy: the cache stays intact
 
     def target(self, labels: torch.Tensor, T: int, C: int, dtype=torch.float32) -> torch.Tensor:
         """Target trains ``(T, B, C)`` of a batch of labels."""
