@@ -919,8 +919,11 @@ def _study_quant(args, parse_set) -> int:
 
 
 def add_study_parser(subparsers) -> None:
-    """Register ``spikeport study quant`` on the top-level subparsers."""
-    st = subparsers.add_parser("study", help="accuracy studies (quant: quantization options, PTQ vs QAT)")
+    """Register ``spikeport study quant`` and ``study labels`` on the top-level subparsers."""
+    from spikeport.study_labels import add_labels_parser
+
+    st = subparsers.add_parser("study", help="accuracy studies (quant: quantization options, PTQ vs QAT; "
+                                             "labels: label coding over T)")
     sub = st.add_subparsers(dest="study", required=True)
     q = sub.add_parser("quant", help="accuracy of float, fake-quantized and integer networks over a grid of "
                                      "quantization options",
@@ -957,3 +960,4 @@ def add_study_parser(subparsers) -> None:
     q.add_argument("--data-dir", help="dataset folder")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=_cmd_study_quant)
+    add_labels_parser(sub)
