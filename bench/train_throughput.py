@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training throughput and peak memory: spikeport vs snnTorch vs SpikingJelly vs a matmul floor.
+"""Training throughput and peak memory: spikeport vs snnTorch, SpikingJelly, Norse, lava-dl and a matmul floor.
 
 Workload (identical for every contender): a 784-800-10 network, T = 20 steps, batch 64, rate-MSE
 loss ``mean_{b,c} (mean_t o[t,b,c] - onehot[b,c])^2``, Adam (lr 1e-3). Inputs are random
@@ -18,14 +18,41 @@ Contenders
                   ``u[t] = 0.2 u[t-1] (1 - o[t-1]) + x[t]``; snnTorch always detaches the reset
                   (STBP's gradient also flows through it). snnTorch has no rectangular surrogate,
                   so a 5-line custom one (the same box as spikeport's) is passed as ``spike_grad``.
-    spikingjelly  multi-step mode: layer.Linear + neuron.LIFNode(step_mode='m', backend='torch',
-                  tau=1.25, decay_input=False, v_reset=0.0, v_threshold=0.5, detach_reset=False):
+    spikingjelly  SpikingJelly 2.0, multi-step mode: layer.Linear + neuron.LIFNode(step_mode='m', tau=1.25,
+                  decay_input=False, v_reset=0.0, v_threshold=0.5, detach_reset=False):
                   ``H = (1 - 1/tau) V + X`` with tau = 1.25 is decay 0.2 exactly, hard reset to 0 is
                   STBP's reset, and the reset is differentiated as in STBP. Same custom box
                   surrogate. ``functional.reset_net`` after every iteration, as SpikingJelly requires.
+                  Backend: on CPU SpikingJelly 2.0 binds its Torch reference implementation
+                  (``functional.neuron_implementation('lif', cpu)`` says ``torch-reference``; built-in
+                  surrogates take the same path on CPU); its CUDA, Triton and fused Linear+LIF
+                  (``sj_lif_linear``) operators are registered for CUDA only. (0.0.0.0.14's
+                  ``backend='torch'`` argument is passed when the installed LIFNode has it.)
+    spikingjelly-compile
+                  the same network under ``torch.compile`` (Inductor, C++ on CPU), SpikingJelly 2.0's
+                  other documented execution path ("compile"; the fused operators are traced for it
+                  on CUDA, on CPU Inductor compiles the Torch reference). Compiling happens
+                  before the RSS mark (one forward/backward, no optimizer step; Inductor's on-disk
+                  cache makes later rounds start in seconds) and is reported as setup time.
+    norse         Norse, idiomatic: ``norse.SequentialState(nn.Linear, norse.LIF(p, dt=1), nn.Linear,
+                  norse.LIF(p, dt=1))`` over the (T, B, .) tensor, with ``LIFParameters(tau_syn_inv=1,
+                  tau_mem_inv=0.8, v_leak=0, v_th=0.5, v_reset=0, method='triangle', alpha=1)``.
+                  ``tau_syn_inv * dt = 1`` empties the synaptic current every step, so Norse's
+                  current-based LIF becomes ``v = 0.2 v + 0.8 x``, spike ``v > 0.5`` (strict, as
+                  STBP), reset to 0 differentiated (as STBP). What differs: forward Euler scales the
+                  input by dt/tau_mem = 0.8 (the same network with weights and biases x 1.25), and
+                  Norse has no box surrogate (``method`` is a fixed set of names): its triangle
+                  ``alpha * relu(1 - |x|)``, alpha = 1, has the box's peak and area (spikeport's
+                  ``polynomial`` with a = 4 is the same function, used by ``--check``).
+    lavadl        lava-dl 0.6 slayer, in the Lava runtime (Python 3.10, torch 2.3, CPU) as a subprocess
+                  running ``bench/_lavadl_throughput.py`` (see there): two ``slayer.block.cuba.Dense``
+                  blocks (threshold 0.5, current_decay 1.0, voltage_decay 0.8, delay_shift=False,
+                  slayer's default 8-bit weight quantization hook), input and output in slayer's
+                  (B, C, T) layout.
 
-Synaptic biases: spikeport keeps a per-neuron bias in the neuron; the peers use nn.Linear's bias,
-which is the same term (added every step). Parameter counts are therefore identical.
+Synaptic biases: spikeport keeps a per-neuron bias in the neuron; snnTorch, SpikingJelly and Norse
+use nn.Linear's bias, which is the same term (added every step). slayer's Dense synapse has no bias
+(810 parameters fewer of 636,010).
 
 Method: every contender runs in its own fresh subprocess (``sys.executable this_file --only NAME``),
 so its peak memory is attributable. Inside it: build everything and pre-encode the data, record
@@ -37,7 +64,9 @@ With ``--repeats R`` the contenders run in R interleaved rounds and the median i
 CPU time other processes used during the timed window (``/proc/stat`` minus this process) is
 recorded; a round disturbed by more than ``--max-other`` cores is retried after a pause, and the
 table marks contenders whose every round was disturbed.
-torch's default thread count is used unless ``--threads`` is given.
+torch's default thread count is used unless ``--threads`` is given. lava-dl runs in the Lava
+runtime's interpreter (the one ``spikeport lava python`` runs; not created here: a missing runtime is
+"not installed"), with the same harness and arguments, and reports its own torch.
 
 A missing peer prints "not installed" and the rest still runs.
 
@@ -45,6 +74,9 @@ Usage::
 
     .venv/bin/python bench/train_throughput.py [--seconds 6] [--repeats 3] [--json out.json]
     .venv/bin/python bench/train_throughput.py --check      # forward/gradient agreement of the models
+
+Peers: ``make bench-deps`` (``pip install -e ".[bench]"``: snnTorch, SpikingJelly, Norse into .venv)
+and ``spikeport lava setup`` (lava-dl in the Lava runtime).
 """
 from __future__ import annotations
 
@@ -61,7 +93,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CONTENDERS = ("floor", "spikeport", "snntorch", "spikingjelly")
+CONTENDERS = ("floor", "spikeport", "snntorch", "spikingjelly", "spikingjelly-compile", "norse", "lavadl")
+LAVADL_SCRIPT = Path(__file__).resolve().with_name("_lavadl_throughput.py")
 RESULT_TAG = "@@RESULT@@ "
 
 N_IN, N_HID, N_OUT = 784, 800, 10
@@ -162,7 +195,7 @@ def build_floor():
             h = torch.relu(self.fc1(x.reshape(T * B, -1)))
             return self.fc2(h).reshape(T, B, -1)
 
-    return Floor(), rate_mse, None, {}
+    return Floor(), rate_mse, None, {}, {"backend": "eager"}
 
 
 def build_spikeport():
@@ -174,7 +207,7 @@ def build_spikeport():
     except ImportError as e:
         raise NotInstalled(str(e))
     net = build_network(f"{N_IN}-{N_HID}-{N_OUT}", NeuronSpec(model="lif", decay=DECAY, v_threshold=V_TH))
-    return net, LossSpec("rate_mse"), None, {}
+    return net, LossSpec("rate_mse"), None, {}, {"backend": "fused neuron_sequence (eager)"}
 
 
 def build_snntorch():
@@ -207,36 +240,93 @@ def build_snntorch():
                 spk2_rec.append(spk2)
             return torch.stack(spk2_rec)
 
-    return Net(), rate_mse, None, {"snntorch": getattr(snn, "__version__", "?")}
+    return Net(), rate_mse, None, {"snntorch": getattr(snn, "__version__", "?")}, \
+        {"backend": "Leaky, Python step loop (eager)"}
 
 
-def build_spikingjelly():
+def _spikingjelly_net():
     try:
         from spikingjelly.activation_based import functional, layer, neuron
     except Exception as e:
         raise NotInstalled(f"{type(e).__name__}: {e}")
+    import inspect
+    import torch
     from torch import nn
 
     sg = _rect_surrogate()
     tau = 1.0 / (1.0 - DECAY)  # decay_input=False: H = (1 - 1/tau) V + X  ->  1 - 1/tau = 0.2
+    extra = {"backend": "torch"} if "backend" in inspect.signature(neuron.LIFNode).parameters else {}
 
     def lif():
         return neuron.LIFNode(tau=tau, decay_input=False, v_threshold=V_TH, v_reset=0.0, surrogate_function=sg,
-                              detach_reset=False, step_mode="m", backend="torch")
+                              detach_reset=False, step_mode="m", **extra)
 
     net = nn.Sequential(layer.Linear(N_IN, N_HID, step_mode="m"), lif(),
                         layer.Linear(N_HID, N_OUT, step_mode="m"), lif())
     functional.set_step_mode(net, "m")
+    v = _dist_version("spikingjelly")
+    impl = extra.get("backend", "?")
+    if hasattr(functional, "neuron_implementation"):  # SpikingJelly 2.0: what it binds on this device
+        try:
+            impl = functional.neuron_implementation("lif", torch.device("cpu"))["implementation"]
+        except Exception as e:
+            impl = f"? ({type(e).__name__})"
+    return net, functional.reset_net, v, impl
+
+
+def build_spikingjelly():
+    net, reset, v, impl = _spikingjelly_net()
+    return net, rate_mse, reset, {"spikingjelly": v}, {"backend": f"{impl}, eager"}
+
+
+def build_spikingjelly_compile():
+    import torch
+    net, reset, v, impl = _spikingjelly_net()
+    # Prime (compile) before the RSS mark: run_one does one forward/backward without an optimizer step.
+    return torch.compile(net), rate_mse, reset, {"spikingjelly": v}, \
+        {"backend": f"{impl} under torch.compile (Inductor)", "prime": True}
+
+
+def build_norse(dt: float = 1.0):
+    try:
+        import norse.torch as norse
+        from norse.torch import LIFParameters
+    except Exception as e:
+        raise NotInstalled(f"{type(e).__name__}: {e}")
+    import torch
+    from torch import nn
+
+    # tau_syn_inv * dt = 1: the synaptic current is emptied every step (i_new = input), so
+    # v = v + dt * tau_mem_inv * (-v + input) = 0.2 v + 0.8 input.
+    p = LIFParameters(tau_syn_inv=torch.as_tensor(1.0 / dt), tau_mem_inv=torch.as_tensor((1.0 - DECAY) / dt),
+                      v_leak=torch.as_tensor(0.0), v_th=torch.as_tensor(V_TH), v_reset=torch.as_tensor(0.0),
+                      method="triangle", alpha=1.0)
+
+    class Net(nn.Module):  # Norse's SequentialState over the whole (T, B, .) tensor
+        def __init__(self):
+            super().__init__()
+            self.seq = norse.SequentialState(nn.Linear(N_IN, N_HID), norse.LIF(p, dt=dt),
+                                             nn.Linear(N_HID, N_OUT), norse.LIF(p, dt=dt))
+
+        def forward(self, x):
+            out, _ = self.seq(x)
+            return out
+
+    return Net(), rate_mse, None, {"norse": _dist_version("norse")}, \
+        {"backend": "LIF module, Python time loop (eager)"}
+
+
+def _dist_version(dist: str) -> str:
     try:
         from importlib.metadata import version
-        v = version("spikingjelly")
+        return version(dist)
     except Exception:
-        v = "?"
-    return net, rate_mse, functional.reset_net, {"spikingjelly": v}
+        return "?"
 
 
 BUILDERS = {"floor": build_floor, "spikeport": build_spikeport, "snntorch": build_snntorch,
-            "spikingjelly": build_spikingjelly}
+            "spikingjelly": build_spikingjelly, "spikingjelly-compile": build_spikingjelly_compile,
+            "norse": build_norse}  # lavadl: bench/_lavadl_throughput.py in the Lava runtime
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,22 +351,31 @@ def make_pool(n_batches: int, T: int, B: int, seed: int = 0):
 # Worker: one contender in this process.
 
 
-def run_one(name: str, args) -> dict:
+def run_one(name: str, args, builders=None) -> dict:
+    """Build contender ``name`` (from ``builders``, default BUILDERS) and measure it in this process.
+
+    A builder returns ``(model, loss_fn, after_iter, versions, options)``; options: ``backend``
+    (a description), ``prime`` (run one forward/backward before the RSS mark, e.g. to compile),
+    ``layout`` (applied to each pre-encoded (T, B, 784) batch before timing).
+    """
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    rec = {"contender": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "T": args.T, "batch": args.batch}
+    rec = {"contender": name, "torch": torch.__version__, "python": platform.python_version(),
+           "threads": torch.get_num_threads(), "T": args.T, "batch": args.batch}
     try:
         torch.manual_seed(args.seed)
-        model, loss_fn, after_iter, versions = BUILDERS[name]()
+        model, loss_fn, after_iter, versions, options = (builders or BUILDERS)[name]()
     except NotInstalled as e:
         rec.update(status="not installed", detail=str(e))
         return rec
     rec["versions"] = versions
+    rec["backend"] = options.get("backend", "")
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     xs, ys = make_pool(args.pool, args.T, args.batch, args.seed)
+    if options.get("layout") is not None:
+        xs = [options["layout"](x) for x in xs]
     rec["params"] = sum(p.numel() for p in model.parameters())
 
     def iteration(i):
@@ -289,6 +388,14 @@ def run_one(name: str, args) -> dict:
         if after_iter is not None:
             after_iter(model)
         return loss
+
+    if options.get("prime"):
+        t_prime = time.perf_counter()
+        loss_fn(model(xs[0]), ys[0]).backward()
+        opt.zero_grad(set_to_none=True)
+        if after_iter is not None:
+            after_iter(model)
+        rec["setup_s"] = time.perf_counter() - t_prime
 
     import gc
     gc.collect()
@@ -329,28 +436,44 @@ def run_one(name: str, args) -> dict:
 # Equivalence check (forward spikes and weight gradients on shared weights).
 
 
+def _spikeport_ref(W1, W2, b1, b2, x, y, **spec):
+    """spikeport's 784-800-10 on the shared weights: (output spikes, fc1 weight gradient, model)."""
+    import torch
+    from spikeport.train.losses import LossSpec
+    from spikeport.train.network import NeuronSpec, build_network
+    ref = build_network(f"{N_IN}-{N_HID}-{N_OUT}", NeuronSpec(model="lif", decay=DECAY, v_threshold=V_TH, **spec))
+    lins = [m for m in ref.layers if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        lins[0].weight.copy_(W1); lins[1].weight.copy_(W2)
+        ref.layers[1].bias.copy_(b1); ref.layers[3].bias.copy_(b2)
+    out = ref(x)
+    LossSpec("rate_mse")(out, y).backward()
+    return out.detach(), lins[0].weight.grad, ref
+
+
+def _rel(g, g_ref) -> float:
+    return float((g - g_ref).norm() / g_ref.norm())
+
+
 def check(args) -> None:
     import torch
     torch.manual_seed(0)
     xs, ys = make_pool(1, args.T, args.batch, 1)
     x, y = xs[0], ys[0]
-    ref, ref_loss, _, _ = build_spikeport()
+    build_spikeport()  # consumes the global RNG as before, so the shared weights stay the same
     W1 = torch.randn(N_HID, N_IN) * 0.05
     W2 = torch.randn(N_OUT, N_HID) * 0.2
     b1 = torch.randn(N_HID) * 0.05
     b2 = torch.randn(N_OUT) * 0.05
-    lins = [m for m in ref.layers if isinstance(m, torch.nn.Linear)]
-    with torch.no_grad():
-        lins[0].weight.copy_(W1); lins[1].weight.copy_(W2)
-        ref.layers[1].bias.copy_(b1); ref.layers[3].bias.copy_(b2)
-    out_ref = ref(x)
-    ref_loss(out_ref, y).backward()
-    g_ref = lins[0].weight.grad
+    out_ref, g_ref, ref = _spikeport_ref(W1, W2, b1, b2, x, y)
     print(f"spikeport: output rate {out_ref.mean():.3f}, hidden rate "
           f"{ref(x, record=True)[1][0].mean():.3f}")
-    for name in ("snntorch", "spikingjelly"):
+    names = [n.strip() for n in args.contenders.split(",") if n.strip()]
+    for name in ("snntorch", "spikingjelly", "spikingjelly-compile"):
+        if name not in names:
+            continue
         try:
-            m, lf, after, _ = BUILDERS[name]()
+            m, lf, after, _, _ = BUILDERS[name]()
         except NotInstalled:
             print(f"{name}: not installed")
             continue
@@ -359,36 +482,114 @@ def check(args) -> None:
             l1.weight.copy_(W1); l2.weight.copy_(W2); l1.bias.copy_(b1); l2.bias.copy_(b2)
         out = m(x)
         lf(out, y).backward()
-        g = l1.weight.grad
-        rel = float((g - g_ref).norm() / g_ref.norm())
+        note = ""
+        if name == "snntorch":  # snnTorch always detaches the reset: compare with spikeport's detach_reset=True too
+            _, g_det, _ = _spikeport_ref(W1, W2, b1, b2, x, y, detach_reset=True)
+            note = f", {_rel(l1.weight.grad, g_det):.2e} vs spikeport with detach_reset=True"
         print(f"{name}: output spikes differ at {int((out != out_ref).sum())} of {out.numel()}; "
-              f"fc1 weight-grad relative difference {rel:.2e}")
+              f"fc1 weight-grad relative difference {_rel(l1.weight.grad, g_ref):.2e}{note}")
         if after is not None:
             after(m)
+    if "norse" in names:
+        _check_norse(W1, W2, b1, b2, x, y, out_ref, g_ref)
+    if "lavadl" in names:
+        _check_lavadl(args, W1, W2, x, y)
+
+
+def _check_norse(W1, W2, b1, b2, x, y, out_ref, g_ref) -> None:
+    import torch
+    try:
+        m, lf, _, _, _ = build_norse()
+    except NotInstalled:
+        print("norse: not installed")
+        return
+    k = 1.0 / (1.0 - DECAY)  # Norse's forward Euler scales the input by dt/tau_mem = 0.8: weights x 1.25
+    l1, l2 = [mm for mm in m.modules() if isinstance(mm, torch.nn.Linear)]
+    with torch.no_grad():
+        l1.weight.copy_(W1 * k); l2.weight.copy_(W2 * k); l1.bias.copy_(b1 * k); l2.bias.copy_(b2 * k)
+    out = m(x)
+    lf(out, y).backward()
+    g = l1.weight.grad * k  # dL/dW = k dL/d(kW)
+    _, g_tri, _ = _spikeport_ref(W1, W2, b1, b2, x, y, surrogate="polynomial", surrogate_width=4.0)
+    print(f"norse (weights x 1.25): output spikes differ at {int((out != out_ref).sum())} of {out.numel()}; "
+          f"fc1 weight-grad relative difference {_rel(g, g_ref):.2e} (spikeport's box surrogate), "
+          f"{_rel(g, g_tri):.2e} (spikeport with Norse's triangle: polynomial, a = 4)")
+
+
+def _check_lavadl(args, W1, W2, x, y) -> None:
+    """slayer in the Lava runtime on the same weights (it has no biases: compared with spikeport's
+    network without biases)."""
+    import tempfile
+    import numpy as np
+    import torch
+    py = _lava_python()
+    if py is None:
+        print("lavadl: not installed (no Lava runtime: spikeport lava setup)")
+        return
+    zeros = (torch.zeros(N_HID), torch.zeros(N_OUT))
+    out_ref, g_ref, _ = _spikeport_ref(W1, W2, *zeros, x, y)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
+        np.savez(src, W1=W1.numpy(), W2=W2.numpy(), x=x.numpy(), y=y.numpy())
+        p = subprocess.run([py, str(LAVADL_SCRIPT), "--check-io", src, dst], capture_output=True, text=True,
+                           timeout=600)
+        if p.returncode != 0 or not os.path.exists(dst):
+            tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+            print(f"lavadl: check failed (exit {p.returncode}): " + " | ".join(tail))
+            return
+        res = dict(np.load(dst))
+    print(f"lavadl: compared with spikeport without biases (output rate {out_ref.mean():.3f})")
+    for variant, what in (("q8", "as benchmarked, 8-bit weight hook"), ("float", "pre_hook_fx=None")):
+        out, g = torch.from_numpy(res[f"{variant}_out"]), torch.from_numpy(res[f"{variant}_g1"])
+        print(f"lavadl ({what}): output spikes differ at {int((out != out_ref).sum())} of {out.numel()}; "
+              f"fc1 weight-grad relative difference {_rel(g, g_ref):.2e}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Driver.
 
 
+def _lava_python():
+    """The Lava runtime's interpreter (the one ``spikeport lava python`` runs), or None if missing."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    try:
+        from spikeport.targets import lava_env
+        py = lava_env.installed_python()
+    except Exception:
+        return None
+    return str(py) if py is not None and Path(py).exists() else None
+
+
 def _worker_cmd(name: str, args) -> list:
-    cmd = [sys.executable, os.path.abspath(__file__), "--only", name, "--seconds", str(args.seconds),
-           "--warmup", str(args.warmup), "--min-iters", str(args.min_iters), "--T", str(args.T),
-           "--batch", str(args.batch), "--pool", str(args.pool), "--seed", str(args.seed)]
+    common = ["--seconds", str(args.seconds), "--warmup", str(args.warmup), "--min-iters", str(args.min_iters),
+              "--T", str(args.T), "--batch", str(args.batch), "--pool", str(args.pool), "--seed", str(args.seed)]
     if args.threads:
-        cmd += ["--threads", str(args.threads)]
-    return cmd
+        common += ["--threads", str(args.threads)]
+    if name == "lavadl":
+        return [_lava_python(), str(LAVADL_SCRIPT)] + common
+    return [sys.executable, os.path.abspath(__file__), "--only", name] + common
+
+
+def _parse_result(stdout: str):
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    return None
 
 
 def _spawn(name: str, args) -> dict:
+    if name == "lavadl" and _lava_python() is None:
+        return {"contender": name, "status": "not installed",
+                "detail": "no Lava runtime (create it with `spikeport lava setup`)"}
     try:
         p = subprocess.run(_worker_cmd(name, args), capture_output=True, text=True,
-                           timeout=max(120.0, 20 * args.seconds + 120))
+                           timeout=max(300.0, 20 * args.seconds + 300))
     except subprocess.TimeoutExpired:
         return {"contender": name, "status": "error", "detail": "timed out"}
-    for line in p.stdout.splitlines():
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
+    res = _parse_result(p.stdout)
+    if res is not None:
+        return res
     tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
     return {"contender": name, "status": "error", "detail": f"exit {p.returncode}: " + " | ".join(tail)}
 
@@ -421,8 +622,9 @@ def main(argv=None) -> int:
     ap.add_argument("--retry-wait", type=float, default=15.0, help="seconds to wait before a retry")
     ap.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
     ap.add_argument("--json", metavar="PATH", help="write all results as JSON")
-    ap.add_argument("--only", choices=CONTENDERS, help=argparse.SUPPRESS)  # worker mode
-    ap.add_argument("--check", action="store_true", help="compare the models' spikes and gradients, then exit")
+    ap.add_argument("--only", choices=tuple(BUILDERS), help=argparse.SUPPRESS)  # worker mode
+    ap.add_argument("--check", action="store_true",
+                    help="compare the peers' spikes and gradients with spikeport's on shared weights (--contenders), then exit")
     args = ap.parse_args(argv)
 
     if args.check:
@@ -449,7 +651,7 @@ def main(argv=None) -> int:
                 msg = (f"{res['samples_per_s']:.0f} samples/s, peak {res['peak_mb']:.1f} MB, "
                        f"other processes {other if other is not None else float('nan'):.2f} cores"
                        if res["status"] == "ok" else res["status"])
-                print(f"  round {r + 1}/{args.repeats}  {n:<13s} {msg}" + ("  [contended]" if res["contended"] else ""),
+                print(f"  round {r + 1}/{args.repeats}  {n:<21s} {msg}" + ("  [contended]" if res["contended"] else ""),
                       file=sys.stderr, flush=True)
                 if res["status"] != "ok" or not res["contended"] or attempt == args.retries:
                     break
@@ -469,8 +671,13 @@ def main(argv=None) -> int:
                           "samples_per_s_max": max(sps), "ms_per_iter": statistics.median(x["ms_per_iter"] for x in ok),
                           "peak_mb": statistics.median(x["peak_mb"] for x in ok), "rounds": len(ok),
                           "versions": ok[0].get("versions", {}), "peak_method": ok[0]["peak_method"],
-                          "other_cpu_cores": max((x["other_cpu_cores"] or 0.0) for x in ok), "contended": contended}
-            threads = ok[0]["threads"]
+                          "other_cpu_cores": max((x["other_cpu_cores"] or 0.0) for x in ok), "contended": contended,
+                          "backend": ok[0].get("backend", ""), "torch": ok[0].get("torch"), "python": ok[0].get("python"),
+                          "threads": ok[0]["threads"]}
+            if "setup_s" in ok[0]:
+                summary[n]["setup_s"] = [round(x["setup_s"], 1) for x in ok]
+            if n != "lavadl":
+                threads = ok[0]["threads"]
         else:
             last = runs[n][-1]
             summary[n] = {"status": last["status"], "detail": last.get("detail", "")}
@@ -487,18 +694,23 @@ def main(argv=None) -> int:
     print("# peers: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "none"))
     print(f"# 784-800-10, T={args.T}, batch {args.batch}, rate-MSE, Adam; median of {args.repeats} "
           f"round(s) x {args.seconds:g} s; peak MB = peak RSS increase over post-setup RSS")
-    print(f"{'contender':<14s}{'samples/s':>11s}{'ms/iter':>10s}{'ratio to floor':>16s}{'peak MB':>10s}"
+    print(f"{'contender':<21s}{'samples/s':>11s}{'ms/iter':>10s}{'ratio to floor':>16s}{'peak MB':>10s}"
           f"{'other CPU':>11s}")
     for n, s in summary.items():
         if s["status"] == "ok":
             ratio = f"{s['ratio_to_floor']:.2f}" if "ratio_to_floor" in s else "-"
             flag = " *" if s["contended"] else ""
-            print(f"{n:<14s}{s['samples_per_s']:>11.0f}{s['ms_per_iter']:>10.1f}{ratio:>16s}{s['peak_mb']:>10.1f}"
+            print(f"{n:<21s}{s['samples_per_s']:>11.0f}{s['ms_per_iter']:>10.1f}{ratio:>16s}{s['peak_mb']:>10.1f}"
                   f"{s['other_cpu_cores']:>11.2f}{flag}")
         else:
-            print(f"{n:<14s}{s['status']:>11s}" + (f"   ({s['detail']})" if s["status"] == "error" else ""))
+            print(f"{n:<21s}{s['status']:>11s}" + (f"   ({s['detail']})" if s["status"] != "ok" and s["detail"] else ""))
     print(f"# other CPU: cores used by other processes while timing (max over the rounds used); rounds above "
           f"{args.max_other:g} were retried{'; * = every round was disturbed, numbers unreliable' if any(s.get('contended') for s in summary.values()) else ''}")
+    for n, s in summary.items():
+        if s["status"] == "ok":
+            env = "" if s["torch"] == torch.__version__ else f"; torch {s['torch']}, Python {s['python']}"
+            setup = f"; compile/setup {', '.join(map(str, s['setup_s']))} s" if "setup_s" in s else ""
+            print(f"#   {n}: {s['backend']}{env}{setup}")
     sp = summary.get("spikeport", {})
     if "ratio_to_floor" in sp:
         print(f"spikeport / floor = {sp['ratio_to_floor']:.2f} (goal >= 0.90)")
