@@ -75,16 +75,18 @@ class IntFormat:
                 raise ValueError(f"{where}: {self.name} must be integers, got {bad.item()!r}")
         elif arr.dtype.kind not in "iub":
             raise ValueError(f"{where}: {self.name} must be integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64)
+        # the range is checked in the values' own dtype, BEFORE the cast: a uint64 beyond int64 (or a
+        # float beyond it) would otherwise wrap into range through astype(int64)
         out = (arr < self.min) | (arr > self.max)
         if self.special:
             out &= ~np.isin(arr, self.special)
         if np.any(out):
-            bad = int(arr.flat[int(np.argmax(out))])
+            bad = arr.flat[int(np.argmax(out))].item()
             extra = f" (or {', '.join(map(str, self.special))})" if self.special else ""
-            raise ValueError(f"{where}: {self.name} = {bad} outside its {self.bits}-bit "
+            shown = bad if isinstance(bad, int) else f"{bad:g}"
+            raise ValueError(f"{where}: {self.name} = {shown} outside its {self.bits}-bit "
                              f"{'signed' if self.signed else 'unsigned'} range [{self.min}, {self.max}]{extra}")
-        return arr
+        return arr.astype(np.int64)
 
     def saturate(self, values) -> tuple[np.ndarray, int]:
         """Clip to the range; returns the clipped int64 values and how many were clipped."""

@@ -41,9 +41,12 @@ import numpy as np
 
 from . import formats as F
 from .network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d, _shape, conv_output_shape
+from .npzfile import MEMORY_BUDGET_BYTES, read_record
 
 FORMAT = "spikeport.intgraph"
 FORMAT_VERSION = 1
+# the largest group (or input): the simulator holds u and v, float64, per neuron and sample
+MAX_GROUP_NEURONS = MEMORY_BUDGET_BYTES // 16   # 2**28
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,7 +241,10 @@ def node_from_dict(entry: dict, arrays, where: str, types: dict | None = None):
         else:
             value = _decode(value, arrays, where)
         kwargs[f.name] = tuple(value) if isinstance(value, list) else value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # e.g. a shape that is not integers: say which node
+        raise ValueError(f"{where}: {err}") from None
 
 
 def _decode(value, arrays, where):
@@ -318,6 +324,9 @@ class Graph:
             raise ValueError("the graph has no Output node")
         for name, node in nodes.items():
             where = f"node {name!r}"
+            if is_group(node) and (any(s < 1 for s in node.shape) or math.prod(node.shape) > MAX_GROUP_NEURONS):
+                raise ValueError(f"{where}: shape {node.shape} must have sizes >= 1 and at most {MAX_GROUP_NEURONS} "
+                                 "neurons (MAX_GROUP_NEURONS)")
             if isinstance(node, Input) and ins[name]:
                 raise ValueError(f"{where}: an Input takes no incoming edges (from {ins[name]})")
             if isinstance(node, Output):
@@ -468,9 +477,15 @@ class Graph:
             edges = [tuple(e) for e in header["edges"]]
             if any(len(e) != 2 for e in edges):
                 raise ValueError(f"{where}: every edge must be a [src, dst] pair")
-            return cls(nodes, edges, float(header.get("dt", 1.0)), dict(header.get("meta") or {}))
-        except (KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"{where}: damaged integer graph (missing or malformed {err})") from None
+            meta = header.get("meta") or {}
+            if not isinstance(meta, dict):
+                raise ValueError(f"{where}: meta must be a JSON object, got {type(meta).__name__}")
+            return cls(nodes, edges, float(header.get("dt", 1.0)), dict(meta))
+        except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as err:
+            raise ValueError(f"{where}: damaged integer graph (missing or malformed {type(err).__name__}: "
+                             f"{err})") from None
+        except ValueError as err:  # the graph's own validation names the node; add the file
+            raise ValueError(str(err) if str(err).startswith(where) else f"{where}: {err}") from None
 
 
 
@@ -540,18 +555,19 @@ class FloatGraph(Graph):
 
 
 def load_record(path):
-    """Read a ``.npz`` integer record: an ``IntGraph`` or a chain ``IntNetwork`` (older files)."""
+    """Read a ``.npz`` integer record: an ``IntGraph`` or a chain ``IntNetwork`` (older files).
+
+    The file is read through ``sim.npzfile.read_record`` (sizes, dtypes and the memory budget
+    checked before anything is allocated, every member read eagerly); every problem with the file
+    is a one-line ``ValueError`` naming it."""
     path = Path(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-        header = json.loads(bytes(data["header"]).decode())
-    except Exception as err:  # noqa: BLE001 - any failure means "not our file"
-        raise ValueError(f"{path} is not a spikeport integer network file ({err})") from None
-    if isinstance(header, dict) and header.get("format") == FORMAT:
-        if header.get("version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{path} was written by a newer spikeport (format {header['version']})")
+    data, header = read_record(path, "spikeport integer network file")
+    if header.get("format") == FORMAT:
+        version = header.get("version", 0)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ValueError(f"{path} was written by a newer spikeport (format {version!r})")
         return IntGraph.from_header(header, data, str(path))
-    return IntNetwork.load(path)
+    return IntNetwork.from_record(path, header, data)
 
 
 def as_graph(net) -> IntGraph:
@@ -603,11 +619,13 @@ def _compose_two(a, a_in, b, b_in, a_name, b_name):
             raise ValueError(f"nodes {a_name!r} -> {b_name!r}: a padded convolution after {k}x{k} pooling of "
                              f"{a_in} (not divisible by {k}) cannot be composed exactly")
         wt = np.asarray(b.weight)
+        _fits_budget(wt.size * k * k, a_name, b_name)
         kernel = np.repeat(np.repeat(wt, k, axis=2), k, axis=3)  # K[o, c, y k + i, x k + j] = W[o, c, y, x]
         return dataclasses.replace(b, weight=kernel, stride=(stride[0] * k, stride[1] * k),
                                    padding=(padding[0] * k, padding[1] * k))
     if isinstance(b, (Dense, Affine)):
         ph, pw = h // k, w // k
+        _fits_budget(np.shape(b.weight)[0] * c * h * w, a_name, b_name)
         cols = np.full((c, h, w), -1, dtype=np.int64)
         pooled = np.arange(c * ph * pw).reshape(c, ph, pw)
         cols[:, :ph * k, :pw * k] = np.repeat(np.repeat(pooled, k, axis=1), k, axis=2)
@@ -620,6 +638,13 @@ def _compose_two(a, a_in, b, b_in, a_name, b_name):
         mode = b.sign_mode or F.sign_mode_of(wt)
         return Dense(wide, weight_exp=b.weight_exp, num_weight_bits=b.num_weight_bits, sign_mode=mode)
     raise ValueError(f"nodes {a_name!r} -> {b_name!r}: cannot compose {a.kind} then {b.kind}")
+
+
+def _fits_budget(entries: int, a_name, b_name) -> None:
+    """Refuse, before allocating, a composed operator of more int64 weights than the memory budget."""
+    if entries * 8 > MEMORY_BUDGET_BYTES:
+        raise ValueError(f"nodes {a_name!r} -> {b_name!r}: the composed operator would hold {entries} weights, "
+                         f"more than the {MEMORY_BUDGET_BYTES}-byte memory budget (MEMORY_BUDGET_BYTES)")
 
 
 def _tarjan(names: list, succ: dict) -> list:

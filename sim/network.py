@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,27 @@ FORMAT_VERSION = 1
 
 
 def _shape(t) -> tuple:
-    return tuple(int(v) for v in t)
+    """Sizes as Python ints; a size that is not an integer (2.5, NaN, "3") is a ``ValueError``,
+    not silently truncated."""
+    out = []
+    for v in t:
+        try:
+            i = operator.index(v)
+        except TypeError:
+            i = int(v) if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer() else None
+        if i is None:
+            raise ValueError(f"sizes must be integers, got {tuple(t)!r}")
+        out.append(int(i))
+    return tuple(out)
+
+
+def _count(v, where: str, name: str) -> int:
+    """A scalar integer field (``kernel``, ``num_weight_bits``), or a ``ValueError`` naming it."""
+    try:
+        (i,) = _shape((v,))
+    except (ValueError, TypeError):
+        raise ValueError(f"{where}: {name} must be an integer, got {v!r}") from None
+    return i
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,7 +71,7 @@ class Dense:
             raise ValueError(f"{where}: dense weight has {w.shape[1]} inputs but the layer input "
                              f"{in_shape} has {math.prod(in_shape)}")
         F.WEIGHT_EXP.check(self.weight_exp, where)
-        if not 1 <= int(self.num_weight_bits) <= 8:
+        if not 1 <= _count(self.num_weight_bits, where, "num_weight_bits") <= 8:
             raise ValueError(f"{where}: num_weight_bits = {self.num_weight_bits} outside [1, 8]")
         if self.sign_mode not in (None, "mixed", "excitatory", "inhibitory"):
             raise ValueError(f"{where}: sign_mode must be mixed, excitatory or inhibitory, got {self.sign_mode!r}")
@@ -99,7 +121,7 @@ class SumPool2d:
     def validate(self, where: str, in_shape: tuple) -> tuple:
         if len(in_shape) != 3:
             raise ValueError(f"{where}: sum pooling needs a (C, H, W) input, got {in_shape}")
-        k = int(self.kernel)
+        k = _count(self.kernel, where, "pooling kernel")
         if k < 1:
             raise ValueError(f"{where}: pooling kernel must be >= 1, got {k}")
         return conv_output_shape(in_shape, in_shape[0], (k, k), (k, k), (0, 0), where)
@@ -112,6 +134,9 @@ class SumPool2d:
 
 
 def conv_output_shape(in_shape, c_out, kernel, stride, padding, where="conv") -> tuple:
+    if len(stride) != 2 or min(stride) < 1 or len(padding) != 2 or min(padding) < 0:
+        raise ValueError(f"{where}: stride {tuple(stride)} must be two sizes >= 1 and padding {tuple(padding)} "
+                         "two sizes >= 0")
     _, h, w = in_shape
     oh = (h + 2 * padding[0] - kernel[0]) // stride[0] + 1
     ow = (w + 2 * padding[1] - kernel[1]) // stride[1] + 1
@@ -199,8 +224,8 @@ class IntNetwork:
         object.__setattr__(self, "layers", tuple(self.layers))
         if not self.layers:
             raise ValueError("an integer network needs at least one layer")
-        if not self.dt > 0:
-            raise ValueError(f"dt must be > 0, got {self.dt!r}")
+        if not isinstance(self.dt, numbers.Real) or not math.isfinite(self.dt) or not self.dt > 0:
+            raise ValueError(f"dt must be a finite number > 0, got {self.dt!r}")
         shapes = [self.input_shape]
         for i, layer in enumerate(self.layers):
             where = f"layer {i}" + (f" ({layer.name})" if layer.name else "")
@@ -239,20 +264,30 @@ class IntNetwork:
 
     @classmethod
     def load(cls, path) -> "IntNetwork":
+        """Read a chain record written by ``save`` (through ``sim.npzfile``: sizes, dtypes and the
+        memory budget checked before anything is allocated); every problem is a one-line
+        ``ValueError`` naming the file."""
+        from .npzfile import read_record
+
         path = Path(path)
-        try:
-            data = np.load(path, allow_pickle=False)
-            header = json.loads(bytes(data["header"]).decode())
-        except Exception as err:  # noqa: BLE001 - any failure means "not our file"
-            raise ValueError(f"{path} is not a spikeport integer network file ({err})") from None
-        if not isinstance(header, dict) or header.get("format") != "spikeport.intnet":
+        data, header = read_record(path, "spikeport integer network file")
+        return cls.from_record(path, header, data)
+
+    @classmethod
+    def from_record(cls, path, header: dict, data: dict) -> "IntNetwork":
+        """The chain of a record's parsed ``header`` and ``data`` (name -> array)."""
+        if header.get("format") != "spikeport.intnet":
             raise ValueError(f"{path} is not a spikeport integer network file")
-        if header.get("version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{path} was written by a newer spikeport (format {header['version']})")
+        version = header.get("version", 0)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ValueError(f"{path} was written by a newer spikeport (format {version!r})")
         try:
             return cls._from_header(path, header, data)
-        except (KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"{path}: damaged spikeport integer network file (missing or malformed {err})") from None
+        except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as err:
+            raise ValueError(f"{path}: damaged spikeport integer network file (missing or malformed "
+                             f"{type(err).__name__}: {err})") from None
+        except ValueError as err:
+            raise ValueError(str(err) if str(path) in str(err) else f"{path}: {err}") from None
 
     @classmethod
     def _from_header(cls, path, header: dict, data) -> "IntNetwork":
@@ -267,5 +302,8 @@ class IntNetwork:
             else:
                 raise ValueError(f"{path}: layer {i} has unknown kind {e['kind']!r}")
             neurons = Neurons(**{n: data[f"{i}.{n}"] for n in Neurons.FIELDS})
-            layers.append(Layer(syn, neurons, e.get("name", "")))
-        return cls(tuple(header["input_shape"]), tuple(layers), header["dt"], header.get("meta", {}))
+            layers.append(Layer(syn, neurons, str(e.get("name", ""))))
+        meta = header.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ValueError(f"{path}: meta must be a JSON object, got {type(meta).__name__}")
+        return cls(tuple(header["input_shape"]), tuple(layers), header["dt"], meta)
