@@ -191,10 +191,12 @@ def to_nir(model, net, dt: float):
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={DT_KEY: float(dt), "spikeport.format": FORMAT})
 
 
-def write_nir(path, model, net: IntNetwork, dt: float) -> None:
-    import nir
-
-    nir.write(str(path), to_nir(model, net, dt))
+def write_nir(path, model, net: IntNetwork, dt: float, flavor: str = "nir", compression: str | None = "gzip") -> list:
+    """Write ``to_nir``'s graph, in the form ``flavor`` (``flavor_graph``) reads; returns its notes.
+    ``compression`` is ``nir.write``'s (None: smaller for tiny networks)."""
+    graph, notes = flavor_graph(to_nir(model, net, dt), flavor)
+    _write_flavor(path, graph, flavor, compression)
+    return notes
 
 
 def graph_to_nir(graph: "G.IntGraph", dt: float):
@@ -210,7 +212,7 @@ def graph_to_nir(graph: "G.IntGraph", dt: float):
 
     if not dt > 0:
         raise ValueError(f"dt must be > 0 seconds, got {dt!r}")
-    nodes, notes = {}, []
+    nodes, notes, edges = {}, [], [list(e) for e in graph.edges]
     for name, node in graph.nodes.items():
         meta = {META_KEY: _node_meta(node, name)}
         shape = graph.shapes.get(name)
@@ -226,6 +228,13 @@ def graph_to_nir(graph: "G.IntGraph", dt: float):
         elif isinstance(node, Dense):
             w = node.effective_weight() * 2.0 ** int(node.weight_exp)
             nodes[name] = nir.Linear(weight=w.astype(np.float32), metadata=meta)
+            (src,) = graph.predecessors(name)
+            in_shape = graph.shapes[src]
+            if len(in_shape) > 1:  # the graph reads a map flat; NIR says so with a Flatten node (its own record)
+                flat = _free_name(f"{name}.flatten", graph.nodes)
+                nodes[flat] = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1,
+                                          metadata={META_KEY: _node_meta(G.Flatten(), flat)})
+                edges = [e for e in edges if e != [src, name]] + [[src, flat], [flat, name]]
         elif isinstance(node, Conv2d):
             w = node.effective_weight().astype(np.float32)
             in_shape = graph.shapes[graph.predecessors(name)[0]]
@@ -238,15 +247,305 @@ def graph_to_nir(graph: "G.IntGraph", dt: float):
                                         padding=np.array([0, 0]), metadata=meta)
         else:  # NeuronGroup
             nodes[name] = _group_to_nir(node, name, dt, meta, notes)
-    return nir.NIRGraph(nodes=nodes, edges=[list(e) for e in graph.edges],
+    return nir.NIRGraph(nodes=nodes, edges=edges,
                         metadata={DT_KEY: float(dt), "spikeport.format": FORMAT_GRAPH, "spikeport.notes": notes})
 
 
-def write_nir_graph(path, graph: "G.IntGraph", dt: float | None = None) -> None:
-    """Write any ``IntGraph`` as NIR (``graph_to_nir``); ``dt`` defaults to the graph's own."""
+def write_nir_graph(path, graph: "G.IntGraph", dt: float | None = None, flavor: str = "nir",
+                    compression: str | None = "gzip") -> list:
+    """Write any ``IntGraph`` as NIR (``graph_to_nir``, then ``flavor_graph``); ``dt`` defaults to
+    the graph's own. Returns the notes (what the file cannot say)."""
+    nir_graph = graph_to_nir(graph, graph.dt if dt is None else dt)
+    notes = list(nir_graph.metadata.get("spikeport.notes", []))
+    nir_graph, flavor_notes = flavor_graph(nir_graph, flavor)
+    _write_flavor(path, nir_graph, flavor, compression)
+    return notes + flavor_notes
+
+
+def _write_flavor(path, graph, flavor: str, compression: str | None = "gzip") -> None:
+    """``nir.write``; for sinabs, whose 3.1 pins nir <= 1.0.4, in the form nir 1.0.4 reads: its LIF,
+    CubaLIF and IF have no ``v_reset`` field (reset to 0 is what they mean; nir >= 1.0.5 reads a
+    missing ``v_reset`` as 0), so the datasets are dropped (``flavor_graph`` already left Input
+    and Output without metadata and wrote no Linear, which 1.0.4 gives no metadata field)."""
+    import h5py
     import nir
 
-    nir.write(str(path), graph_to_nir(graph, graph.dt if dt is None else dt))
+    nir.write(str(path), graph, compression=compression)
+    if flavor != "sinabs":
+        return
+    with h5py.File(str(path), "r+") as f:
+        for name, node in f["node"]["nodes"].items():
+            if node["type"][()] in (b"LIF", b"CubaLIF", b"IF") and "v_reset" in node:
+                del node["v_reset"]
+
+
+# --- flavours: our graphs in the forms other libraries' NIR importers read ---------------------------
+
+FLAVORS = ("nir", "snntorch", "sinabs", "norse")
+RECORD_KEY = "spikeport.record."  # graph metadata: a node's record where its nir 1.0.4 class has no metadata
+_NO_METADATA_104 = ("Input", "Output", "Linear", "Conv2d", "AvgPool2d", "Scale")
+# the step each importer assumes: snnTorch 1.0's import_nir hard-codes dt = 1e-4; Norse 1.1's from_nir
+# defaults to dt = 1e-3; sinabs 3.1 reads tau in steps (alpha = exp(-1/tau))
+FLAVOR_DT = {"snntorch": 1e-4, "norse": 1e-3, "sinabs": 1.0}
+
+
+def flavor_graph(graph, flavor: str):
+    """``graph`` (written by ``to_nir`` or ``graph_to_nir``) in the form a library's NIR importer
+    runs as our float model; returns ``(graph, notes)``. The integer records in the metadata are
+    kept, so ``read_nir`` still recovers the integer network exactly.
+
+    Every neuron node is rewritten from its per-step parameters (decays ``alpha`` (current),
+    ``beta`` (membrane), membrane bias ``b``, threshold ``theta``; our files have unit input gain):
+
+    ``'snntorch'`` (``snntorch.import_nir.import_from_nir``; no ``v_leak``, one threshold per layer,
+    ``dt = 1e-4`` hard-coded): ``tau = 1e-4 / (1 - beta)``, ``r = tau / dt``, ``v_leak = 0``; ``b`` as
+    the bias of the Affine (or Conv2d, per channel) feeding the neurons; thresholds that differ
+    within a layer are normalised to 1 by scaling the neurons' input rows and bias by ``1/theta``
+    (exact: ``v / theta`` crosses 1 where ``v`` crosses ``theta``).
+    ``'sinabs'`` (``sinabs.nir.from_nir``; tau in steps, ``r`` ignored, ``v_leak`` must be 0):
+    ``tau = -1 / ln(beta)`` so sinabs' ``exp(-1/tau)`` is ``beta``; ``b`` as the Affine/Conv2d bias;
+    no CubaLIF (refused).
+    ``'norse'`` (``norse.torch.from_nir`` with its default ``dt = 1e-3``; ``r`` of LIF ignored, and
+    its membranes start at ``v_leak``, not 0): ``tau = 1e-3 / (1 - beta)``, ``r = 1``, ``v_leak = 0``,
+    input rows and ``b`` (as the Affine/Conv2d bias) scaled by ``tau / dt``.
+
+    A pool that feeds neurons is written as the convolution it is (unit kernels), which can carry
+    the bias and the scaling. Lost, and said in the notes: a membrane bias of CUBA neurons travels
+    as a synaptic-current bias ``b (1 - alpha)`` (its steady state; snnTorch and Norse have no
+    membrane bias for them, Norse's synapse would also take ``v_leak``), and sinabs runs its layers
+    with several spikes per step and reset by subtraction unless the user sets ``SingleSpike`` and
+    ``MembraneReset`` on the loaded layers.
+    """
+    if flavor not in FLAVORS:
+        raise ValueError(f"unknown NIR flavor {flavor!r}; expected one of {', '.join(FLAVORS)}")
+    if flavor == "nir":
+        return graph, []
+    import nir
+
+    dt = (graph.metadata or {}).get(DT_KEY)
+    if dt is None:
+        raise ValueError(f"the graph has no {DT_KEY!r}: flavors rewrite graphs that to_nir or graph_to_nir wrote")
+    nodes, edges = dict(graph.nodes), [tuple(e) for e in graph.edges]
+    notes = [f"{flavor}: written for dt = {FLAVOR_DT[flavor]:g}"
+             + (" s (the step its importer assumes)" if flavor != "sinabs" else " step (tau in steps)")]
+    maps = set()
+    if flavor in ("snntorch", "norse") and any(type(n).__name__ == "Flatten" for n in nodes.values()):
+        nodes, edges, maps = _dense_as_conv(nodes, edges)
+        notes.append(f"{flavor}: Flatten -> Linear written as the convolution it is (a kernel over the whole map; "
+                     "1x1 after it), as its NIR import flattens the batch dimension too (torch Flatten(start_dim=0)); "
+                     "those layers' outputs have shape (n, 1, 1)")
+    cuba_bias, per_channel = [], False
+    for name, node in list(nodes.items()):
+        kind = type(node).__name__
+        if kind == "Input" and flavor == "sinabs":
+            record = _meta(node)
+            if record is not None and (record.get("node") or {}).get("neurons") is not None:
+                raise ValueError(f"NIR node {name!r}: input neurons (a bias-driven input) have no sinabs form")
+        if kind not in ("LIF", "CubaLIF"):
+            continue
+        p = _neuron_steps(node, name, dt)
+        if name in maps:  # a dense layer written as a convolution: its neurons are an (n, 1, 1) map
+            p = {k: v.reshape(-1, 1, 1) for k, v in p.items()}
+        shape = p["beta"].shape
+        preds = [a for a, b in edges if b == name]
+        main = [a for a in preds if (name, a) not in edges]  # the op whose source is not this node
+        if len(main) != 1:
+            raise ValueError(f"NIR node {name!r}: {len(main)} feed-forward inputs; flavors handle one (plus "
+                             "recurrent loops)")
+        if flavor == "sinabs" and len(preds) > 1:
+            raise ValueError(f"NIR node {name!r}: a recurrent connection (from {[a for a in preds if a not in main][0]!r})"
+                             "; sinabs runs each layer over all steps in one call ((batch x time) input), so it "
+                             "cannot run recurrence")
+        if kind == "CubaLIF" and flavor == "sinabs":
+            raise ValueError(f"NIR node {name!r} (CubaLIF): sinabs 3.1 reads no CubaLIF; export LIF layers for sinabs")
+        scale, bias, theta = np.ones(shape), p["bias"], p["v_threshold"]
+        if flavor == "snntorch" and not np.all(theta == theta.flat[0]):
+            scale, theta = 1.0 / theta, np.ones(shape)
+            notes.append(f"{name}: thresholds differ per neuron; normalised to 1 (input rows and bias x 1/v_threshold, "
+                         "exact) as snnTorch reads one threshold per layer")
+        if flavor == "norse" and kind == "LIF":
+            if np.any(p["beta"] >= 1.0):
+                raise ValueError(f"NIR node {name!r}: a LIF without leak (decay 1) has no Norse form (its LIF "
+                                 "weighs the input by dt/tau)")
+            scale = scale / (1.0 - p["beta"])
+        if kind == "CubaLIF" and np.any(bias != 0):
+            bias = bias * (1.0 - p["alpha"])
+            cuba_bias.append(name)
+        fdt = FLAVOR_DT[flavor]
+        v_leak = np.zeros(shape)  # Norse starts its membranes at v_leak: the bias goes to the Affine for it too
+        for src in preds:
+            nodes[src] = _scaled_input(nodes[src], src, scale, bias * scale if src == main[0] else None, shape)
+        common = dict(v_threshold=_full(theta, shape), v_leak=_full(v_leak, shape), v_reset=_full(0.0, shape),
+                      metadata=node.metadata)
+        with np.errstate(divide="ignore"):
+            if flavor == "sinabs":
+                tau = np.where(p["beta"] >= 1.0, np.inf, -1.0 / np.log(p["beta"]))
+                if len(shape) == 3:  # sinabs' LIF import tests any(v_leak) != 0: an error for (C, H, W) arrays
+                    tau, theta = _per_channel(tau, name, "tau"), _per_channel(theta, name, "v_threshold")
+                    shape, per_channel = tau.shape, True
+                    common.update(v_threshold=theta, v_leak=np.zeros(shape, np.float32),
+                                  v_reset=np.zeros(shape, np.float32))
+                nodes[name] = nir.LIF(tau=_full(tau, shape), r=_full(1.0, shape), **common)
+                continue
+            tau = tau_decay_euler(p["beta"], fdt)
+        r = np.ones(shape) if flavor == "norse" and kind == "LIF" else tau / fdt
+        if kind == "LIF":
+            nodes[name] = nir.LIF(tau=_full(tau, shape), r=_full(r, shape), **common)
+        else:
+            tau_syn = tau_decay_euler(p["alpha"], fdt)
+            nodes[name] = nir.CubaLIF(tau_syn=_full(tau_syn, shape), tau_mem=_full(tau, shape),
+                                      w_in=_full(tau_syn / fdt, shape), r=_full(r, shape), **common)
+    if cuba_bias:
+        notes.append(f"{', '.join(cuba_bias)}: the membrane bias b of CUBA neurons is written as a synaptic-current "
+                     f"bias b (1 - alpha), its steady state ({flavor} has no membrane bias for them): the first steps "
+                     "after a reset of the state differ")
+    if per_channel:
+        notes.append("sinabs: LIF layers of feature maps are written with (C, 1, 1) parameters (sinabs' import tests "
+                     "any(v_leak), an error for (C, H, W) arrays); nir >= 1.0.5 flags their type: read with "
+                     "nir.read(path, type_check=False)")
+    if flavor == "sinabs":
+        notes.append("sinabs: from_nir builds LIF layers that emit several spikes per step and reset by subtraction "
+                     "(MultiSpike, MembraneSubtract); set spike_fn=sinabs.activation.SingleSpike and "
+                     "reset_fn=sinabs.activation.MembraneReset() on them for one spike per step and reset to zero")
+    meta = {**(graph.metadata or {}), "spikeport.flavor": flavor,
+            "spikeport.notes": list((graph.metadata or {}).get("spikeport.notes", [])) + notes}
+    if flavor == "sinabs":  # nir 1.0.4 (sinabs' pin) has no metadata on these: their records go to the graph's
+        for name, node in nodes.items():
+            if type(node).__name__ in _NO_METADATA_104 and (node.metadata or {}).get(META_KEY) is not None:
+                meta[RECORD_KEY + name] = node.metadata[META_KEY]
+                node.metadata = {}
+    return nir.NIRGraph(nodes=nodes, edges=[list(e) for e in edges], metadata=meta, type_check=not per_channel), notes
+
+
+def _dense_as_conv(nodes, edges):
+    """Flatten -> Linear/Affine as one Conv2d whose kernel covers the (C, H, W) map, and every
+    Linear/Affine after it (fed by an ``(n, 1, 1)`` map) as a 1x1 Conv2d; the neuron nodes and
+    Outputs they feed become ``(n, 1, 1)`` maps. Exact (the same sums). Returns the new nodes and
+    edges and the names of the neuron nodes that became maps."""
+    import nir
+
+    nodes, edges = dict(nodes), list(edges)
+    maps, order = set(), _topological_order(nodes, edges)
+    for name in order:
+        node, kind = nodes[name], type(nodes[name]).__name__
+        preds = [a for a, b in edges if b == name]
+        if kind == "Flatten":
+            shape = tuple(int(v) for v in np.asarray(node.input_type["input"]).ravel())
+            if len(shape) != 3:
+                continue
+            (src,) = preds
+            succs = [b for a, b in edges if a == name]
+            if any(type(nodes[b]).__name__ not in ("Linear", "Affine") for b in succs):
+                raise ValueError(f"NIR node {name!r} (Flatten) must feed Linear or Affine nodes here")
+            for b in succs:
+                w = _arr(nodes[b].weight)
+                nodes[b] = _affine_as_conv(nodes[b], w.reshape(w.shape[0], *shape), shape[1:])
+                maps.add(b)
+            edges = [e for e in edges if name not in e] + [(src, b) for b in succs]
+            del nodes[name]
+        elif kind in ("Linear", "Affine") and preds and all(a in maps for a in preds):
+            w = _arr(node.weight)
+            nodes[name] = _affine_as_conv(node, w.reshape(*w.shape, 1, 1), (1, 1))
+            maps.add(name)
+        elif kind in ("LIF", "CubaLIF") and preds and any(a in maps for a in preds):
+            maps.add(name)
+        elif kind == "Output" and preds[0] in maps:
+            n = int(np.prod(np.asarray(node.output_type["output"])))
+            nodes[name] = nir.Output(output_type={"output": np.array([n, 1, 1])}, metadata=node.metadata)
+    return nodes, edges, {n for n in maps if type(nodes[n]).__name__ in ("LIF", "CubaLIF")}
+
+
+def _affine_as_conv(op, weight, hw):
+    import nir
+
+    bias = _arr(op.bias) if type(op).__name__ == "Affine" else np.zeros(weight.shape[0])
+    return nir.Conv2d(input_shape=tuple(int(v) for v in hw), weight=weight.astype(np.float32), stride=(1, 1),
+                      padding=(0, 0), dilation=(1, 1), groups=1, bias=bias.astype(np.float32), metadata=op.metadata)
+
+
+def _topological_order(nodes, edges) -> list:
+    """Nodes in an order where every node follows its feed-forward predecessors (edges that close
+    a cycle are ignored), starting from the Inputs."""
+    succ = {}
+    for a, b in edges:
+        succ.setdefault(a, []).append(b)
+    order, state = [], {}
+
+    def visit(n):
+        state[n] = 1
+        for m in succ.get(n, []):
+            if m not in state:
+                visit(m)
+        order.append(n)
+
+    for n, node in nodes.items():
+        if type(node).__name__ == "Input":
+            visit(n)
+    return order[::-1] + [n for n in nodes if n not in state]
+
+
+def _per_channel(a, name, field) -> np.ndarray:
+    """``(C, H, W)`` values constant per channel as ``(C, 1, 1)`` float32 (a ValueError otherwise)."""
+    a = np.asarray(a, dtype=np.float64)
+    if not np.all(a == a[:, :1, :1]):
+        raise ValueError(f"NIR node {name!r}: {field} differs within a channel; sinabs 3.1 reads LIF layers of "
+                         "feature maps only with one value per channel")
+    return a[:, :1, :1].astype(np.float32)
+
+
+def _neuron_steps(node, name, dt) -> dict:
+    """Per-step parameters of a neuron node that ``to_nir``/``graph_to_nir`` wrote (unit input gain:
+    ``r = tau / dt``, ``w_in = tau_syn / dt``), as arrays of the node's shape."""
+    kind = type(node).__name__
+    tau = _arr(node.tau if kind == "LIF" else node.tau_mem)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = np.where(np.isinf(tau), 1.0, _arr(node.r) * dt / tau)
+        if kind == "CubaLIF":
+            gain = gain * _arr(node.w_in) * dt / _arr(node.tau_syn)
+    if not np.allclose(gain, 1.0, rtol=1e-5):
+        raise ValueError(f"NIR node {name!r}: input gain {float(np.ravel(gain)[0]):g} (r dt/tau); flavors rewrite "
+                         "the graphs that to_nir or graph_to_nir wrote (unit gain)")
+    beta = np.where(np.isinf(tau), 1.0, 1.0 - dt / tau)
+    p = {"beta": beta, "bias": _arr(node.v_leak) * (1.0 - beta), "v_threshold": _arr(node.v_threshold)}
+    if kind == "CubaLIF":
+        tau_syn = _arr(node.tau_syn)
+        p["alpha"] = np.where(np.isinf(tau_syn), 1.0, 1.0 - dt / tau_syn)
+    return {k: np.broadcast_to(v, beta.shape).astype(np.float64) for k, v in p.items()}
+
+
+def _scaled_input(op, name, scale, bias, out_shape):
+    """The NIR operator ``op`` feeding neurons of ``out_shape`` with its output rows times ``scale``
+    and, where ``bias`` is given, a bias: Linear -> Affine, Conv2d per channel, a pool as its
+    convolution (unit kernels). A Flatten or anything else is refused by name."""
+    import nir
+
+    kind = type(op).__name__
+    n = math.prod(out_shape)
+    s, b = scale.reshape(-1), (np.zeros(n) if bias is None else np.asarray(bias, dtype=np.float64).reshape(-1))
+    if kind in ("Linear", "Affine"):
+        w = _arr(op.weight) * s[:, None]
+        old = _arr(op.bias) * s if kind == "Affine" else np.zeros(n)
+        return nir.Affine(weight=w.astype(np.float32), bias=(old + b).astype(np.float32), metadata=op.metadata)
+    if kind in ("SumPool2d", "AvgPool2d"):
+        k = _pool_kernel(op, name)
+        c = int(np.asarray(op.input_type["input"]).ravel()[0])
+        w = pool_as_conv(c, k) / (k * k if kind == "AvgPool2d" else 1)
+        hw = tuple(int(v) for v in np.asarray(op.input_type["input"]).ravel()[1:])
+        op = nir.Conv2d(input_shape=hw, weight=w, stride=(k, k), padding=(0, 0), dilation=(1, 1), groups=1,
+                        bias=np.zeros(c), metadata=op.metadata)
+        kind = "Conv2d"
+    if kind != "Conv2d" or len(out_shape) != 3:
+        raise ValueError(f"NIR node {name!r} ({kind}) feeds neurons; flavors rewrite Linear, Affine, Conv2d and pooling")
+    c = out_shape[0]
+    per = np.stack([s.reshape(c, -1), b.reshape(c, -1)])
+    if not np.all(per == per[:, :, :1]):
+        raise ValueError(f"NIR node {name!r} (Conv2d): the neurons it feeds need a scale or bias that differs within "
+                         "a channel, which a convolution cannot carry")
+    s, b = per[0, :, 0], per[1, :, 0]
+    w = _arr(op.weight) * s[:, None, None, None]
+    old = _arr(op.bias) * s if getattr(op, "bias", None) is not None else np.zeros(c)
+    return nir.Conv2d(input_shape=op.input_shape, weight=w.astype(np.float32), stride=op.stride, padding=op.padding,
+                      dilation=op.dilation, groups=op.groups, bias=(old + b).astype(np.float32), metadata=op.metadata)
 
 
 def _node_meta(node, name: str) -> str:
@@ -288,16 +587,26 @@ def read_graph(path):
     import nir
 
     try:
-        return nir.read(str(path))
+        graph = nir.read(str(path))
     except FileNotFoundError:
         raise ValueError(f"NIR file {path} does not exist") from None
     except OSError as err:
         raise ValueError(f"{path} is not a NIR (HDF5) file: {err}") from None
     except Exception:  # noqa: BLE001 - nir raises plain exceptions from its type checker
         try:
-            return nir.read(str(path), type_check=False)
+            graph = nir.read(str(path), type_check=False)
         except Exception as err:  # noqa: BLE001
             raise ValueError(f"cannot read NIR file {path}: {err}") from None
+    return _restore_records(graph)
+
+
+def _restore_records(graph):
+    """Records that a sinabs-flavored file keeps in the graph's metadata (``RECORD_KEY`` + node
+    name) back on their nodes."""
+    for key, value in list((graph.metadata or {}).items()):
+        if key.startswith(RECORD_KEY) and key[len(RECORD_KEY):] in graph.nodes:
+            graph.nodes[key[len(RECORD_KEY):]].metadata = {META_KEY: value}
+    return graph
 
 
 CONVENTIONS = ("nir", "norse-1.1", "snntorch", "sinabs")

@@ -73,7 +73,8 @@ def _cmd_export(args) -> int:
             from spikeport.sim.graph import as_graph
 
             graph = as_graph(loaded.net)
-            write_nir_graph(args.out, graph, args.dt)
+            for note in write_nir_graph(args.out, graph, args.dt, flavor=args.nir_flavor):
+                print(f"note: {note}")
             print(f"wrote {args.out}: {len(graph.groups())} neuron groups, {len(graph.projections())} projections")
             return 0
         if loaded.cfg is not None and loaded.cfg.quant.qat:
@@ -81,7 +82,8 @@ def _cmd_export(args) -> int:
             from spikeport.pipeline import quant_spec
 
             attach_fake_quant(loaded.model, quant_spec(loaded.cfg))
-        write_nir(args.out, loaded.model, loaded.net, args.dt)
+        for note in write_nir(args.out, loaded.model, loaded.net, args.dt, flavor=args.nir_flavor):
+            print(f"note: {note}")
     elif args.format == "netx":
         import dataclasses
 
@@ -358,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx only: synaptic delay per layer as Lava (hardware) or none (ideal)")
     x.add_argument("--dt", type=cliargs.positive_float, default=1e-3,
                    help="seconds per time step written to NIR (default 1e-3)")
+    x.add_argument("--nir-flavor", default="nir", choices=["nir", "snntorch", "sinabs", "norse"],
+                   help="nir: NIR's equations with the bias as v_leak (default); snntorch, sinabs, norse: the form "
+                        "that library's NIR import runs as the float model (bias in the Affine, its dt or tau "
+                        "units; what is lost is printed); the integer network is in the metadata either way")
     x.add_argument("--out", required=True, type=cliargs.output_file)
     x.set_defaults(func=_cmd_export)
 
