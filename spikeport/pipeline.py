@@ -6,6 +6,8 @@ options), an integer network file (``.npz``, ``spikeport export --format npz``) 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from dataclasses import dataclass
@@ -24,10 +26,9 @@ from spikeport.train.trainer import CHECKPOINT, derived_seed, encode_batch, load
 
 
 def quant_spec(cfg: Config) -> QuantSpec:
+    """The run's quantizer options: its ``[quant]`` section without the training switches."""
     q = cfg.quant
-    return QuantSpec(num_weight_bits=q.num_weight_bits, rounding=q.rounding, target_vth=q.target_vth,
-                     decay_bits=q.decay_bits, vth_bits=q.vth_bits, shared_exponent=q.shared_exponent,
-                     bias_exp=q.bias_exp)
+    return QuantSpec(**{f.name: getattr(q, f.name) for f in dataclasses.fields(QuantSpec)})
 
 
 @dataclass

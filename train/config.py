@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from spikeport.sim.quantspec import QuantSpec
+
 from .datasets import DATASETS
 from .encoders import ENCODERS
 from .losses import LOSSES, LossSpec
@@ -67,25 +69,18 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class QuantConfig:
-    """Deployment-aware training and export options.
+class QuantConfig(QuantSpec):
+    """Deployment-aware training and export options: the quantizer's options (``QuantSpec``, the one
+    schema export, QAT and studies share) plus two training switches.
 
     ``qat`` trains with fake quantization (the forward pass uses the integer values export will
     produce; needs the export stage, attached by ``spikeport train``); ``synaptic_delay`` trains
-    with Loihi's one-step delay per synaptic layer. The other fields are the quantizer's options
-    (``export.quantize.QuantSpec``); for a network meant for lava-dl netx, set ``target_vth = 1``
-    and ``bias_exp = 6``.
+    with Loihi's one-step delay per synaptic layer. For a network meant for lava-dl netx, set
+    ``target_vth = 1`` and ``bias_exp = 6``.
     """
 
     qat: bool = False
     synaptic_delay: bool = False
-    num_weight_bits: int = 8
-    rounding: str = "nearest"
-    target_vth: int = 1024
-    decay_bits: int = 12
-    vth_bits: int = 17
-    shared_exponent: bool = False
-    bias_exp: Optional[int] = None
 
 
 @dataclass(frozen=True)
