@@ -141,8 +141,11 @@ from pathlib import Path
 import numpy as np
 
 from spikeport.sim import formats as F
-from spikeport.sim.graph import Input, IntGraph, NeuronGroup, Output, as_graph
+from spikeport.sim.graph import MAX_GROUP_NEURONS, Input, IntGraph, NeuronGroup, Output, as_graph
+from spikeport.sim.npzfile import MEMORY_BUDGET_BYTES
 from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
+
+from .hdf5file import Group, HDF5Error, read_hdf5
 
 FORMAT = "spikeport.netx/2"             # /1: chains (layer names only), still read
 ATTR = "spikeport"
@@ -535,6 +538,11 @@ class _Reader:
                 raise self.err(where, f"'{key}' has non-finite values")
             if not truncate and not np.all(a == np.round(a)):
                 raise self.err(where, f"'{key}' must hold integers, got {a.reshape(-1)[np.argmax(a != np.round(a))]!r}")
+        # checked in the file's dtype before the cast: a uint64 (or float) beyond int64 would wrap
+        if a.size and (a.max() >= 2 ** 63 or a.min() < -(2 ** 63)):
+            bad = a.max() if a.max() >= 2 ** 63 else a.min()
+            raise self.err(where, f"'{key}' = {bad.item():g} is beyond int64" if a.dtype.kind == "f"
+                           else f"'{key}' = {bad.item()} is beyond int64")
         return a.astype(np.int64)
 
     def scalar(self, g, key: str, where: str) -> int:
@@ -547,8 +555,8 @@ class _Reader:
 
     def shape_of(self, g, where: str) -> tuple:
         s = tuple(int(v) for v in self.ints(g, "shape", where).reshape(-1))
-        if any(v < 1 for v in s):
-            raise self.err(where, f"bad shape {s}")
+        if any(v < 1 for v in s) or math.prod(s) > MAX_GROUP_NEURONS:
+            raise self.err(where, f"bad shape {s} (sizes >= 1, at most {MAX_GROUP_NEURONS} neurons)")
         return s
 
     def pair(self, g, key: str, where: str) -> tuple:
@@ -563,12 +571,10 @@ class _Reader:
     def neurons(self, g, where: str, out_shape: tuple, is_input: bool = False, default: bool = False) -> Neurons:
         """The layer's ``neuron`` group as Lava's LIF registers; ``default``: a layer netx gives its
         non-leaky integrator when the group is missing (dense layers, hdf5.py 348-355)."""
-        import h5py
-
         w = f"{where} neuron"
         if "neuron" in g:
             ng = g["neuron"]
-            if not isinstance(ng, h5py.Group):
+            if not isinstance(ng, Group):
                 raise self.err(w, "'neuron' must be a group")
             ntype = _decode(self.need(ng, "type", w)[()])
             if ntype not in ("CUBA", "LOIHI"):
@@ -629,10 +635,8 @@ class _Reader:
 
     # layers
     def add(self, i: int, g) -> None:
-        import h5py
-
         where = f"layer {i}"
-        if not isinstance(g, h5py.Group):
+        if not isinstance(g, Group):
             raise self.err(where, "is not a group")
         ltype = _decode(self.need(g, "type", where)[()])
         where = f"layer {i} ({ltype!r})"
@@ -667,9 +671,7 @@ class _Reader:
         return len(self.blocks) + (self.input_neurons is not None)
 
     def matrix(self, g, key: str, where: str, n_out: int) -> np.ndarray:
-        import h5py
-
-        if isinstance(g.get(key), h5py.Group):
+        if isinstance(g.get(key), Group):
             raise self.err(where, f"complex-valued '{key}' is not supported")
         w = self.ints(g, key, where, truncate=True)
         if w.ndim == 1:  # netx reshapes a flat weight to (shape[0], -1) (hdf5.py 396-399)
@@ -743,6 +745,9 @@ class _Reader:
         if groups < 1 or c_in % groups or w.shape[0] % groups or w.shape[1] * groups != c_in:
             raise self.err(where, f"weight {w.shape} with groups = {groups} does not fit {c_in} input channels")
         if groups > 1:
+            if w.shape[0] * c_in * math.prod(w.shape[2:]) * 8 > MEMORY_BUDGET_BYTES:
+                raise self.err(where, f"weight {w.shape} with groups = {groups} expands beyond the memory budget "
+                                      "(MEMORY_BUDGET_BYTES)")
             full = np.zeros((w.shape[0], c_in, *w.shape[2:]), dtype=np.int64)
             co, ci = w.shape[0] // groups, w.shape[1]
             for k in range(groups):
@@ -816,38 +821,38 @@ def read_netx(path) -> IntGraph:
     (``graph.meta["netx_blocks"]`` names the groups in netx's block order).
 
     Unsupported layer types, neuron models or parameters and malformed files raise ``ValueError``
-    naming the file, the layer and the problem.
+    naming the file, the layer and the problem. The HDF5 file is parsed in another process, bounded
+    in time (``SPIKEPORT_READ_TIMEOUT``), memory and structure (``export.hdf5file``: a damaged file
+    can hang libhdf5); this reader works on the plain arrays it returns.
     """
-    import h5py
-
     path = Path(path)
     try:
-        f = h5py.File(path, "r")
-    except Exception as err:  # noqa: BLE001 - missing file, not HDF5, ...
-        raise ValueError(f"{path}: cannot open as an HDF5 netx file ({err})") from None
-    with f:
-        if "layer" not in f or not isinstance(f["layer"], h5py.Group):
-            raise ValueError(f"{path}: no 'layer' group: not a netx network file")
-        group = f["layer"]
-        keys = set(group.keys())
-        if keys != {str(i) for i in range(len(keys))}:
-            raise ValueError(f"{path}: netx reads groups layer/0 .. layer/{len(keys) - 1}; found "
-                             f"{sorted(keys, key=lambda k: (len(k), k))}")
-        attrs = {}
-        if ATTR in f.attrs:
-            try:
-                attrs = json.loads(f.attrs[ATTR])
-            except (TypeError, ValueError):
-                attrs = {}
-        reader = _Reader(path)
-        for i in range(len(keys)):
-            try:
-                reader.add(i, group[str(i)])
-            except ValueError:
-                raise
-            except Exception as err:  # noqa: BLE001 - odd structures: say where, never crash deep inside
-                raise ValueError(f"{path}: layer {i}: malformed ({type(err).__name__}: {err})") from None
-        return reader.finish(attrs if isinstance(attrs, dict) else {})
+        f = read_hdf5(path)
+    except HDF5Error as err:
+        raise ValueError(f"{path}: cannot open as an HDF5 netx file ({err.reason})") from None
+    if "layer" not in f or not isinstance(f["layer"], Group):
+        raise ValueError(f"{path}: no 'layer' group: not a netx network file")
+    group = f["layer"]
+    keys = set(group.keys())
+    if keys != {str(i) for i in range(len(keys))}:
+        shown = sorted(keys, key=lambda k: (len(k), k))
+        raise ValueError(f"{path}: netx reads groups layer/0 .. layer/{len(keys) - 1}; found "
+                         f"{shown[:20]}{' ...' if len(shown) > 20 else ''}")
+    attrs = {}
+    if ATTR in f.attrs:
+        try:
+            attrs = json.loads(f.attrs[ATTR])
+        except (TypeError, ValueError, RecursionError):
+            attrs = {}
+    reader = _Reader(path)
+    for i in range(len(keys)):
+        try:
+            reader.add(i, group[str(i)])
+        except ValueError as err:
+            raise ValueError(str(err) if str(path) in str(err) else f"{path}: layer {i}: {err}") from None
+        except Exception as err:  # noqa: BLE001 - odd structures: say where, never crash deep inside
+            raise ValueError(f"{path}: layer {i}: malformed ({type(err).__name__}: {err})") from None
+    return reader.finish(attrs if isinstance(attrs, dict) else {})
 
 
 def as_chain(graph: IntGraph):

@@ -68,9 +68,36 @@ def _pack(a) -> dict:
 
 
 def _unpack(d: dict) -> np.ndarray:
+    """Inverse of ``_pack``. A record from a file is checked before anything is allocated: a shape
+    of sizes >= 0 within the memory budget, then exactly that many values, each an integer in
+    int64's range (``list``: no float is truncated, no 2**64 wraps) or a base64 block of int16
+    (``b64``); anything else is a ``ValueError`` (``_check_graph`` names the node and field)."""
+    from spikeport.sim.npzfile import MEMORY_BUDGET_BYTES
+
+    if not isinstance(d, dict) or not isinstance(d.get("shape"), list) or not all(
+            type(v) is int and v >= 0 for v in d["shape"]):
+        raise ValueError(f"packed array without a shape of sizes >= 0 ({str(d)[:60]})")
+    n = math.prod(d["shape"])
+    if n * 8 > MEMORY_BUDGET_BYTES:
+        raise ValueError(f"packed array of shape {d['shape']}: beyond the memory budget (MEMORY_BUDGET_BYTES)")
     if "list" in d:
-        return np.asarray(d["list"], dtype=np.int64).reshape(d["shape"])
-    return np.frombuffer(base64.b64decode(d["b64"]), dtype="<i2").astype(np.int64).reshape(d["shape"])
+        values = d["list"]
+        if not isinstance(values, list) or len(values) != n:
+            raise ValueError(f"packed array of shape {d['shape']} needs {n} values")
+        bad = next((v for v in values if type(v) is not int or not -2 ** 63 <= v < 2 ** 63), None)
+        if bad is not None:
+            raise ValueError(f"packed array holds {bad!r}; int64 integers expected")
+        return np.asarray(values, dtype=np.int64).reshape(d["shape"])
+    raw = d.get("b64")
+    if not isinstance(raw, str) or len(raw) > 4 * (2 * n + 2) // 3 + 4:
+        raise ValueError(f"packed array of shape {d['shape']} has no base64 block of its size")
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except ValueError:  # binascii.Error
+        raise ValueError("packed array: damaged base64") from None
+    if len(data) != 2 * n:
+        raise ValueError(f"packed array of shape {d['shape']} holds {len(data) // 2} int16 values")
+    return np.frombuffer(data, dtype="<i2").astype(np.int64).reshape(d["shape"])
 
 
 def _synapse_meta(syn) -> str:
@@ -583,21 +610,226 @@ def _group_to_nir(node, name, dt, meta, notes):
 _NEURONS = ("LIF", "CubaLIF", "IF")
 
 def read_graph(path):
-    """``nir.read`` with a fallback for files whose type check fails (Norse writes such files)."""
+    """What ``nir.read`` returns, read safely: the HDF5 file is parsed in another process, bounded
+    in time (``SPIKEPORT_READ_TIMEOUT``), memory and structure (``export.hdf5file``: a damaged file
+    can hang libhdf5), and the NIR graph is built here from the plain arrays, as ``nir.read`` builds
+    it (``nir.dict2NIRNode``), with a fallback for files whose type check fails (Norse writes such
+    files). Then every number in it is checked (``_check_graph``). Every problem is a one-line
+    ``ValueError`` naming the file (and the node and field)."""
     import nir
 
+    from .hdf5file import Group, HDF5Error, read_hdf5
+
     try:
-        graph = nir.read(str(path))
-    except FileNotFoundError:
-        raise ValueError(f"NIR file {path} does not exist") from None
-    except OSError as err:
-        raise ValueError(f"{path} is not a NIR (HDF5) file: {err}") from None
-    except Exception:  # noqa: BLE001 - nir raises plain exceptions from its type checker
+        root = read_hdf5(path)
+    except HDF5Error as err:
+        if err.kind == "missing":
+            raise ValueError(f"NIR file {path} does not exist") from None
+        if err.kind == "open":
+            raise ValueError(f"{path} is not a NIR (HDF5) file: {err.reason}") from None
+        raise ValueError(f"cannot read NIR file {path}: {err.reason}") from None
+    if not isinstance(root.get("node"), Group):
+        raise ValueError(f"{path} is not a NIR file (no 'node' group)")
+    graph = None
+    for type_check in (True, False):  # nir.read's dict, fresh each time (nir's from_dict edits it)
+        data = _nir_dict(root["node"])
+        if "type_check" in data:
+            raise ValueError(f"{path}: the graph has a 'type_check' entry, which nir.read refuses")
         try:
-            graph = nir.read(str(path), type_check=False)
-        except Exception as err:  # noqa: BLE001
-            raise ValueError(f"cannot read NIR file {path}: {err}") from None
-    return _restore_records(graph)
+            graph = nir.dict2NIRNode({**data, "type_check": type_check})
+            break
+        except Exception as err:  # noqa: BLE001 - nir raises plain exceptions (assert, KeyError, ...)
+            error = err
+    if graph is None:
+        raise ValueError(f"cannot read NIR file {path}: {type(error).__name__}: {' '.join(str(error).split())}")
+    if not isinstance(graph, nir.NIRGraph):
+        raise ValueError(f"{path}: the file's top node is a {type(graph).__name__}, not a NIR graph")
+    graph = _restore_records(graph)
+    _check_graph(graph, path)
+    return graph
+
+
+def _nir_dict(group) -> dict:
+    """``nir.serialization.hdf2dict`` on the plain tree: groups as dicts, datasets as ``ds[()]``
+    with bytes decoded to str."""
+    from .hdf5file import Group
+
+    out = {}
+    for key, item in group.items():
+        if isinstance(item, Group):
+            out[key] = _nir_dict(item)
+        else:
+            value = item[()]
+            out[key] = value.decode("utf8") if isinstance(value, bytes) else value
+    return out
+
+
+# --- checking every number of a NIR graph read from a file ---------------------------------------
+
+MAX_MAGNITUDE = 1e30  # no network parameter is this large; products of a few such values stay finite
+_TIME_CONSTANTS = {"tau": "tau", "tau_mem": "tau_mem", "tau_syn": "tau_syn"}
+# +inf in these fields means no leak (NIR: tau dv/dt = ...; our writer gives non-leaky neurons tau = inf
+# and r = tau / dt, w_in = tau_syn / dt): admitted where the paired time constant is +inf too
+_INF_PAIRED = {"r": ("tau", "tau_mem"), "w_in": ("tau_syn",)}
+
+
+def _check_graph(graph, path, prefix: str = "") -> None:
+    """Refuse, naming the node and field, any number of a NIR graph (nested graphs included) that
+    is NaN, -inf, +inf outside a time constant (``_INF_PAIRED``), beyond ``MAX_MAGNITUDE`` or an
+    integer beyond int64; shapes (``input_type``, ``output_type``) that are not sizes or that
+    exceed ``sim.graph.MAX_GROUP_NEURONS``; strides, dilations, groups and kernels < 1, paddings
+    < 0 or beyond the kernel; and spikeport records (metadata ``spikeport``) that are not what
+    our writers write (``_check_record``)."""
+    at = f"{path}: " + (f"graph {prefix[:-1]!r}" if prefix else "graph")
+    _check_metadata(graph.metadata, at, graph_level=True)
+    for name, node in graph.nodes.items():
+        where = f"{path}: node {prefix + str(name)!r}"
+        kind = type(node).__name__
+        if kind == "NIRGraph":
+            _check_graph(node, path, f"{prefix}{name}.")
+            continue
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name, None)
+            if f.name == "metadata":
+                _check_metadata(value, where)
+                if isinstance(value, dict) and META_KEY in value:
+                    _check_record(value[META_KEY], where, kind)
+            elif f.name in ("input_type", "output_type"):
+                for port, shape in (value or {}).items():
+                    _check_shape(shape, where, f"{f.name}[{port!r}]")
+            elif value is not None and not isinstance(value, str):
+                a = _numbers(value, where, f.name)
+                if f.name in _INF_PAIRED:
+                    pair = [getattr(node, t) for t in _INF_PAIRED[f.name] if getattr(node, t, None) is not None]
+                    tau = _numbers(pair[0], where, _INF_PAIRED[f.name][0]) if pair else np.zeros(())
+                    try:
+                        unpaired = np.isposinf(a) & ~np.isposinf(np.broadcast_to(tau, a.shape))
+                    except ValueError:
+                        unpaired = np.isposinf(a)
+                    if np.any(unpaired):
+                        raise ValueError(f"{where}: {f.name} contains inf where its time constant is finite")
+                elif f.name not in _TIME_CONSTANTS and np.any(np.isposinf(a)):
+                    raise ValueError(f"{where}: {f.name} contains inf (must be finite)")
+                if f.name in ("stride", "dilation", "groups", "kernel_size") and np.any(a < 1):
+                    raise ValueError(f"{where}: {f.name} = {a.tolist()} must be >= 1")
+                if f.name == "padding":
+                    kernel = getattr(node, "kernel_size", None)
+                    if kernel is None and getattr(node, "weight", None) is not None:
+                        kernel = np.shape(node.weight)[2:]
+                    if np.any(a < 0) or (kernel is not None and np.size(kernel) and a.size in (1, np.size(kernel))
+                                         and np.any(a > np.asarray(kernel, dtype=np.float64))):
+                        raise ValueError(f"{where}: padding {a.tolist()} must be >= 0 and at most the kernel "
+                                         f"{np.asarray(kernel).tolist() if kernel is not None else ''}")
+
+
+def _numbers(value, where: str, field: str) -> np.ndarray:
+    """``value`` as float64 after checking it holds numbers: no NaN or -inf, nothing beyond
+    ``MAX_MAGNITUDE`` but +inf (judged by the caller), no integer beyond int64 (checked in its own
+    dtype, before any cast)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: {field} must be numbers, got {a.dtype}")
+    if a.dtype.kind in "iu" and a.size and (a.max() > 2 ** 63 - 1):
+        raise ValueError(f"{where}: {field} = {int(a.max())} beyond int64")
+    f = a.astype(np.float64)
+    if np.any(np.isnan(f)) or np.any(np.isneginf(f)):
+        raise ValueError(f"{where}: {field} contains {'nan' if np.any(np.isnan(f)) else '-inf'} (must be finite)")
+    big = np.isfinite(f) & (np.abs(f) > MAX_MAGNITUDE)
+    if np.any(big):
+        raise ValueError(f"{where}: {field} = {float(f[big].flat[0]):g} beyond {MAX_MAGNITUDE:g} (MAX_MAGNITUDE)")
+    return f
+
+
+def _check_shape(shape, where: str, field: str) -> None:
+    a = _numbers(shape, where, field).reshape(-1)
+    if np.any(np.isinf(a)) or np.any(a != np.round(a)) or np.any(a < -1):
+        raise ValueError(f"{where}: {field} = {a.tolist()} is not a shape (sizes >= 0; -1 for a free batch size)")
+    if math.prod(int(v) for v in a if v > 0) > G.MAX_GROUP_NEURONS:
+        raise ValueError(f"{where}: {field} = {a.astype(np.int64).tolist()} holds more than {G.MAX_GROUP_NEURONS} "
+                         "values (MAX_GROUP_NEURONS)")
+
+
+def _check_metadata(meta, where: str, graph_level: bool = False) -> None:
+    if meta is None:
+        return
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where}: metadata must be a mapping, got {type(meta).__name__}")
+    for key, value in meta.items():
+        if isinstance(value, (str, bytes)) or value is None:
+            pass
+        elif isinstance(value, dict):
+            _check_metadata(value, f"{where} (metadata {key!r})")
+        else:
+            a = _numbers(value, where, f"metadata {key!r}")
+            if np.any(np.isinf(a)):
+                raise ValueError(f"{where}: metadata {key!r} contains inf (must be finite)")
+    if graph_level and DT_KEY in meta:
+        dt = np.asarray(meta[DT_KEY])
+        if dt.dtype.kind not in "iuf" or dt.size != 1 or not float(dt.reshape(-1)[0]) > 0:
+            raise ValueError(f"{where}: metadata {DT_KEY!r} = {meta[DT_KEY]!r} must be one number > 0 (seconds)")
+
+
+_SYNAPSE_FIELDS = {"dense": {"weight": "packed", "weight_exp": "int", "num_weight_bits": "int", "sign_mode": "mode"},
+                   "conv": {"weight": "packed", "weight_exp": "int", "stride": "pair", "padding": "pair"},
+                   "sumpool": {"kernel": "int"}}
+
+
+def _check_record(raw, where: str, kind: str) -> None:
+    """A node's spikeport record (metadata ``spikeport``) as our writers write it: JSON of format 1
+    (``_synapse_meta``/``_neuron_meta``) or 2 (``_node_meta``), every packed array valid
+    (``_unpack``) and every field of the right type. Values are then range-checked where the
+    integer graph is built (``sim.formats``)."""
+    if isinstance(raw, (bytes, np.bytes_)):
+        raw = bytes(raw).decode("utf-8", "replace")
+    if not isinstance(raw, str):
+        raise ValueError(f"{where}: metadata {META_KEY!r} must be a JSON string, got {type(raw).__name__}")
+    try:
+        d = json.loads(raw)
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"{where}: metadata {META_KEY!r} is not JSON ({type(err).__name__})") from None
+    if not isinstance(d, dict) or d.get("format") not in (FORMAT, FORMAT_GRAPH):
+        raise ValueError(f"{where}: metadata {META_KEY!r} is not a spikeport record (format "
+                         f"{d.get('format') if isinstance(d, dict) else None!r})")
+
+    def field(name, value, expect):
+        ok = {"int": lambda v: type(v) is int, "mode": lambda v: v in (None, "mixed", "excitatory", "inhibitory"),
+              "pair": lambda v: isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v),
+              "bool": lambda v: isinstance(v, bool)}.get(expect)
+        if expect == "packed":
+            try:
+                _unpack(value)
+            except ValueError as err:
+                raise ValueError(f"{where}: record field {name!r}: {err}") from None
+        elif not ok(value):
+            raise ValueError(f"{where}: record field {name!r} = {str(value)[:60]!r} is not {expect}")
+
+    if d["format"] == FORMAT_GRAPH:
+        node, arrays = d.get("node"), d.get("arrays")
+        if not isinstance(node, dict) or not isinstance(node.get("kind"), str) or not isinstance(arrays, dict):
+            raise ValueError(f"{where}: record without a node kind and arrays")
+        for name, value in arrays.items():
+            field(f"arrays.{name}", value, "packed")
+        for name, value in node.items():
+            values = [value]
+            if isinstance(value, dict) and "neurons" in value:
+                if not isinstance(value["neurons"], dict):
+                    raise ValueError(f"{where}: record field {name!r}: neurons must be a mapping")
+                values = list(value["neurons"].values())
+            for v in values:
+                if isinstance(v, dict) and not isinstance(v.get("array"), str):
+                    raise ValueError(f"{where}: record field {name!r} refers to no array")
+        return
+    if kind in _NEURONS:
+        for name in Neurons.FIELDS:
+            field(name, d.get(name), "packed")
+    else:
+        fields = _SYNAPSE_FIELDS.get(d.get("kind"))
+        if fields is None:
+            raise ValueError(f"{where}: record of unknown synapse kind {d.get('kind')!r}")
+        for name, expect in fields.items():
+            field(name, d.get(name), expect)
+    if "recurrent" in d:
+        field("recurrent", d["recurrent"], "bool")
 
 
 def _restore_records(graph):
