@@ -18,7 +18,9 @@ Dense synapses (lava/proc/dense/models.py, lava/utils/weightutils.py)
 Conv synapses (lava/proc/conv/models.py)
     weights used as given (no clip, no truncation), ``weight_exp`` ignored, and the sum wrapped
     modulo ``2**24`` into the signed 24-bit range (``utils.signed_clamp``). Lava computes the
-    convolution in float32, exact while every partial sum stays below ``2**24``.
+    convolution in float64 (``conv_scipy``) and casts the sum to int32 before the wrap: exact while
+    the sum stays within int32; beyond it numpy's cast is undefined (the simulator refuses such
+    convolutions).
 
 Float <-> integer conventions (one function each, tested):
     decay factor <-> ``du`` (with the ``+1`` offset) and ``dv``;  ``vth`` and bias scaling by

@@ -13,7 +13,8 @@ One Loihi CUBA neuron step (``neuron_step``), exactly as lava/proc/lif/models.py
     v[s] = 0                                       # reset, no refractory period
 
 Synapses (``sim.network``): Dense ``a = (W_eff @ s) >> -weight_exp`` (floor) or ``<< weight_exp``;
-Conv and sum-pool ``a = wrap24(conv(s, w << weight_exp))``.
+Conv and sum-pool ``a = wrap24(conv(s, w << weight_exp))`` (a convolution whose sum can leave
+int32 is refused: Lava's result there is undefined, ``_check_conv_int32``).
 
 Timing
     ``hardware`` (default, Lava's): every synaptic layer delivers at step ``t`` what it computed
@@ -150,6 +151,23 @@ def _exact_dtype(weight: np.ndarray, where: str, scale: float = 1.0):
     raise ValueError(f"{where}: synaptic sums can reach {bound:.3g}, beyond exact float64 (2**53)")
 
 
+def _check_conv_int32(weight: np.ndarray, where: str) -> None:
+    """Refuse a convolution whose sum can leave int32 (inputs 0/1: the sum of a channel's positive,
+    or negative, weights). Lava's fixed_pt Conv (lava/proc/conv/utils.py ``conv``) sums in float64
+    (``conv_scipy``: exact up to 2**53) and casts the sum to the int32 weight dtype
+    (``output.astype(weight.dtype)``) before ``signed_clamp(x, 24)`` wraps it: sums up to 2**31 - 1
+    wrap to 24 bits exactly as here, but numpy's cast of a float beyond int32 is undefined (x86-64
+    gives -2**31, which the wrap turns into 0: measured in Lava, where a sum of 2172518400 arrives
+    as 0, not as its 24-bit wrap). Such a network has no defined result to reproduce."""
+    w = weight.reshape(weight.shape[0], -1)
+    hi = int(np.clip(w, 0, None).sum(axis=1).max()) if w.size else 0
+    lo = int(np.clip(w, None, 0).sum(axis=1).min()) if w.size else 0
+    if hi > 2 ** 31 - 1 or lo < -(2 ** 31):
+        raise ValueError(f"{where}: convolution sums can reach {hi if hi > 2 ** 31 - 1 else lo}, beyond int32; Lava's "
+                         "Conv casts its float sum to int32 there, which is undefined (x86-64 gives 0 after the 24-bit "
+                         "wrap), so the simulator refuses it (sums within int32 wrap to 24 bits exactly as in Lava)")
+
+
 class _Synapse:
     """A projection's synaptic operator prepared for batched evaluation: ``(M, *in) -> (M, N)``,
     returning ``a << 6`` (the neuron's input, already MSB-aligned).
@@ -180,6 +198,7 @@ class _Synapse:
             self.dtype = _exact_dtype(w, where, self.scale * in_max)
             self.w = np.ascontiguousarray((w.T * self.scale).astype(self.dtype))  # (in, out)
         else:  # Conv2d, weight folded with its exponent; the wrap to 24 bits comes before << 6
+            _check_conv_int32(w, where)
             self.dtype = _exact_dtype(w, where)
             self.kh, self.kw = w.shape[2:]
             self.stride, self.padding = tuple(syn.stride), tuple(syn.padding)
