@@ -6,7 +6,8 @@ sequence rather than a class (the second seed's "behaviour control" argument): l
 the ``C`` output neurons to emit pattern ``k``.
 
 ``digit_patterns`` is the built-in task's table (preset ``digits-patterns``): each of the ten
-digits asks for its own fixed pattern over the output neurons.
+digits asks for its own fixed pattern over the output neurons, each neuron firing once at a given
+step or staying silent (a sequence of commands, as a controller would send them).
 
 >>> table = random_patterns(3, 12, 4, seed=1)
 >>> table.shape, sorted(set(table.ravel().tolist()))
@@ -65,7 +66,8 @@ def random_patterns(K: int, T: int, C: int, max_spikes: int = 3, first_step: int
 
 
 def digit_patterns(T: int, C: int) -> np.ndarray:
-    """The built-in task's table: ten patterns (one per digit), fixed seed, no spike in the first
-    two steps (so a two-layer network in Lava's timing can emit every one)."""
-    return random_patterns(10, T, C, max_spikes=3, first_step=DIGIT_PATTERN_FIRST_STEP, min_gap=2,
+    """The built-in task's table: ten patterns (one per digit), fixed seed; each neuron fires at
+    most once, never in the first two steps (so a two-layer network in Lava's timing can emit every
+    pattern)."""
+    return random_patterns(10, T, C, max_spikes=1, first_step=DIGIT_PATTERN_FIRST_STEP, min_gap=2,
                            seed=DIGIT_PATTERN_SEED)
