@@ -460,6 +460,18 @@ PRESETS: dict[str, dict] = {
         "loss": {"name": "van_rossum", "tau": 5.0, "target_rate": 1.0},
         "optim": {"epochs": 40, "batch_size": 32, "lr": 2e-3},
     },
+    # Beyond classes: each digit asks the ten outputs for its own spike pattern (train.patterns.
+    # digit_patterns); QAT with Loihi's synaptic delay, so Lava emits the trains step for step
+    # (spikeport/pattern_task.py, bench/spike_patterns.py). van Rossum tau 3: sharper timing than 5.
+    "digits-patterns": {
+        "network": "64-400-10",
+        "data": {"dataset": "digits", "encoder": "bernoulli", "T": 16},
+        "neuron": {"model": "cuba", "decay_syn": 0.5, "decay_mem": 0.8, "v_threshold": 1.0,
+                   "surrogate": "arctan", "surrogate_width": 1.0},
+        "loss": {"name": "van_rossum", "tau": 3.0, "targets": "spikeport.train.patterns:digit_patterns"},
+        "optim": {"epochs": 100, "batch_size": 32, "lr": 5e-3},
+        "quant": {"qat": True, "synaptic_delay": True},
+    },
 }
 
 
