@@ -84,9 +84,9 @@ def _unpack(d: dict) -> np.ndarray:
         values = d["list"]
         if not isinstance(values, list) or len(values) != n:
             raise ValueError(f"packed array of shape {d['shape']} needs {n} values")
-        bad = next((v for v in values if type(v) is not int or not -2 ** 63 <= v < 2 ** 63), None)
-        if bad is not None:
-            raise ValueError(f"packed array holds {bad!r}; int64 integers expected")
+        bad = [v for v in values if type(v) is not int or not -2 ** 63 <= v < 2 ** 63][:1]
+        if bad:
+            raise ValueError(f"packed array holds {bad[0]!r}; int64 integers expected")
         return np.asarray(values, dtype=np.int64).reshape(d["shape"])
     raw = d.get("b64")
     if not isinstance(raw, str) or len(raw) > 4 * (2 * n + 2) // 3 + 4:
@@ -632,7 +632,7 @@ def read_graph(path):
         raise ValueError(f"{path} is not a NIR file (no 'node' group)")
     graph = None
     for type_check in (True, False):  # nir.read's dict, fresh each time (nir's from_dict edits it)
-        data = _nir_dict(root["node"])
+        data = _nir_dict(root["node"], path)
         if "type_check" in data:
             raise ValueError(f"{path}: the graph has a 'type_check' entry, which nir.read refuses")
         try:
@@ -649,18 +649,22 @@ def read_graph(path):
     return graph
 
 
-def _nir_dict(group) -> dict:
+def _nir_dict(group, path, where: str = "/node") -> dict:
     """``nir.serialization.hdf2dict`` on the plain tree: groups as dicts, datasets as ``ds[()]``
-    with bytes decoded to str."""
+    with bytes decoded to str. Unsigned integers beyond int64 are refused here, before nir's node
+    constructors cast them (``w_in = ones_like(v_leak) * w_in`` would make 2**64 - 1 a float)."""
     from .hdf5file import Group
 
     out = {}
     for key, item in group.items():
         if isinstance(item, Group):
-            out[key] = _nir_dict(item)
-        else:
-            value = item[()]
-            out[key] = value.decode("utf8") if isinstance(value, bytes) else value
+            out[key] = _nir_dict(item, path, f"{where}/{key}")
+            continue
+        value = item[()]
+        a = np.asarray(value) if isinstance(value, (np.ndarray, np.generic)) else None
+        if a is not None and a.dtype.kind == "u" and a.size and a.max() > 2 ** 63 - 1:
+            raise ValueError(f"{path}: {where}/{key} = {int(a.max())} is beyond int64")
+        out[key] = value.decode("utf8") if isinstance(value, bytes) else value
     return out
 
 
@@ -682,6 +686,11 @@ def _check_graph(graph, path, prefix: str = "") -> None:
     our writers write (``_check_record``)."""
     at = f"{path}: " + (f"graph {prefix[:-1]!r}" if prefix else "graph")
     _check_metadata(graph.metadata, at, graph_level=True)
+    if not prefix:
+        try:  # every edge names a node (of a nested graph too, as sub.node)
+            flatten_graph(graph)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     for name, node in graph.nodes.items():
         where = f"{path}: node {prefix + str(name)!r}"
         kind = type(node).__name__
