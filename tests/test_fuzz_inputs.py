@@ -1,5 +1,6 @@
 """Fuzzing the readers of untrusted input: configuration files, IDX files, N-MNIST event files and
-list files, CIFAR-10 batches, checkpoints, and bad command lines.
+list files, CIFAR-10 batches, checkpoints, network files (``.npz`` integer records, NIR and netx
+HDF5 files), and bad command lines.
 
 Every case is generated from a seed (``random.Random(f"{reader}-{index}")``), so a failure names a
 case that reproduces. Each case has an expectation from an oracle written here from the formats'
@@ -16,12 +17,16 @@ where the oracle instead checks whatever the reader returns). Outcome classes:
 
 The tests assert that only the first two occur (and both do). ``SPIKEPORT_FUZZ_CASES`` sets the
 cases per reader (default 200, a few seconds each); ``SPIKEPORT_FUZZ_REPORT=path.json`` writes
-the counts.
+the counts. HDF5 has no checksums over data: a flipped bit inside a weight of a NIR or netx file is
+a different, valid file, so for random damage to those the oracle checks only that the reader
+crashes, hangs and allocates nothing it should not; the HDF5 readers run with
+``SPIKEPORT_READ_TIMEOUT=5``, so a file on which libhdf5 hangs is refused, not a hang.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import gzip
 import io
 import json
@@ -34,6 +39,7 @@ import signal
 import struct
 import time
 import warnings
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -849,6 +855,648 @@ def test_fuzz_checkpoints(tiny_run, tmp_path):
             what = f"format {form}"
         run_case(tally, f"checkpoint-{i} ({what})", lambda: trainer.load_run(run), expect, [path],
                  checkpoint_check, marker=marker)
+    tally.finish()
+
+
+# ------------------------------------------------------------------------ network files (npz, NIR, netx)
+#
+# Each case starts from a valid file: a random small integer graph saved by spikeport (a .npz record,
+# a NIR file, a netx file), or one of the committed files of other libraries (snnTorch, Norse, sinabs
+# NIR; lava-dl slayer netx). A mutation of a known kind makes it valid or invalid by the format's
+# definition (the expectation), or damages random bytes (unknown). Accepted results are compared with
+# what the file holds: the values the mutation wrote (records), or the arithmetic of the pristine file.
+
+
+def random_graph(rng: random.Random, netx: bool = False):
+    """A small valid IntGraph: [conv -> group (-> sum pool)] -> dense -> group [-> recurrent dense] ->
+    dense -> group. ``netx``: what netx can hold (no pooling, dense weights even in [-256, 254] with
+    exponent 0, biases of exponent 6, one register value per layer)."""
+    from spikeport.sim.graph import Flatten, Input, IntGraph, NeuronGroup, Output
+    from spikeport.sim.network import Conv2d, Dense, Neurons, SumPool2d, conv_output_shape
+
+    nr = np.random.default_rng(rng.randrange(2 ** 32))
+
+    def neurons(n):
+        per = not netx and rng.random() < 0.3
+        bias_mant = nr.integers(-4096, 4096, n) if per else int(nr.integers(-200, 200))
+        bias_exp = 6 if netx else (nr.integers(0, 8, n) if per else int(nr.integers(0, 8)))
+        return Neurons(du=int(nr.integers(0, 4096)), dv=int(nr.integers(0, 4096)), vth=int(nr.integers(1, 300)),
+                       bias_mant=bias_mant, bias_exp=bias_exp)
+
+    def dense(n_out, n_in):
+        w = nr.integers(-128, 128, (n_out, n_in)) * 2
+        return Dense(w, weight_exp=0 if netx else int(nr.integers(-3, 3)))
+
+    nodes, edges, prev = {}, [], "in"
+    if rng.random() < 0.4:
+        c, h = rng.randint(1, 3), rng.randint(4, 7)
+        nodes["in"] = Input((c, h, h))
+        co, k, pad = rng.randint(1, 3), rng.randint(1, 3), rng.randint(0, 1)
+        nodes["conv"] = Conv2d(nr.integers(-256, 256, (co, c, k, k)), padding=(pad, pad),
+                               weight_exp=int(nr.integers(0, 2)))
+        shape = conv_output_shape((c, h, h), co, (k, k), (1, 1), (pad, pad))
+        nodes["feat"] = NeuronGroup(shape, neurons(math.prod(shape)))
+        edges += [("in", "conv"), ("conv", "feat")]
+        prev, n_in = "feat", math.prod(shape)
+        if not netx and rng.random() < 0.5 and min(shape[1:]) >= 2:
+            nodes["pool"], nodes["flat"] = SumPool2d(2), Flatten()
+            edges += [("feat", "pool"), ("pool", "flat")]
+            prev, n_in = "flat", shape[0] * (shape[1] // 2) * (shape[2] // 2)
+    else:
+        n_in = rng.randint(3, 12)
+        nodes["in"] = Input((n_in,))
+    hidden, n_out = rng.randint(2, 10), rng.randint(1, 5)
+    nodes["fc1"], nodes["hid"] = dense(hidden, n_in), NeuronGroup((hidden,), neurons(hidden))
+    edges += [(prev, "fc1"), ("fc1", "hid")]
+    if rng.random() < 0.3:
+        nodes["rec"] = dense(hidden, hidden)
+        edges += [("hid", "rec"), ("rec", "hid")]
+    nodes["fc2"], nodes["out"], nodes["y"] = dense(n_out, hidden), NeuronGroup((n_out,), neurons(n_out)), Output()
+    edges += [("hid", "fc2"), ("fc2", "out"), ("out", "y")]
+    return IntGraph(nodes, edges, dt=rng.choice([1e-3, 1.0, 2.5e-4]))
+
+
+def same_values(a, b) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype.kind in "biuf" and b.dtype.kind in "biuf" and bool(np.all(a == b))
+
+
+def same_graph(a, b) -> str | None:
+    """None if ``a`` and ``b`` are the same integer graph (names, node types, every field, edges, dt)."""
+    if type(a) is not type(b) or set(a.nodes) != set(b.nodes) or set(a.edges) != set(b.edges) or a.dt != b.dt:
+        return "a different graph (nodes, edges or dt)"
+    for name, x in a.nodes.items():
+        y = b.nodes[name]
+        if type(x) is not type(y):
+            return f"node {name!r}: {type(y).__name__} instead of {type(x).__name__}"
+        for f in dataclasses.fields(x):
+            u, v = getattr(x, f.name), getattr(y, f.name)
+            if hasattr(u, "FIELDS"):  # Neurons
+                if v is None or not all(same_values(getattr(u, k), getattr(v, k)) for k in u.FIELDS):
+                    return f"node {name!r}: other neuron registers"
+            elif isinstance(u, (np.ndarray, np.generic)) or isinstance(v, (np.ndarray, np.generic)):
+                if not same_values(u, v):
+                    return f"node {name!r}: other {f.name}"
+            elif u != v:
+                return f"node {name!r}: {f.name} {v!r} instead of {u!r}"
+    return None
+
+
+def same_arithmetic(a, b, steps: int = 6) -> str | None:
+    """None if the graphs compute the same (every group's spikes, u and v on a seeded input; groups
+    paired in order, so names may differ)."""
+    from spikeport.sim.simulator import simulate
+
+    shape = a.shapes[a.inputs()[0]]
+    if [a.shapes[n] for n in a.groups()] != [b.shapes[n] for n in b.groups()] or shape != b.shapes[b.inputs()[0]]:
+        return "other shapes"
+    x = (np.random.default_rng(5).random((2, steps, *shape)) < 0.5).astype(np.int8)
+    ra, rb = simulate(a, x, record=True), simulate(b, x, record=True)
+    for na, nb in zip(a.groups(), b.groups()):
+        if any(not np.array_equal(getattr(ra, k)[na], getattr(rb, k)[nb]) for k in ("spikes", "u", "v")):
+            return f"group {nb!r} computes differently"
+    return None
+
+
+# --- .npz integer records -----------------------------------------------------------------------------
+
+def npz_parts(path: Path) -> tuple[dict, dict]:
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    return json.loads(arrays.pop("header").tobytes()), arrays
+
+
+def npz_write(path: Path, header, arrays: dict, compressed: bool = True) -> None:
+    blob = header if isinstance(header, bytes) else json.dumps(header).encode()
+    (np.savez_compressed if compressed else np.savez)(path, header=np.frombuffer(blob, np.uint8), **arrays)
+
+
+def npy_bytes(arr, shape=None) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(arr.dtype),
+                                               "fortran_order": False, "shape": arr.shape if shape is None else shape})
+    buf.write(arr.tobytes())
+    return buf.getvalue()
+
+
+# register ranges from sim/formats.py's documentation (Lava's): valid values, and out-of-range ones
+REGISTER_BAD = {"du": [4096, -2, 10 ** 6], "dv": [-1, 4097], "vth": [-1, 2 ** 17 + 1], "bias_mant": [4096, -4097],
+                "bias_exp": [-1, 8], "weight": [256, -257, 2 ** 40]}
+REGISTER_OK = {"du": [0, 4095, -1], "dv": [0, 4096, 17], "vth": [0, 2 ** 17 - 1, 2 ** 17], "bias_mant": [-4096, 4095],
+               "bias_exp": [0, 7], "weight": [-256, 255, 0]}
+
+
+def array_refs(header: dict) -> list:
+    """``(node name, field, array key)`` of every array the graph header refers to."""
+    out = []
+    for name, entry in header["nodes"]:
+        for f, v in entry.items():
+            if isinstance(v, dict) and "array" in v:
+                out.append((name, f, v["array"]))
+            elif isinstance(v, dict) and "neurons" in v:
+                out += [(name, k, r["array"]) for k, r in v["neurons"].items() if isinstance(r, dict)]
+    return out
+
+
+def record_check(header: dict, arrays: dict):
+    """What an accepted record must hold: the arrays and fields the file gives, node by node."""
+    def check(got):
+        if header.get("format") != "spikeport.intgraph":  # a chain record
+            for i, layer in enumerate(header["layers"]):
+                syn = got.layers[i].synapse
+                if syn.kind != layer["kind"] or (f"{i}.weight" in arrays and not same_values(
+                        np.asarray(syn.weight), arrays[f"{i}.weight"])):
+                    return f"layer {i}: other synapse"
+                for n in ("du", "dv", "vth", "bias_mant", "bias_exp"):
+                    if not same_values(np.asarray(getattr(got.layers[i].neurons, n)), arrays[f"{i}.{n}"]):
+                        return f"layer {i}: other {n}"
+            return None if got.dt == header["dt"] else "other dt"
+        if list(got.nodes) != [n for n, _ in header["nodes"]] or got.dt != header["dt"]:
+            return "other nodes or dt"
+        if set(got.edges) != {tuple(e) for e in header["edges"]}:
+            return "other edges"
+        for name, entry in header["nodes"]:
+            node = got.nodes[name]
+            if node.kind != entry["kind"]:
+                return f"node {name!r}: kind {node.kind}"
+            for f, v in entry.items():
+                if f == "kind":
+                    continue
+                value = getattr(node, f)
+                if isinstance(v, dict) and "array" in v:
+                    ok = same_values(value, arrays[v["array"]])
+                elif isinstance(v, dict) and "neurons" in v:
+                    ok = all(same_values(getattr(value, k), arrays[r["array"]] if isinstance(r, dict) else r)
+                             for k, r in v["neurons"].items())
+                else:
+                    ok = (list(value) if isinstance(value, tuple) else value) == v
+                if not ok:
+                    return f"node {name!r}: other {f}"
+        return None
+    return check
+
+
+def npz_case(rng: random.Random, folder: Path):
+    """(path, expect, check, kind)."""
+    from spikeport.sim.network import IntNetwork
+
+    graph = random_graph(rng)
+    path = folder / "net.npz"
+    chain = rng.random() < 0.15
+    if chain:  # the older chain format
+        while "rec" in graph.nodes:
+            graph = random_graph(rng)
+        graph.to_chain().save(path)
+    else:
+        graph.save(path)
+    header, arrays = npz_parts(path)
+    kind = rng.choice(["valid", "dt", "register", "register", "dtype", "header", "zip", "bytes"] if not chain
+                      else ["valid", "dt", "bytes", "chain"])
+    expect = True
+    if kind == "valid":
+        if rng.random() < 0.3:  # stored, Fortran-order or big-endian arrays, an extra member: still the record
+            change = rng.randrange(3)
+            if change == 0:
+                arrays = {k: np.asfortranarray(v) for k, v in arrays.items()}
+            elif change == 1:
+                arrays = {k: v.astype(v.dtype.newbyteorder(">")) for k, v in arrays.items()}
+            else:
+                arrays["unused"] = np.arange(3)
+            npz_write(path, header, arrays, compressed=rng.random() < 0.5)
+    elif kind == "dt":
+        value, expect = rng.choice([(1e-3, True), (7, True), (0.5, True), (0, False), (-1e-3, False),
+                                    (float("nan"), False), (float("inf"), False), ("x", False), ([1], False)])
+        header["dt"] = value
+        npz_write(path, header, arrays)
+    elif kind == "register":  # one value of one array, in or out of its register's range
+        name, field, key = rng.choice(array_refs(header))
+        base = "weight" if field == "weight" else field
+        good = rng.random() < 0.5
+        value = rng.choice((REGISTER_OK if good else REGISTER_BAD)[base])
+        a = arrays[key].astype(np.int64).copy()
+        if a.size == 0:
+            return path, True, record_check(header, arrays), "register (empty)"
+        a.reshape(-1)[rng.randrange(a.size)] = value
+        arrays[key] = a
+        expect = good
+        npz_write(path, header, arrays)
+        kind = f"register {field}={value}"
+    elif kind == "dtype":  # the same values in another dtype (valid), or values no cast may wrap (invalid)
+        name, field, key = rng.choice(array_refs(header))
+        a = arrays[key]
+        form = rng.randrange(5)
+        if form == 0 and a.size and a.min() >= 0:
+            arrays[key] = a.astype(np.uint64)
+        elif form == 1:
+            arrays[key] = a.astype(np.float64)
+        elif form == 2 and a.size:
+            b = a.astype(np.uint64)
+            b.reshape(-1)[0] = 2 ** 64 - rng.randint(1, 3)  # as int64: -1 or -2, which every register but vth holds
+            arrays[key], expect = b, False
+        elif form == 3 and a.size:
+            b = a.astype(np.float64)
+            b.reshape(-1)[0] = rng.choice([0.5, float("nan"), float("inf"), 1e300, -(2.0 ** 64)])
+            arrays[key], expect = b, False
+        elif a.size:
+            arrays[key], expect = np.array([{"a": 1}] * a.size, dtype=object).reshape(a.shape), False
+        npz_write(path, header, arrays)
+        kind = f"dtype {form} {field}"
+    elif kind == "header":
+        expect = False
+        form = rng.randrange(14)
+        nodes = dict(header["nodes"])
+        if form == 0:
+            header["nodes"][rng.randrange(len(header["nodes"]))][1]["kind"] = rng.choice(["teleport", 3, None, ["dense"]])
+        elif form == 1:
+            del arrays[rng.choice(array_refs(header))[2]]
+        elif form == 2 and "conv" in nodes:
+            nodes["conv"][rng.choice(["stride", "padding"])] = rng.choice([[0, 1], [-1, 0], [1], [1.5, 1], "1"])
+        elif form == 3 and "pool" in nodes:
+            nodes["pool"]["kernel"] = rng.choice([0, -2, 2.5, "2", None, 10 ** 9])
+        elif form == 4:
+            shape = nodes["in"]["shape"]
+            shape[rng.randrange(len(shape))] += rng.choice([1, -10 ** 6, 2 ** 29])
+        elif form == 5:
+            header["edges"].append([rng.choice(list(nodes)), "nowhere"])
+        elif form == 6:
+            header["edges"] = [e for e in header["edges"] if e[1] != "y"]
+        elif form == 7:
+            header["version"] = rng.choice([2, "1", None])
+        elif form == 8:
+            header = rng.choice([b"\xff\xfe", b"[" * 100_000, b"[1, 2]", b"{\"format\": ", b"nan"])
+        elif form == 9:
+            header["meta"] = rng.choice([[1, 2], "x", 3])
+        elif form == 10:
+            header["edges"].append(list(header["edges"][0]))
+        elif form == 11:
+            header["nodes"].append(list(header["nodes"][0]))
+        elif form == 12:
+            del header[rng.choice(["nodes", "edges"])]
+        else:
+            old = rng.choice([n for n in nodes if n != "y"])  # a consistent rename: still valid
+            new = "renamed " + old
+            header["nodes"] = [[new if n == old else n, e] for n, e in header["nodes"]]
+            header["edges"] = [[new if a == old else a, new if b == old else b] for a, b in header["edges"]]
+            expect = True
+        if form in (2, 3) and expect is False and not (("conv" in nodes) if form == 2 else ("pool" in nodes)):
+            expect = True  # nothing to damage in this graph
+        npz_write(path, header, arrays)
+        kind = f"header {form}"
+    elif kind == "zip":
+        expect = False
+        form = rng.randrange(6)
+        members = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays}
+        target = rng.choice([k for k in members if k != "header"])
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for k, v in members.items():
+                if k == target and form == 0:  # a header declaring far more than the member holds
+                    zf.writestr(k + ".npy", npy_bytes(v, (rng.choice([10 ** 4, 3 * 10 ** 9, 2 ** 40]),)))
+                elif k == target and form == 1:
+                    zf.writestr(zipfile.ZipInfo(k + ".npy"), npy_bytes(v), compress_type=zipfile.ZIP_BZIP2)
+                elif k == target and form == 2:
+                    zf.writestr(k + ".npy", npy_bytes(v))
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        zf.writestr(k + ".npy", npy_bytes(v))  # the same name twice
+                elif k == target and form == 3:
+                    zf.writestr(k + ".npy", npy_bytes(v)[:-1])  # one byte short
+                else:
+                    zf.writestr(k + ".npy", npy_bytes(v))
+        if form == 4:  # the central directory claims 2**31 bytes for a member
+            blob = bytearray(path.read_bytes())
+            with zipfile.ZipFile(path) as zf:
+                directory = zf.start_dir
+            entry = blob.index((target + ".npy").encode(), directory) - 46
+            blob[entry + 24:entry + 28] = (2 ** 31).to_bytes(4, "little")
+            path.write_bytes(bytes(blob))
+        elif form == 5:
+            path.write_bytes(rng.choice([b"", b"PK\x05\x06" + bytes(18), bytes(rng.randrange(256) for _ in range(64))]))
+        kind = f"zip {form}"
+    elif kind == "chain":
+        expect = False
+        form = rng.randrange(4)
+        if form == 0:
+            header["layers"][0]["kind"] = "teleport"
+        elif form == 1:
+            del header["input_shape"]
+        elif form == 2:
+            header["dt"] = float("inf")
+        else:
+            header["layers"][0]["name"] = "renamed"
+            expect = True
+        npz_write(path, header, arrays)
+        kind = f"chain {form}"
+    else:  # random damage: an accepted file must still be exactly the record
+        blob = path.read_bytes()
+        path.write_bytes(mutate_bytes(rng, blob))
+        return path, None, record_check(*npz_parts_of(blob)), kind
+    return path, expect, record_check(header, arrays) if isinstance(header, dict) else None, kind
+
+
+def npz_parts_of(blob: bytes) -> tuple[dict, dict]:
+    with np.load(io.BytesIO(blob)) as data:
+        arrays = {k: data[k] for k in data.files}
+    return json.loads(arrays.pop("header").tobytes()), arrays
+
+
+def test_fuzz_npz_records(tmp_path):
+    from spikeport.sim.graph import load_record
+
+    tally = Tally("npz records")
+    for i in range(CASES):
+        rng = random.Random(f"npz-{i}")
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        path, expect, check, kind = npz_case(rng, folder)
+        run_case(tally, f"npz-{i} ({kind})", lambda: load_record(path), expect, [path], check)
+    tally.finish()
+
+
+# --- NIR files -------------------------------------------------------------------------------------------
+
+PEER_NIR = Path(__file__).parent / "data" / "peer_nir"
+PEER_NIR_FILES = {  # name: (dt, convention), as tests/test_nir_peers.py and test_nir_peer_graphs.py read them
+    "snntorch_leaky": (1e-4, "nir"), "snntorch_synaptic": (1e-4, "nir"), "snntorch_rleaky": (1e-4, "nir"),
+    "snntorch_rsynaptic": (1e-4, "nir"), "snntorch_conv": (1e-4, "nir"), "sinabs_cnn": (None, "nir"),
+    "norse_lif": (1e-3, "norse-1.1"), "norse_lifbox": (1e-3, "norse-1.1")}
+FLOAT_FIELDS = ("weight", "bias", "tau", "tau_mem", "tau_syn", "r", "v_leak", "v_threshold", "w_in")
+REQUIRED = {"Affine": ("weight",), "Linear": ("weight",), "Conv2d": ("weight",), "LIF": ("tau", "v_threshold"),
+            "CubaLIF": ("tau_mem", "tau_syn"), "IF": ("v_threshold",), "Input": ("shape",), "Output": ("shape",)}
+
+
+def flip_bits(rng: random.Random, blob: bytes, n: int) -> bytes:
+    """``n`` flipped bits and nothing else: offsets stay valid, so libhdf5 reads on into the damage
+    (tests/data/untrusted/hang.nir is one of our files with 23 of them, on which it never returns)."""
+    b = bytearray(blob)
+    for _ in range(n):
+        b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+    return bytes(b)
+
+
+def h5_replace(f, name: str, value) -> None:
+    if name in f:
+        del f[name]
+    f[name] = value
+
+
+def nir_case(rng: random.Random, folder: Path, peers: dict):
+    """(path, read kwargs, expect, check, kind)."""
+    import h5py
+
+    from spikeport.export.nir import write_nir_graph
+
+    path = folder / "net.nir"
+    if rng.random() < 0.35:
+        name = rng.choice(sorted(PEER_NIR_FILES))
+        dt, convention = PEER_NIR_FILES[name]
+        path.write_bytes((PEER_NIR / f"{name}.nir").read_bytes())
+        pristine, ours = peers[name], False
+        kwargs = {"dt": dt, "convention": convention}
+    else:
+        pristine, ours, kwargs = random_graph(rng), True, {}
+        write_nir_graph(path, pristine)
+    kind = rng.choice(["valid", "value", "value", "structure", "bytes", "flips", "garbage"] + ["record"] * (2 * ours))
+    # our writer may add a Flatten before a Dense that reads a feature map: the same arithmetic and dt
+    same = lambda got: same_arithmetic(pristine, got) or (None if got.dt == pristine.dt else "other dt")  # noqa: E731
+    if kind == "valid":
+        return path, kwargs, True, same, kind
+    if kind in ("bytes", "flips"):
+        path.write_bytes(mutate_bytes(rng, path.read_bytes(), rng.randint(1, 30)) if kind == "bytes"
+                         else flip_bits(rng, path.read_bytes(), rng.randint(5, 40)))
+        return path, kwargs, None, None, kind
+    if kind == "garbage":
+        path.write_bytes(rng.choice([b"", b"\x89HDF\r\n\x1a\n" + bytes(100), bytes(rng.randrange(256) for _ in range(500))]))
+        return path, kwargs, False, None, kind
+    with h5py.File(path, "r+") as f:
+        nodes = f["node/nodes"]
+        names = sorted(nodes)
+        if kind == "value":  # one float parameter of one node
+            fields = [(n, k) for n in names for k in FLOAT_FIELDS if k in nodes[n]
+                      and isinstance(nodes[n][k], h5py.Dataset) and nodes[n][k].size]
+            node, field = rng.choice(fields)
+            a = np.array(nodes[node][field][()], dtype=np.float64)  # (a 0-d array, not a scalar: writable)
+            i = rng.randrange(a.size)
+            value, expect = rng.choice([(float("nan"), False), (float("-inf"), False), (1e35, False), (-1e300, False),
+                                        ("uint64", False), ("scale", True)]
+                                       + [(float("inf"), None if field.startswith("tau") else
+                                           (None if field in ("r", "w_in") else False))])
+            if value == "uint64":
+                a = np.full(a.shape, 2 ** 64 - 1, dtype=np.uint64)
+            elif value == "scale":  # a finite change: our files keep their exact records; peers' floats change
+                a.reshape(-1)[i] *= 1.5
+                if not ours:
+                    same = None
+            else:
+                a.reshape(-1)[i] = value
+            h5_replace(nodes[node], field, a)
+            return path, kwargs, expect, same if expect else None, f"value {node}.{field}={value}"
+        if kind == "record":
+            node = rng.choice([n for n in names if "metadata/spikeport" in nodes[n]])
+            record = json.loads(nodes[node]["metadata/spikeport"][()])
+            form = rng.randrange(8)
+            keys = sorted(record["arrays"])
+            packed = record["arrays"][rng.choice(keys)] if keys else None
+            expect = False
+            if form == 0 and packed and math.prod(packed["shape"]):
+                n = math.prod(packed["shape"])
+                packed.pop("b64", None)
+                packed["list"] = [rng.choice([1.5, 2 ** 64 - 1, -(2 ** 63) - 1, "1", None])] * n
+            elif form == 1 and packed:
+                packed["shape"] = rng.choice([[10 ** 7, 10 ** 7], [-1], [2, "x"], "3"])
+            elif form == 2 and packed:
+                packed.pop("list", None)
+                packed["b64"] = rng.choice(["!!", "", "AAAA" * 10 ** 4])
+            elif form == 3:
+                record["format"] = rng.choice(["spikeport.nir/9", None, 1])
+            elif form == 4:
+                record = rng.choice(["{", "[1]", "nan", "\"x\""])
+            elif form == 5:
+                record["node"]["kind"] = rng.choice(["teleport", None, 1])
+            elif form == 6 and keys:
+                del record["arrays"][keys[0]]
+            else:  # the file's time step: any positive value is valid
+                dt = rng.choice([1e-4, 0.5, 3.0])
+                h5_replace(f["node/metadata"], "spikeport.dt", dt)
+                return path, kwargs, True, lambda got, dt=dt: (None if got.dt == dt else "other dt"), "record dt"
+            if form in (0, 1, 2, 6) and (not packed or not math.prod(packed["shape"])):
+                return path, kwargs, True, same, "record (no arrays)"
+            h5_replace(nodes[node]["metadata"], "spikeport", record if isinstance(record, str) else json.dumps(record))
+            return path, kwargs, expect, None, f"record {form}"
+        form = rng.randrange(8)
+        if form == 0:  # a dataset every node of its type needs
+            have = [(n, k) for n in names for k in REQUIRED.get(_nir_type(nodes[n]), ()) if k in nodes[n]]
+            node, field = rng.choice(have)
+            del nodes[node][field]
+        elif form == 1:
+            nodes[names[0]]["link"] = h5py.SoftLink("/node/edges")
+        elif form == 2:
+            nodes[names[0]]["link"] = h5py.ExternalLink(str(PEER_NIR / "snntorch_leaky.nir"), "/node")
+        elif form == 3:
+            nodes[names[0]].create_dataset("extra", data=np.zeros(2, dtype=[("a", "<i4"), ("b", "<f4")]))
+        elif form == 4:  # 64 TB declared, nothing written
+            nodes[names[0]].create_dataset("extra", shape=(2 ** 22, 2 ** 22), dtype=np.float32, chunks=(64, 64))
+        elif form == 5:
+            g = nodes[names[0]]
+            for k in range(40):
+                g = g.create_group(f"d{k}")
+        elif form == 6:
+            edges = f["node/edges"][()]
+            h5_replace(f["node"], "edges", np.concatenate([edges, np.array([[edges[0][0], b"nowhere"]], dtype=object)]).astype(
+                h5py.string_dtype()))
+        else:
+            inputs = [n for n in names if _nir_type(nodes[n]) == "Input"]
+            h5_replace(nodes[inputs[0]], "shape", np.array([2 ** 20, 2 ** 20]))
+        return path, kwargs, False, None, f"structure {form}"
+
+
+def _nir_type(group) -> str:
+    t = group["type"][()] if "type" in group else b""
+    return t.decode() if isinstance(t, bytes) else str(t)
+
+
+def test_fuzz_nir_files(tmp_path, monkeypatch):
+    from spikeport.export.nir import read_nir
+
+    monkeypatch.setenv("SPIKEPORT_READ_TIMEOUT", "5")  # a file that hangs libhdf5 is refused well before HANG_SECONDS
+    peers = {name: read_nir(PEER_NIR / f"{name}.nir", dt=dt, convention=conv)[0]
+             for name, (dt, conv) in PEER_NIR_FILES.items()}
+    tally, timeouts = Tally("NIR files"), Counter()
+    for i in range(CASES):
+        rng = random.Random(f"nir-{i}")
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        path, kwargs, expect, check, kind = nir_case(rng, folder, peers)
+        run_case(tally, f"nir-{i} ({kind})", counting_timeouts(lambda: read_nir(path, **kwargs)[0], timeouts),
+                 expect, [path], check)
+    print(f"\nNIR files refused at the read timeout (libhdf5 did not finish): {timeouts['n']}")
+    tally.finish()
+
+
+def counting_timeouts(read, timeouts: Counter):
+    """``read``, counting the refusals at SPIKEPORT_READ_TIMEOUT (files on which libhdf5 hangs)."""
+    def run():
+        try:
+            return read()
+        except ValueError as err:
+            timeouts["n"] += "SPIKEPORT_READ_TIMEOUT" in str(err)
+            raise
+    return run
+
+
+# --- netx files ---------------------------------------------------------------------------------------------
+
+LAVA_DL = Path(__file__).parent / "data" / "lava_dl"
+
+
+def netx_case(rng: random.Random, folder: Path, slayer: dict):
+    """(path, expect, check, kind)."""
+    import h5py
+
+    from spikeport.export.netx import write_netx
+
+    path = folder / "net.net"
+    if rng.random() < 0.3:
+        name = rng.choice(sorted(slayer))
+        path.write_bytes((LAVA_DL / f"{name}.net").read_bytes())
+        pristine = slayer[name]
+    else:
+        for attempt in range(20):  # not every random graph is netx-expressible (netx's weight rescaling)
+            pristine = random_graph(random.Random(f"{rng.random()}-{attempt}"), netx=True)
+            try:
+                write_netx(pristine, path)
+                break
+            except ValueError:
+                continue
+    same = lambda got: same_arithmetic(pristine, got)  # noqa: E731
+    kind = rng.choice(["valid", "value", "value", "neuron", "structure", "attr", "bytes", "flips", "garbage"])
+    if kind == "valid":
+        return path, True, same, kind
+    if kind in ("bytes", "flips"):
+        path.write_bytes(mutate_bytes(rng, path.read_bytes(), rng.randint(1, 30)) if kind == "bytes"
+                         else flip_bits(rng, path.read_bytes(), rng.randint(5, 40)))
+        return path, None, None, kind
+    if kind == "garbage":
+        path.write_bytes(rng.choice([b"", bytes(rng.randrange(256) for _ in range(300))]))
+        return path, False, None, kind
+    with h5py.File(path, "r+") as f:
+        layers = f["layer"]
+        n = len(layers)
+        if kind == "attr":  # our names attribute damaged: the same network under default names
+            f.attrs["spikeport"] = rng.choice(["{", "[1, 2]", "{\"format\": \"spikeport.netx/2\", \"names\": 3}"])
+            return path, True, same, kind
+        with_weight = [k for k in range(n) if "weight" in layers[str(k)]]
+        with_neuron = [k for k in range(n) if "neuron" in layers[str(k)]]
+        if kind == "value":
+            k = rng.choice(with_weight)
+            w = layers[f"{k}/weight"][()].astype(np.float64)
+            form = rng.randrange(5)
+            if form == 0:
+                w.reshape(-1)[rng.randrange(w.size)] = rng.choice([float("nan"), float("inf"), float("-inf")])
+            elif form == 1:
+                w = np.full(w.shape, 2 ** 64 - 2, dtype=np.uint64)
+            elif form == 2:
+                w = np.concatenate([w, w], axis=0)  # rows that do not match the layer's shape
+            elif form == 3:
+                h5_replace(layers[str(k)], "shape", np.array(rng.choice([[0], [2 ** 30], [-3]])))
+                return path, False, None, f"value shape {k}"
+            else:
+                h5_replace(layers[str(k)], "delay", np.ones(w.shape[:1], dtype=np.int64))
+                if _netx_type(layers[str(k)]) == "conv":
+                    return path, True, same, "value delay on conv"  # netx ignores conv delays (hdf5.py 527-530)
+                return path, False, None, f"value delay {k}"
+            h5_replace(layers[str(k)], "weight", w)
+            return path, False, None, f"value {form} layer {k}"
+        if kind == "neuron":
+            if not with_neuron:
+                return path, True, same, "neuron (none)"
+            ng = layers[f"{rng.choice(with_neuron)}/neuron"]
+            key, value = rng.choice([("iDecay", 5000), ("iDecay", -1), ("vDecay", -1), ("vDecay", 4097),
+                                     ("vThMant", 2 ** 17 + 1), ("vThMant", -1), ("messageBits", 1),
+                                     ("type", b"SDNN"), ("iDecay", 2 ** 64 - 1)])
+            if key in ng:
+                del ng[key]
+            ng[key] = np.array(value, dtype=np.uint64) if value == 2 ** 64 - 1 else value
+            return path, False, None, f"neuron {key}={value!r}"
+        form = rng.randrange(7)
+        if form == 0:  # layer/1 .. layer/n-1 are left, or nothing: netx builds nothing from either
+            del f["layer/0"]
+        elif form == 1:
+            layers["0"]["link"] = h5py.SoftLink("/layer")
+        elif form == 2:
+            layers["0"].create_dataset("extra", data=np.zeros(2, dtype=[("a", "<i4"), ("b", "<f4")]))
+        elif form == 3:
+            layers["0"].create_dataset("extra", shape=(2 ** 22, 2 ** 22), dtype=np.float32, chunks=(64, 64))
+        elif form == 4:
+            g = layers["0"]
+            for d in range(40):
+                g = g.create_group(f"d{d}")
+        elif form == 5:
+            f.move("layer", "layers")
+        else:
+            h5_replace(layers[str(n - 1)], "type", np.array([rng.choice([b"pool", b"concat", b"teleport"])]))
+        return path, False, None, f"structure {form}"
+
+
+def _netx_type(group) -> str:
+    t = group["type"][()]
+    t = t.reshape(-1)[0] if isinstance(t, np.ndarray) else t
+    return t.decode() if isinstance(t, bytes) else str(t)
+
+
+def test_fuzz_netx_files(tmp_path, monkeypatch):
+    from spikeport.export.netx import read_netx
+
+    monkeypatch.setenv("SPIKEPORT_READ_TIMEOUT", "5")
+    slayer = {p.stem: read_netx(p) for p in sorted(LAVA_DL.glob("*.net"))}
+    tally, timeouts = Tally("netx files"), Counter()
+    for i in range(CASES):
+        rng = random.Random(f"netx-{i}")
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        path, expect, check, kind = netx_case(rng, folder, slayer)
+        run_case(tally, f"netx-{i} ({kind})", counting_timeouts(lambda: read_netx(path), timeouts), expect, [path],
+                 check)
+    print(f"\nnetx files refused at the read timeout (libhdf5 did not finish): {timeouts['n']}")
     tally.finish()
 
 
