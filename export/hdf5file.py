@@ -181,11 +181,12 @@ class _Server:
     several threads take turns."""
 
     def __init__(self):
-        self.proc = None
+        self.proc, self.owner = None, None
         self.lock = threading.Lock()
         atexit.register(self.stop)
 
     def start(self) -> None:
+        self.owner = os.getpid()
         self.proc = subprocess.Popen([sys.executable, "-I", str(WORKER), "serve"], env=_worker_env(), text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
@@ -195,7 +196,7 @@ class _Server:
                                "is h5py installed?")
 
     def stop(self) -> None:
-        if self.proc is not None:
+        if self.proc is not None and self.owner == os.getpid():
             self.proc.kill()
             self.proc.wait()
             for pipe in (self.proc.stdin, self.proc.stdout):
@@ -208,6 +209,8 @@ class _Server:
 
     def run(self, request: dict) -> dict:
         with self.lock:
+            if self.owner != os.getpid():  # a forked copy of this process: the server's pipes are the parent's
+                self.proc = None
             if self.proc is None or self.proc.poll() is not None:
                 self.start()
             try:

@@ -1576,6 +1576,8 @@ BAD_COMMAND_LINES = [  # (command line, what the one-line error must name)
     ("traffic {run} --dataset digits --profile nope --out {tmp}/t", "nope"),
     ("traffic {run} --dataset digits --profile {list_json} --out {tmp}/t", "list.json"),
     ("traffic {run} --out {tmp}/t", "--input"), ("traffic {tmp}/missing --dataset digits --out {tmp}/t", "missing"),
+    ("simulate {lie_npz} --dataset digits", "lie.npz"), ("simulate {nan_nir} --dataset digits", "nan.nir"),
+    ("simulate {wrap_netx} --dataset digits", "wrap.net"),
 ]
 
 
@@ -1627,7 +1629,43 @@ def cli_files(tiny_run, tmp_path_factory):
     blob = f["short_npy"].read_bytes()
     f["short_npy"].write_bytes(blob[:-10])
     f["marker"] = marker
+    network_files(tmp, f)
     return f
+
+
+def network_files(tmp: Path, f: dict) -> None:
+    """A .npz declaring 24 GB in its header, a NIR file with a NaN weight, a netx file with a uint64
+    weight that int64 would wrap to -2 (each of the digits network's shape: 64 inputs)."""
+    import h5py
+
+    from spikeport.export.netx import write_netx
+    from spikeport.export.nir import write_nir_graph
+    from spikeport.sim.graph import Input, IntGraph, NeuronGroup, Output
+    from spikeport.sim.network import Dense, Neurons
+
+    w = np.random.default_rng(0).integers(-50, 50, (10, 64)) * 2
+    graph = IntGraph({"in": Input((64,)), "fc": Dense(w), "g": NeuronGroup((10,), Neurons(dv=100, vth=20)), "y": Output()},
+                     [("in", "fc"), ("fc", "g"), ("g", "y")])
+    graph.save(tmp / "net.npz")
+    header, arrays = npz_parts(tmp / "net.npz")
+    f["lie_npz"] = tmp / "lie.npz"
+    with zipfile.ZipFile(f["lie_npz"], "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("header.npy", npy_bytes(np.frombuffer(json.dumps(header).encode(), np.uint8)))
+        for k, v in arrays.items():
+            zf.writestr(k + ".npy", npy_bytes(v, (3_000_000_000,) if k.endswith("weight") else None))
+    f["nan_nir"], f["wrap_netx"] = tmp / "nan.nir", tmp / "wrap.net"
+    write_nir_graph(f["nan_nir"], graph)
+    write_netx(graph, f["wrap_netx"])
+    with h5py.File(f["nan_nir"], "r+") as h:
+        a = h["node/nodes/fc/weight"][()].astype(np.float64)
+        a[0, 0] = np.nan
+        h5_replace(h["node/nodes/fc"], "weight", a)
+    with h5py.File(f["wrap_netx"], "r+") as h:
+        key = next(f"layer/{k}/weight" for k in range(len(h["layer"])) if f"layer/{k}/weight" in h)
+        a = np.abs(h[key][()]).astype(np.uint64)
+        a[0, 0] = 2 ** 64 - 2
+        del h[key]
+        h[key] = a
 
 
 def test_fuzz_bad_command_lines(cli_files):
