@@ -127,6 +127,17 @@ def test_bad_target_options_are_refused(tmp_path):
         LossSpec("hamming", targets=str(tmp_path / "missing.npy")).table(4, 2)
     with pytest.raises(ValueError, match="'spikeport.train.patterns:nothing'"):
         LossSpec("hamming", targets="spikeport.train.patterns:nothing").table(4, 2)
+
+
+def test_target_functions_outside_spikeport_are_not_imported(tmp_path, monkeypatch):
+    """A configuration naming another module must not run it (a config file is data)."""
+    (tmp_path / "evil_targets.py").write_text(
+        f"open({str(tmp_path / 'ran')!r}, 'w').write('x')\ndef table(T, C):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for source in ("evil_targets:table", "os:system", "spikeportx.evil:table"):
+        with pytest.raises(ValueError, match="only spikeport's own modules"):
+            LossSpec("hamming", targets=source).table(4, 2)
+    assert not (tmp_path / "ran").exists()
     with pytest.raises(ValueError, match="-1.0"):
         LossSpec("van_rossum", tau=-1.0)
     spec = LossSpec("hamming", targets=table_file(tmp_path, np.zeros((3, 4, 2))))

@@ -20,8 +20,10 @@ output with a target train ``y`` per sample, looked up by the label in a target 
   one-hot label repeated at every step.
 - ``targets = "FILE.npy"``: any table, a 0/1 array ``(K, T, C)``; the label ``k`` selects train
   ``k`` (per-sample targets: label each sample with its own row).
-- ``targets = "package.module:function"``: ``function(T, C)`` returns the table (a function
-  giving every label's train, e.g. ``train.patterns.digit_patterns``).
+- ``targets = "spikeport.module:function"``: ``function(T, C)`` returns the table (a function
+  giving every label's train, e.g. ``spikeport.train.patterns:digit_patterns``). Only modules of
+  spikeport itself are imported: a configuration file is data, and naming another module in it
+  must not run that module's code.
 
 The decoder of a sequence loss returns the label whose target train is nearest to the output.
 
@@ -94,6 +96,9 @@ def _read_table(source: str, T: int, C: int, stamp) -> np.ndarray:
             raise ValueError(f"cannot read target table {source!r}: {err}") from None
     else:
         module, name = source.split(":")
+        if not (module == "spikeport" or module.startswith("spikeport.")) or not name.isidentifier():
+            raise ValueError(f"target function {source!r}: only spikeport's own modules are imported "
+                             "(e.g. 'spikeport.train.patterns:digit_patterns'); use a .npy table for other targets")
         try:
             fn = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as err:
