@@ -15,6 +15,7 @@ Rows (``--group``):
   ``nmnist-mlp``.
 - ``nmnist-compare``: the seed's comparison on the subset: ``nmnist-rate50`` (rate-coded STBP,
   T = 50) against ``nmnist-seq`` (T = 25) with van Rossum and with Hamming; same network, epochs.
+  ``nmnist-compare-seed1``: the same three runs with ``optim.seed = 1``.
 
 Usage::
 
@@ -49,6 +50,8 @@ ROWS = {
          {"optim.epochs": 15, "loss.name": "hamming", "loss.target_rate": 0.5}),
         ("Hamming, CUBA with STBP's settings, target rate 1.0", "digits-mlp",
          {"optim.epochs": 15, "loss.name": "hamming", **STBP_CUBA}),
+        ("Hamming, CUBA with STBP's settings, target rate 0.5", "digits-mlp",
+         {"optim.epochs": 15, "loss.name": "hamming", "loss.target_rate": 0.5, **STBP_CUBA}),
         ("digits-seq (CUBA, van Rossum), 15 epochs", "digits-seq", {"optim.epochs": 15}),
         ("digits-seq, Hamming, 15 epochs", "digits-seq", {"optim.epochs": 15, "loss.name": "hamming"}),
         ("digits-seq, van Rossum, target rate 0.5, 15 epochs", "digits-seq",
@@ -68,6 +71,11 @@ ROWS = {
         ("nmnist-rate50 (LIF, rate MSE, T = 50)", "nmnist-rate50", {}),
         ("nmnist-seq (CUBA, van Rossum, T = 25)", "nmnist-seq", {}),
         ("nmnist-seq (CUBA, Hamming, T = 25)", "nmnist-seq", {"loss.name": "hamming"}),
+    ],
+    "nmnist-compare-seed1": [
+        ("nmnist-rate50 (LIF, rate MSE, T = 50), seed 1", "nmnist-rate50", {"optim.seed": 1}),
+        ("nmnist-seq (CUBA, van Rossum, T = 25), seed 1", "nmnist-seq", {"optim.seed": 1}),
+        ("nmnist-seq (CUBA, Hamming, T = 25), seed 1", "nmnist-seq", {"loss.name": "hamming", "optim.seed": 1}),
     ],
 }
 
