@@ -664,7 +664,10 @@ def _nir_dict(group, path, where: str = "/node") -> dict:
         a = np.asarray(value) if isinstance(value, (np.ndarray, np.generic)) else None
         if a is not None and a.dtype.kind == "u" and a.size and a.max() > 2 ** 63 - 1:
             raise ValueError(f"{path}: {where}/{key} = {int(a.max())} is beyond int64")
-        out[key] = value.decode("utf8") if isinstance(value, bytes) else value
+        try:
+            out[key] = value.decode("utf8") if isinstance(value, bytes) else value
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: {where}/{key} is not UTF-8 text") from None
     return out
 
 
@@ -1353,12 +1356,15 @@ def read_nir(path, dt: float | None = None, spec=None, convention: str = "nir") 
     graph = read_graph(path)
     file_dt = (graph.metadata or {}).get(DT_KEY)
     use_dt = float(dt if dt is not None else file_dt) if (dt is not None or file_dt is not None) else None
-    exact = _exact_from_metadata(graph, path, use_dt)
-    if exact is not None:
-        return exact, {"source": "spikeport metadata", "dt": use_dt}
-    notes = convention_notes(convention)
-    fg = nir_to_float_graph(apply_convention(graph, convention, use_dt or 1.0), use_dt, notes)
-    net, report = quantize_graph(fg, spec or QuantSpec(), meta={"source": str(path)})
+    try:  # what the file holds is refused naming the node; say which file too
+        exact = _exact_from_metadata(graph, path, use_dt)
+        if exact is not None:
+            return exact, {"source": "spikeport metadata", "dt": use_dt}
+        notes = convention_notes(convention)
+        fg = nir_to_float_graph(apply_convention(graph, convention, use_dt or 1.0), use_dt, notes)
+        net, report = quantize_graph(fg, spec or QuantSpec(), meta={"source": str(path)})
+    except ValueError as err:
+        raise ValueError(str(err) if str(path) in str(err) else f"{path}: {err}") from None
     return net, {"source": "float parameters", "dt": use_dt, "quantization": report, "notes": notes,
                  "float_graph": fg}
 

@@ -1038,8 +1038,6 @@ def record_check(header: dict, arrays: dict):
 
 def npz_case(rng: random.Random, folder: Path):
     """(path, expect, check, kind)."""
-    from spikeport.sim.network import IntNetwork
-
     graph = random_graph(rng)
     path = folder / "net.npz"
     chain = rng.random() < 0.15
@@ -1283,8 +1281,10 @@ def nir_case(rng: random.Random, folder: Path, peers: dict):
             if value == "uint64":
                 a = np.full(a.shape, 2 ** 64 - 1, dtype=np.uint64)
             elif value == "scale":  # a finite change: our files keep their exact records; peers' floats change
-                a.reshape(-1)[i] *= 1.5
-                if not ours:
+                if ours:
+                    a.reshape(-1)[i] *= 1.5
+                else:  # all of it (one neuron's gain alone may not fit a convolution: a refusal by design)
+                    a *= 1.5
                     same = None
             else:
                 a.reshape(-1)[i] = value
