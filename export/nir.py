@@ -767,7 +767,9 @@ def _check_metadata(meta, where: str, graph_level: bool = False) -> None:
     if not isinstance(meta, dict):
         raise ValueError(f"{where}: metadata must be a mapping, got {type(meta).__name__}")
     for key, value in meta.items():
-        if isinstance(value, (str, bytes)) or value is None:
+        strings = np.asarray(value).dtype.kind in "SUO" and all(
+            isinstance(v, (str, bytes)) for v in np.asarray(value, dtype=object).reshape(-1))
+        if isinstance(value, (str, bytes)) or value is None or strings:  # text, or a list of it (notes)
             pass
         elif isinstance(value, dict):
             _check_metadata(value, f"{where} (metadata {key!r})")
