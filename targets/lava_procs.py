@@ -69,6 +69,23 @@ def _from_lava_order(arr: np.ndarray, shape: tuple) -> np.ndarray:
     return back.reshape(*back.shape[:-n], -1)
 
 
+def _progress(items, desc: str):
+    """A progress bar over ``items`` where the runtime has tqdm (the managed runtime does not
+    install it), else a plain count on stderr."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        import sys
+
+        def counted():
+            n = len(items)
+            for i, item in enumerate(items):
+                print(f"\r{desc}: {i + 1}/{n}", end="" if i + 1 < n else "\n", file=sys.stderr, flush=True)
+                yield item
+        return counted()
+    return tqdm(items, desc=desc, unit="sample")
+
+
 def lava_conv_weight(w_torch: np.ndarray) -> np.ndarray:
     """PyTorch cross-correlation kernel ``(C_out, C_in, kH, kW)`` -> Lava convolution kernel
     ``(C_out, kW, kH, C_in)`` (transposed and spatially flipped)."""
@@ -167,9 +184,7 @@ class LavaNetwork:
         first = self.lifs[0]
         samples = range(S)
         if progress:
-            from tqdm.auto import tqdm
-
-            samples = tqdm(samples, desc="lava", unit="sample")
+            samples = _progress(samples, "lava")
         try:
             for _ in samples:
                 first.run(condition=RunSteps(num_steps=T), run_cfg=cfg)
@@ -503,9 +518,7 @@ class LavaGraph:
         bias_group = [n for n in self.graph.inputs() if self.graph.neurons(n) is not None]
         samples = range(self.S)
         if progress:
-            from tqdm.auto import tqdm
-
-            samples = tqdm(samples, desc="lava", unit="sample")
+            samples = _progress(samples, "lava")
         import time
 
         self.timing = {"samples": self.S, "steps_per_sample": self.steps}

@@ -152,3 +152,13 @@ def test_netx_periodic_reset_stream(interval, offset):
     expect = np.where(b[first] > 80 << 6, 0, b[first])
     assert np.array_equal(v[first], expect)
     assert not np.array_equal(v[~first], np.where(b[~first] > 80 << 6, 0, b[~first]))  # elsewhere v integrates
+
+
+def test_progress_reporting_works_in_the_runtime(capfd):
+    """The managed runtime has no tqdm: progress falls back to a count on stderr (it crashed before)."""
+    rng = np.random.default_rng(17)
+    graph = recurrent_graph(rng)
+    x = spikes(rng, (2, 6, 10), 0.4)
+    res = run_lava(graph, x, progress=True)
+    assert np.array_equal(res.output, simulate(graph, x).output)
+    assert "lava" in capfd.readouterr().err
