@@ -308,6 +308,8 @@ def check_payload(x, input_shape: tuple, where: str = "input") -> np.ndarray:
     if x.dtype.kind not in "biuf":
         raise ValueError(f"{where}: dtype {x.dtype} is not numeric")
     x = x.reshape(x.shape[0], x.shape[1], n_in)
+    if x.dtype == np.bool_:  # spikes by type: no scan of the values needed
+        return x.view(np.uint8)
     if not x.size or np.all((x == 0) | (x == 1)):
         return x.astype(np.uint8)
     return GRADED.check(x, where)
@@ -410,8 +412,8 @@ def simulate(net, x=None, timing: str = "hardware", record: bool = False, batch_
     if isinstance(net, IntGraph):
         return simulate_graph(net, x, timing, record, batch_size, progress, input_bias, steps, reset_interval,
                               reset_offset)
-    if x is not None:
-        check_input(net, x)  # chains take 0/1 spikes (the graph form accepts graded payloads)
+    if x is not None:  # chains take 0/1 spikes (the graph form accepts graded payloads); checked once
+        x = check_input(net, x).view(np.bool_)
     res = simulate_graph(IntGraph.from_chain(net), x, timing, record, batch_size, progress, input_bias, steps,
                          reset_interval, reset_offset)
     if not record:
