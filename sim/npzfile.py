@@ -101,15 +101,23 @@ def _check_directory(path, infos, budget: int, limits: dict) -> list:
     return infos
 
 
-def _read_member(path, name: str, member, size: int) -> np.ndarray:
+def read_npy_header(stream) -> tuple:
+    """``(shape, fortran_order, dtype)`` from a ``.npy`` stream positioned at its start, leaving it
+    at the data; a ``ValueError`` for formats other than 1.0 and 2.0 (3.0 allows non-ASCII names)."""
     fmt = np.lib.format
-    version = fmt.read_magic(member)
+    version = fmt.read_magic(stream)
     if version == (1, 0):
-        shape, fortran, dtype = fmt.read_array_header_1_0(member)
-    elif version == (2, 0):
-        shape, fortran, dtype = fmt.read_array_header_2_0(member)
-    else:
-        raise NpzError(path, f"member {name!r}: .npy format {version} is not read (1.0 and 2.0 are)")
+        return fmt.read_array_header_1_0(stream)
+    if version == (2, 0):
+        return fmt.read_array_header_2_0(stream)
+    raise ValueError(f".npy format {version} is not read (1.0 and 2.0 are)")
+
+
+def _read_member(path, name: str, member, size: int) -> np.ndarray:
+    try:
+        shape, fortran, dtype = read_npy_header(member)
+    except ValueError as err:
+        raise NpzError(path, f"member {name!r}: {err}") from None
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in _DTYPE_KINDS:
         raise NpzError(path, f"member {name!r} has dtype {dtype}; numbers or booleans expected")
     if any(s < 0 for s in shape):

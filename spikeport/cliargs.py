@@ -108,7 +108,8 @@ def load_input_spikes(path) -> "np.ndarray":  # noqa: F821 - numpy imported lazi
     checked against the file and ``MAX_INPUT_BYTES`` before reading; ``ValueError`` naming the
     file otherwise. Values are checked by the network runners (``sim.simulator.check_input``)."""
     import numpy as np
-    from numpy.lib import format as npy
+
+    from spikeport.sim.npzfile import read_npy_header
 
     path = Path(path)
     if not path.is_file():
@@ -116,13 +117,7 @@ def load_input_spikes(path) -> "np.ndarray":  # noqa: F821 - numpy imported lazi
     size = path.stat().st_size
     try:
         with open(path, "rb") as f:
-            version = npy.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = npy.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = npy.read_array_header_2_0(f)
-            else:
-                raise ValueError(f".npy format version {version} (1.0 and 2.0 are read)")
+            shape, fortran, dtype = read_npy_header(f)
             offset = f.tell()
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
         problem = " ".join(str(exc).split())[:200]

@@ -86,6 +86,17 @@ def _progress(items, desc: str):
     return tqdm(items, desc=desc, unit="sample")
 
 
+def reset_state(lifs, synapses) -> None:
+    """Back to rest between samples: ``u``, ``v`` and every synaptic buffer set to 0 (Dense keeps
+    ``a_buff``, Conv ``a_buf``: what each sends at the next step)."""
+    for lif in lifs:
+        lif.u.set(np.zeros(lif.u.shape))
+        lif.v.set(np.zeros(lif.v.shape))
+    for syn in synapses:
+        buf = syn.a_buff if hasattr(syn, "a_buff") else syn.a_buf
+        buf.set(np.zeros(buf.shape))
+
+
 def lava_conv_weight(w_torch: np.ndarray) -> np.ndarray:
     """PyTorch cross-correlation kernel ``(C_out, C_in, kH, kW)`` -> Lava convolution kernel
     ``(C_out, kW, kH, C_in)`` (transposed and spatially flipped)."""
@@ -188,12 +199,7 @@ class LavaNetwork:
         try:
             for _ in samples:
                 first.run(condition=RunSteps(num_steps=T), run_cfg=cfg)
-                for lif in self.lifs:
-                    lif.u.set(np.zeros(lif.u.shape))
-                    lif.v.set(np.zeros(lif.v.shape))
-                for syn in self.synapses:
-                    buf = syn.a_buff if hasattr(syn, "a_buff") else syn.a_buf
-                    buf.set(np.zeros(buf.shape))
+                reset_state(self.lifs, self.synapses)
             return self._collect(S, T)
         finally:
             first.stop()
@@ -533,12 +539,7 @@ class LavaGraph:
                 anchor.run(condition=RunSteps(num_steps=self.steps), run_cfg=cfg)
                 if self.stream:
                     continue
-                for lif in self.lifs:
-                    lif.u.set(np.zeros(lif.u.shape))
-                    lif.v.set(np.zeros(lif.v.shape))
-                for syn in self.synapses:
-                    buf = syn.a_buff if hasattr(syn, "a_buff") else syn.a_buf
-                    buf.set(np.zeros(buf.shape))
+                reset_state(self.lifs, self.synapses)
             self.timing["all_samples_s"] = time.perf_counter() - t_start
             return self._collect()
         finally:
