@@ -15,10 +15,11 @@ Neuron: ``threshold=0.5, current_decay=1.0, voltage_decay=0.8`` so that slayer's
     u[t] = (1 - 1.0) u[t-1] + x[t] = x[t],   v[t] = (1 - 0.8) v[t-1] + u[t],   s = v >= 0.5,   v *= 1 - s
 
 is STBP's LIF, as closely as slayer allows. What differs from STBP (and spikeport):
-  * slayer simulates Loihi's fixed point even in training: states in units of 1/64 (``scale`` = 64,
-    inputs truncated toward zero), decays in 12 bits (0.8 -> 3277/4096, so v keeps 819/4096 =
-    0.19995 instead of 0.2) with an arithmetic shift; the CPU path is a Python time loop in int64;
-  * spike on ``v >= threshold + 0.01/64`` (STBP: ``v > threshold``);
+  * slayer simulates Loihi's fixed point even in training: states in units of 1/4096 (state scale
+    ``scale * 64``, ``scale`` = 64; inputs truncated toward zero), decays in 12 bits (0.8 ->
+    3277/4096, so v keeps 819/4096 = 0.19995 instead of 0.2) with an arithmetic shift; the CPU path
+    is a Python time loop in int64;
+  * spike on ``v >= threshold + 0.01/4096`` (STBP: ``v > threshold``);
   * surrogate: slayer's only one, ``scale_rho / (2 tau_rho) exp(-|v - th| / tau_rho)``; with
     ``tau_grad=0.01, scale_grad=10`` (tau_rho = 0.5, scale_rho = 1) it has the box's peak 1 and area 1;
   * the reset's gradient: slayer's leaky-integrator backward ignores the reset (the voltage gradient
