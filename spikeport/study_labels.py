@@ -23,12 +23,12 @@ import argparse
 import csv
 import json
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from spikeport.study import _list  # the comma-separated list arguments of every study
 from spikeport.train.losses import LOSSES
 
 DEFAULT_CODINGS = ("rate_mse", "van_rossum", "hamming")
@@ -216,18 +216,6 @@ def report_markdown(rows: list, manifest: dict, cfg, plots: list) -> str:
         L.append(f"| `{r['id']}` | {100 * r['accuracy']:.2f} | {r['output_spikes_per_sample']:.1f} | {d} | "
                  f"{r['train_seconds']:.1f} |")
     return "\n".join(L) + "\n"
-
-
-def _list(kind):
-    def parse(text: str) -> tuple:
-        try:
-            vals = tuple(kind(t.strip()) for t in text.split(",") if t.strip())
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(f"bad list {text!r}: {err}") from None
-        if not vals:
-            raise argparse.ArgumentTypeError("empty list")
-        return vals
-    return parse
 
 
 def _cmd_study_labels(args) -> int:
