@@ -29,7 +29,7 @@ MSG
     exit 1
 fi
 echo "creating $venv with $py ($("$py" -c 'import sys; print(sys.version.split()[0])'))"
-"$py" -m venv "$venv"
+"$py" -m venv --clear "$venv"   # --clear: an older .venv (Python 3.10, before the runtime split) is replaced
 "$venv/bin/python" -m pip install -q --upgrade pip "setuptools>=77" wheel
 "$venv/bin/python" -m pip install -q -e ".[dev,onnx]"
 # The Lava runtime (needs a Python 3.10; the message says how to get one if there is none).
