@@ -115,8 +115,6 @@ def _cmd_export(args) -> int:
 
 def _inputs(args, loaded):
     """(x, labels or None) from --input X.npy or --dataset/--samples."""
-    import numpy as np
-
     from spikeport.pipeline import encode_split
 
     if args.input:
