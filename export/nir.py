@@ -1110,7 +1110,7 @@ def nir_to_float_graph(graph, dt: float | None, notes: list | None = None,
             while isinstance(nodes[op_name], G.Flatten):
                 (op_name,) = preds[op_name]
             op = nodes[op_name]
-            in_shape = _shape_of(preds[op_name][0], nodes, preds, shapes) if len(preds[op_name]) == 1 else None
+            in_shape = _try_shape(preds[op_name][0], nodes, preds, shapes) if len(preds[op_name]) == 1 else None
             if isinstance(op, G.SumPool2d):
                 w = pool_as_conv(in_shape[0], int(op.kernel)) * scale_in.get(op_name, 1.0)
                 op = G.FloatConv2d(w, (int(op.kernel),) * 2, (0, 0))
@@ -1198,7 +1198,7 @@ def _bias_through(bias, ops, names, nodes, preds, shapes) -> np.ndarray:
     makes at the end of the chain ``ops`` (Flatten, SumPool2d, Affine, FloatConv2d applied to it, in
     float64); ``names`` are the operators' node names. The last op may be a pool already in its
     convolution form."""
-    shape = _shape_of(names[0], nodes, preds, shapes)
+    shape = _try_shape(names[0], nodes, preds, shapes)
     b = _per_output(bias, ops[0], shape).reshape(shape)
     for op, name in zip(ops[1:], names[1:]):
         if isinstance(op, G.Flatten):
@@ -1249,19 +1249,6 @@ def _scale_rows(op, gain, name, out_shape=None):
     return dataclasses.replace(op, weight=w * per[:, 0][:, None, None, None])
 
 
-def _shape_of(name, nodes, preds, shapes):
-    """Output shape of a node (inputs, neuron nodes, operators by propagation)."""
-    if name in shapes:
-        return shapes[name]
-    node = nodes[name]
-    if isinstance(node, G.Input):
-        return node.shape
-    (src,) = preds[name]
-    out = tuple(node.validate(f"NIR node {name!r}", _shape_of(src, nodes, preds, shapes)))
-    shapes[name] = out
-    return out
-
-
 def _neuron_shapes(nodes, preds, raw, kinds) -> dict:
     """Shapes of the neuron nodes: from a feeding operator chain that starts at an input or at a
     neuron node of known shape (recurrent inputs resolve once their group is known), else from
@@ -1291,6 +1278,8 @@ def _neuron_shapes(nodes, preds, raw, kinds) -> dict:
 
 
 def _try_shape(name, nodes, preds, shapes, trail=()):
+    """Output shape of a node: inputs and neuron nodes of known shape, operators by propagation;
+    ``KeyError`` while the chain starts at a neuron node whose shape is not known yet."""
     if name in shapes:
         return shapes[name]
     node = nodes[name]
