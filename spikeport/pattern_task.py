@@ -64,10 +64,9 @@ def run_pattern_task(out_dir, overrides: Optional[dict] = None, lava_samples: in
     """Train ``digits-patterns`` (QAT) into ``out_dir`` (or reuse it), deploy, and report; the
     result is also written to ``out_dir/patterns.json``."""
     from spikeport.export.quantize import attach_fake_quant
-    from spikeport.pipeline import _float_run, encode_split, load_network, quant_spec
+    from spikeport.pipeline import _float_run, encode_split, load_network, quant_spec, train_or_reuse
     from spikeport.sim.simulator import simulate
     from spikeport.train.config import make_config
-    from spikeport.train.trainer import CHECKPOINT, METRICS, train
 
     out = Path(out_dir)
     cfg = make_config(PRESET, overrides=overrides)
@@ -75,14 +74,7 @@ def run_pattern_task(out_dir, overrides: Optional[dict] = None, lava_samples: in
         raise ValueError("the pattern task deploys the trained trains step for step: it needs quant.qat and "
                          f"quant.synaptic_delay (got qat={cfg.quant.qat}, synaptic_delay={cfg.quant.synaptic_delay})")
     t0 = time.perf_counter()
-    done = out / METRICS
-    if done.exists() and len(json.loads(done.read_text())["epochs"]) >= cfg.optim.epochs:
-        log(f"{out} already holds {cfg.optim.epochs} epochs, reusing it")
-    else:
-        log(f"training {PRESET} (QAT, {cfg.optim.epochs} epochs) -> {out}")
-        train(cfg, out, resume=(out / CHECKPOINT).exists(), progress=progress, log=log,
-              fake_quant=lambda m: attach_fake_quant(m, quant_spec(cfg)))
-    train_seconds = sum(e["seconds"] for e in json.loads(done.read_text())["epochs"])
+    train_seconds = sum(e["seconds"] for e in train_or_reuse(cfg, out, PRESET, progress, log))
     loaded = load_network(out)
     cfg, model, net = loaded.cfg, loaded.model, loaded.net
     x, labels = encode_split(cfg)  # (S, T, 64) 0/1

@@ -241,6 +241,21 @@ def write_json(path, obj) -> None:
     Path(path).write_text(json.dumps(obj, indent=2))
 
 
+def train_or_reuse(cfg: Config, out: Path, name: str, progress: bool = True, log=print, step: str = "") -> list:
+    """Train ``cfg`` into ``out`` (QAT attached when the configuration asks for it), resuming a
+    killed run, or reuse ``out`` when it already holds every epoch; returns the epoch records."""
+    from spikeport.train.trainer import METRICS, train
+
+    done = out / METRICS
+    if done.exists() and len(json.loads(done.read_text())["epochs"]) >= cfg.optim.epochs:
+        log(f"{step}training: {out} already holds {cfg.optim.epochs} epochs, reusing it")
+    else:
+        log(f"{step}training {name} ({'QAT' if cfg.quant.qat else 'float'}, {cfg.optim.epochs} epochs) -> {out}")
+        train(cfg, out, resume=(out / CHECKPOINT).exists(), progress=progress, log=log,
+              fake_quant=lambda m: attach_fake_quant(m, quant_spec(cfg)))
+    return json.loads(done.read_text())["epochs"]
+
+
 def run_pipeline(preset: str, out_dir, overrides: Optional[dict] = None, lava_samples: Optional[int] = 100,
                  dt: float = 1e-3, progress: bool = True, log=print) -> dict:
     """The whole path on one preset: train (resumable), export NIR, read the NIR file back,
@@ -249,18 +264,11 @@ def run_pipeline(preset: str, out_dir, overrides: Optional[dict] = None, lava_sa
 
     from spikeport.export.nir import read_nir, write_nir
     from spikeport.train.config import make_config
-    from spikeport.train.trainer import METRICS, train
 
     out = Path(out_dir)
     cfg = make_config(preset, overrides=overrides)
     t0 = time.perf_counter()
-    done = out / METRICS
-    if done.exists() and len(json.loads(done.read_text())["epochs"]) >= cfg.optim.epochs:
-        log(f"[1/4] training: {out} already holds {cfg.optim.epochs} epochs, reusing it")
-    else:
-        log(f"[1/4] training {preset} ({'QAT' if cfg.quant.qat else 'float'}) -> {out}")
-        train(cfg, out, resume=(out / CHECKPOINT).exists(), progress=progress, log=log,
-              fake_quant=lambda m: attach_fake_quant(m, quant_spec(cfg)))
+    train_or_reuse(cfg, out, preset, progress, log, step="[1/4] ")
     loaded = load_network(out)
     if cfg.quant.qat:
         attach_fake_quant(loaded.model, quant_spec(cfg))
