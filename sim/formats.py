@@ -113,6 +113,11 @@ BIAS_EXP = IntFormat("bias_exp", 3, False)
 WEIGHT = IntFormat("weight", WEIGHT_BITS + 1, True)        # [-256, 255] before sign-mode rules
 WEIGHT_EXP = IntFormat("weight_exp", 4, True)               # Lava's -8..7 (3 bits + sign)
 NUM_WEIGHT_BITS = IntFormat("num_weight_bits", 4, False)    # 1..8 used
+# Synaptic delay in steps beyond the one every synapse has: Loihi 2 keeps 6 bits (lava-nc 0.10
+# lava/proc/dense/models.py PyDelayDenseModelBitAcc: "a spike can be delayed by 0 to 63 time
+# steps", and refuses delays > 63); netx clamps its files' delays to 62 (lava-dl 0.6
+# lava/lib/dl/netx/hdf5.py 425-430, max_delay=62 in netx/blocks/process.py).
+DELAY = IntFormat("delay", 6, False)
 
 
 # --- decays ----------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ An ``IntGraph`` is a directed graph of named nodes:
 ``Neurons``    a group of Loihi CUBA neurons of a given ``shape`` (``NeuronGroup``); its registers
                are scalars, per channel or per neuron (``sim.network.Neurons``).
 ``Dense``, ``Conv2d``, ``SumPool2d``, ``Flatten``
-               synaptic operators (``sim.network``), exactly one input each.
+               synaptic operators (``sim.network``), exactly one input each. A ``Dense`` may
+               carry a per-synapse ``delay`` (0..63 extra steps, Loihi 2's 6-bit synaptic delay;
+               Lava's ``DelayDense``); convolutions have none (Lava has no delayed Conv).
 ``Output``     names a group (or input) whose spikes are the network's output.
 
 Edges may form cycles (recurrence) and several edges may enter one neuron group: their synaptic
@@ -22,7 +24,9 @@ exactly (``projections``): on the chip it is one synapse, with one step of delay
 or input to a group, ``op`` a single ``Dense``, ``Conv2d`` or ``SumPool2d`` (Flatten dropped: data
 is flat C-order everywhere; a Dense after a feature map reads it flattened).
 
-Timing (Lava's): each projection delivers at step ``t`` what its source sent at ``t - 1``.
+Timing (Lava's): each projection delivers at step ``t`` what its source sent at ``t - 1``; a
+synapse with delay ``k`` delivers at ``t`` what its source sent at ``t - 1 - k`` (lava-nc 0.10
+``AbstractPyDelayDenseModel.update_act``: "delays of 0 correspond to the next time step").
 
 Records are frozen and validated on construction; a bad value is a ``ValueError`` naming the node,
 the field, the value and the allowed range. ``save``/``load`` write one ``.npz`` (arrays plus a
@@ -108,12 +112,16 @@ class Affine:
     """Float dense synapses ``a = W s`` (``weight`` ``(out, in)``); a bias lives in the neurons."""
 
     weight: np.ndarray
+    delay: np.ndarray | None = None
     kind = "affine"
 
     def validate(self, where: str, in_shape: tuple) -> tuple:
         w = _finite(self.weight, where, "weight")
         if w.ndim != 2 or w.shape[1] != math.prod(in_shape):
             raise ValueError(f"{where}: weight of shape {w.shape} does not fit an input of shape {in_shape}")
+        if self.delay is not None and F.DELAY.check(self.delay, where).shape != w.shape:
+            raise ValueError(f"{where}: delay has shape {np.shape(self.delay)}, the weight {w.shape} (one delay in "
+                             "steps per synapse)")
         return (w.shape[0],)
 
 
@@ -446,12 +454,14 @@ class Graph:
 
     def latency(self) -> int:
         """Steps (in Lava's timing) from an input to the latest output: the most projections on a path
-        from an input to an output's group, recurrent edges inside a component not counted."""
+        from an input to an output's group (each one step, plus its largest synaptic delay),
+        recurrent edges inside a component not counted."""
         comp_of = {n: i for i, comp in enumerate(self.components()) for n in comp}
         hops = {}
         for comp in self.components():
             for n in comp:
-                feeders = [hops[p.src] + 1 for p in self._projections if p.dst == n and comp_of[p.src] != comp_of[n]]
+                feeders = [hops[p.src] + 1 + max_delay(p.op) for p in self._projections
+                           if p.dst == n and comp_of[p.src] != comp_of[n]]
                 hops[n] = max(feeders, default=0)
         return max((hops[src] for src in self.outputs().values()), default=0)
 
@@ -576,6 +586,12 @@ def as_graph(net) -> IntGraph:
 
 # --- composing chains of synaptic operators ------------------------------------------------------
 
+def max_delay(op) -> int:
+    """The largest extra synaptic delay of an operator (0 without delays)."""
+    d = getattr(op, "delay", None)
+    return int(np.max(d)) if d is not None and np.size(d) else 0
+
+
 def compose(chain: list):
     """One operator equal to applying ``chain`` (``[(op, in_shape, name), ...]``, first applied
     first) with no neuron between them, or a ``ValueError`` naming the nodes.
@@ -630,13 +646,15 @@ def _compose_two(a, a_in, b, b_in, a_name, b_name):
         pooled = np.arange(c * ph * pw).reshape(c, ph, pw)
         cols[:, :ph * k, :pw * k] = np.repeat(np.repeat(pooled, k, axis=1), k, axis=2)
         wt = np.asarray(b.weight)
-        wide = np.where(cols.reshape(-1) >= 0, wt[:, np.maximum(cols.reshape(-1), 0)], 0).astype(wt.dtype)
+        keep, at = cols.reshape(-1) >= 0, np.maximum(cols.reshape(-1), 0)
+        wide = np.where(keep, wt[:, at], 0).astype(wt.dtype)
+        delay = None if b.delay is None else np.where(keep, np.asarray(b.delay)[:, at], 0)
         if isinstance(b, Affine):
-            return Affine(wide)
+            return Affine(wide, delay=delay)
         # the sign mode Lava determines from the original matrix (zeros added for the remainder
         # must not turn an inhibitory matrix's determination)
         mode = b.sign_mode or F.sign_mode_of(wt)
-        return Dense(wide, weight_exp=b.weight_exp, num_weight_bits=b.num_weight_bits, sign_mode=mode)
+        return Dense(wide, weight_exp=b.weight_exp, num_weight_bits=b.num_weight_bits, sign_mode=mode, delay=delay)
     raise ValueError(f"nodes {a_name!r} -> {b_name!r}: cannot compose {a.kind} then {b.kind}")
 
 

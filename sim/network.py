@@ -61,6 +61,7 @@ class Dense:
     weight_exp: int = 0
     num_weight_bits: int = 8
     sign_mode: str | None = None
+    delay: np.ndarray | None = None
     kind = "dense"
 
     def validate(self, where: str, in_shape: tuple) -> tuple:
@@ -75,7 +76,22 @@ class Dense:
             raise ValueError(f"{where}: num_weight_bits = {self.num_weight_bits} outside [1, 8]")
         if self.sign_mode not in (None, "mixed", "excitatory", "inhibitory"):
             raise ValueError(f"{where}: sign_mode must be mixed, excitatory or inhibitory, got {self.sign_mode!r}")
+        if self.delay is not None:
+            d = F.DELAY.check(self.delay, where)
+            if d.shape != w.shape:
+                raise ValueError(f"{where}: delay has shape {d.shape}, the weight {w.shape} (one delay per synapse)")
         return (w.shape[0],)
+
+    def delays(self) -> dict:
+        """``{k: weight matrix of the synapses delayed k extra steps}`` (effective weights, every
+        synapse with its own delay; ``{0: all}`` without delays). Each part is itself a valid
+        ``Dense`` weight: Lava's clipping and truncation are idempotent and the sign mode is the
+        whole matrix's, set explicitly."""
+        w = self.effective_weight()
+        if self.delay is None:
+            return {0: w}
+        d = np.asarray(self.delay)
+        return {int(k): np.where(d == k, w, 0) for k in np.unique(d[w != 0])} or {0: w}
 
     def effective_weight(self) -> np.ndarray:
         return F.dense_effective_weights(self.weight, self.num_weight_bits, self.sign_mode)

@@ -249,6 +249,51 @@ class _Synapse:
 
 
 @dataclass
+class _DelayedSynapse:
+    """A ``Dense`` projection with per-synapse delays, as Lava's ``DelayDense``
+    (lava-nc 0.10 lava/proc/dense/models.py ``PyDelayDenseModelBitAcc.run_spk``): the synapses
+    of each delay ``k`` are summed and shifted by ``weight_exp`` on their own, then added into the
+    int32 buffer ``a_buff`` slot that is sent ``k`` steps after a plain ``Dense`` would send it.
+    One ``_Synapse`` per delay value (``Dense.delays``)."""
+
+    def __init__(self, syn, in_shape, out_shape, where, in_max: int = 1):
+        mode = syn.sign_mode or F.sign_mode_of(np.asarray(syn.weight))
+        self.parts = [(k, _Synapse(Dense(w, syn.weight_exp, syn.num_weight_bits, mode), in_shape, out_shape,
+                                   where, in_max)) for k, w in sorted(syn.delays().items())]
+        if any(part.wrap32 for _, part in self.parts) or self.bound(in_max) >= 2.0 ** (31 + F.ACT_SHIFT):
+            raise ValueError(f"{where}: delayed synaptic sums could reach 2**31 (int32 wrap in Lava's DelayDense "
+                             "buffer); lower the weights or the graded input magnitudes")
+        self.n_out = math.prod(out_shape)
+
+    def sequence(self, s: np.ndarray, T: int, B: int) -> np.ndarray:
+        """``s`` ``(T, B, *in)`` -> ``(T, B, N)``: at ``t`` what arrives one step later from the
+        sends of ``t - k`` (the plain projection's timing, shifted by each synapse's delay)."""
+        total = np.zeros((T, B, self.n_out))
+        flat = s.reshape(T * B, -1)
+        for k, part in self.parts:
+            if k < T:
+                total[k:] += part(flat[:(T - k) * B]).reshape(T - k, B, -1)
+        return total
+
+    def step(self, sent: np.ndarray, t: int) -> np.ndarray:
+        """What arrives at step ``t`` from a recurrent source whose sends ``sent`` ``(T, B, N)``
+        are known up to ``t - 1``."""
+        total = 0.0
+        for k, part in self.parts:
+            if t - 1 - k >= 0:
+                total = total + part(sent[t - 1 - k].view(np.uint8))
+        return total
+
+    def bound(self, in_max: float = 1.0) -> float:
+        return sum(part.bound(in_max) for _, part in self.parts)
+
+
+def _synapse(syn, in_shape, out_shape, where, in_max: int = 1):
+    if isinstance(syn, Dense) and syn.delay is not None:
+        return _DelayedSynapse(syn, in_shape, out_shape, where, in_max)
+    return _Synapse(syn, in_shape, out_shape, where, in_max)
+
+
 class SimResult:
     """Output spikes ``(S, T, n_out)`` int8; with recording, per layer ``spikes`` (int8),
     ``u`` and ``v`` (int32) as ``(S, T, N)`` arrays (flattened C order)."""
@@ -462,7 +507,7 @@ def simulate_graph(graph, x=None, timing: str = "hardware", record: bool = False
     in_max = {n: int(np.abs(v).max()) if v.size else 1 for n, v in xs.items() if graph.neurons(n) is None}
     syns = {}
     for p in graph.projections():
-        syns[id(p)] = _Synapse(p.op, graph.shapes[p.src], graph.shapes[p.dst], f"node {p.name!r}",
+        syns[id(p)] = _synapse(p.op, graph.shapes[p.src], graph.shapes[p.dst], f"node {p.name!r}",
                                max(in_max.get(p.src, 1), 1))
     consts = {n: NeuronConstants.of(graph.neurons(n), graph.shapes[n]) for n in groups}
     depth = graph.depths()
@@ -538,7 +583,11 @@ class _GraphRun:
         for p in self.into.get(n, []):
             if p.src in comp:
                 continue
-            a = self.syns[id(p)](spikes[p.src].reshape(T * B, -1)).reshape(T, B, -1)
+            syn = self.syns[id(p)]
+            if isinstance(syn, _DelayedSynapse):
+                a = syn.sequence(spikes[p.src], T, B)
+            else:
+                a = syn(spikes[p.src].reshape(T * B, -1)).reshape(T, B, -1)
             total = a if total is None else total + a
         if direct is not None:  # an input group's own input: straight into a_in, no synapse, no delay
             return direct.astype(np.float64) * 2.0 ** F.ACT_SHIFT, False
@@ -583,8 +632,13 @@ class _GraphRun:
                 if internal and t:  # what the component's groups sent at t - 1 (always one step late)
                     at = at.copy()
                     for p in internal:
-                        if p.dst == n:
-                            at += self.syns[id(p)](out[p.src][t - 1].view(np.uint8))
+                        if p.dst != n:
+                            continue
+                        syn = self.syns[id(p)]
+                        if isinstance(syn, _DelayedSynapse):
+                            at += syn.step(out[p.src], t)
+                        else:
+                            at += syn(out[p.src][t - 1].view(np.uint8))
                 if reset is not None and (t + 1) % reset == phase[n]:
                     u[n][...] = 0
                     v[n][...] = 0

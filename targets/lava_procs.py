@@ -414,7 +414,7 @@ class LavaGraph:
       is a LIF whose ``a_in`` the source drives directly;
     - each projection becomes ``Dense`` (one per pair of parts; the sign mode Lava would determine
       from the whole matrix is set explicitly, so splitting cannot change its truncation; graded
-      input sets ``num_message_bits = 24``) or ``Conv`` (kernel flipped and transposed, exponent
+      input sets ``num_message_bits = 24``; with per-synapse delays ``DelayDense``) or ``Conv`` (kernel flipped and transposed, exponent
       folded; sum-pooling as a unit-kernel Conv); several projections into one LIF add at its port.
     """
 
@@ -422,7 +422,7 @@ class LavaGraph:
                  record=False):
         _import_lava_runtime()
         from lava.proc.conv.process import Conv
-        from lava.proc.dense.process import Dense as LavaDense
+        from lava.proc.dense.process import Dense as LavaDense, DelayDense
         from lava.proc.io.sink import RingBuffer as Sink
         from lava.proc.io.source import RingBuffer as Source
         from lava.proc.lif.process import LIF, LIFReset
@@ -478,11 +478,17 @@ class LavaGraph:
             if isinstance(p.op, _Dense):
                 w = np.asarray(p.op.weight).astype(np.int64)
                 mode = SignMode[(p.op.sign_mode or F.sign_mode_of(w)).upper()]
+                d = None if p.op.delay is None else np.asarray(p.op.delay).astype(int)
                 for sp in src_parts:
                     for dp in dst_parts:
-                        proc = LavaDense(weights=w[np.ix_(dp.order, sp.order)], weight_exp=int(p.op.weight_exp),
-                                         num_weight_bits=int(p.op.num_weight_bits), sign_mode=mode,
-                                         num_message_bits=24 if p.src in graded else 0)
+                        args = dict(weights=w[np.ix_(dp.order, sp.order)], weight_exp=int(p.op.weight_exp),
+                                    num_weight_bits=int(p.op.num_weight_bits), sign_mode=mode,
+                                    num_message_bits=24 if p.src in graded else 0)
+                        if d is None:
+                            proc = LavaDense(**args)
+                        else:  # per-synapse delays: Lava's DelayDense (a_buff of max_delay + 1 slots)
+                            part_d = d[np.ix_(dp.order, sp.order)]
+                            proc = DelayDense(**args, delays=part_d, max_delay=int(part_d.max()))
                         port = sp.port.flatten() if len(sp.shape) > 1 else sp.port
                         port.connect(proc.s_in)
                         out = proc.a_out.reshape(dp.shape) if len(dp.shape) > 1 else proc.a_out

@@ -1,0 +1,123 @@
+"""Synaptic delays (Loihi 2's 6-bit per-synapse delay, Lava's ``DelayDense``): hand-worked timing,
+the record's rules, composition, and the simulator against Lava ``fixed_pt`` exactly
+(``mismatches == 0``) on feed-forward, recurrent, graded, pooled and stream-reset graphs."""
+import numpy as np
+import pytest
+
+from spikeport.sim.graph import Flatten, Input, IntGraph, NeuronGroup, Output, load_record
+from spikeport.sim.network import Dense, Neurons, SumPool2d
+from spikeport.sim.simulator import simulate
+from spikeport.targets.lava import run_lava
+
+
+def one_synapse(k, weight=100, weight_exp=0):
+    """in (1) -> Dense(weight, delay k) -> a neuron that never decays its current's arrival away
+    (du = 4095: the current lasts one step) and never spikes: ``u`` shows when input arrives."""
+    nodes = {"in": Input((1,)),
+             "w": Dense(np.array([[weight]]), weight_exp=weight_exp, delay=np.array([[k]])),
+             "n": NeuronGroup((1,), Neurons(du=4095, dv=4095, vth=2 ** 16)),
+             "y": Output()}
+    return IntGraph(nodes, [("in", "w"), ("w", "n"), ("n", "y")])
+
+
+@pytest.mark.parametrize("k", [0, 1, 5])
+def test_a_spike_arrives_one_plus_k_steps_later(k):
+    x = np.zeros((1, 12, 1), dtype=np.uint8)
+    x[0, 2, 0] = 1
+    res = simulate(one_synapse(k), x, record=True)
+    u = res.u["n"][0, :, 0]
+    # u = a << 6 at the arrival step (du = 4095 keeps 1/4096 of the old current: floored away)
+    expected = np.zeros(12, dtype=np.int64)
+    expected[2 + 1 + k] = 100 * 64
+    assert np.array_equal(u, expected), u
+
+
+def test_ideal_timing_keeps_the_delay_but_not_the_hop():
+    x = np.zeros((1, 10, 1), dtype=np.uint8)
+    x[0, 1, 0] = 1
+    u = simulate(one_synapse(3), x, timing="ideal", record=True).u["n"][0, :, 0]
+    assert np.flatnonzero(u).tolist() == [1 + 3]
+
+
+def test_delays_outside_six_bits_or_misshaped_are_refused():
+    with pytest.raises(ValueError, match=r"delay = 64 outside its 6-bit unsigned range \[0, 63\]"):
+        one_synapse(64)
+    with pytest.raises(ValueError, match="delay has shape"):
+        Dense(np.ones((2, 3), dtype=int), delay=np.zeros((3, 2), dtype=int)).validate("w", (3,))
+    with pytest.raises(ValueError, match="delay must be integers"):
+        Dense(np.ones((1, 1), dtype=int), delay=np.array([[1.5]])).validate("w", (1,))
+
+
+def test_latency_counts_the_largest_delay():
+    assert one_synapse(0).latency() == 1
+    assert one_synapse(7).latency() == 8
+
+
+def test_delays_round_trip_through_the_record(tmp_path):
+    g = one_synapse(9)
+    g.save(tmp_path / "g.npz")
+    back = load_record(tmp_path / "g.npz")
+    assert np.array_equal(back.nodes["w"].delay, [[9]])
+
+
+def test_pool_into_dense_composes_delays_with_the_weights():
+    rng = np.random.default_rng(3)
+    w = rng.integers(-50, 50, (4, 2 * 2 * 2))
+    d = rng.integers(0, 6, w.shape)
+    nodes = {"in": Input((2, 5, 5)), "p": SumPool2d(2), "f": Flatten(), "w": Dense(w, delay=d),
+             "n": NeuronGroup((4,), Neurons(du=100, dv=100, vth=10)), "y": Output()}
+    g = IntGraph(nodes, [("in", "p"), ("p", "f"), ("f", "w"), ("w", "n"), ("n", "y")])
+    (proj,) = g.projections()
+    assert proj.op.weight.shape == (4, 50) and proj.op.delay.shape == (4, 50)
+    # the input pixel (c, y, x) carries the pooled synapse's weight and delay; the dropped row/column 4 carries 0
+    wide_w, wide_d = proj.op.weight.reshape(4, 2, 5, 5), proj.op.delay.reshape(4, 2, 5, 5)
+    for c in range(2):
+        for y in range(4):
+            for x_ in range(4):
+                j = c * 4 + (y // 2) * 2 + x_ // 2
+                assert np.array_equal(wide_w[:, c, y, x_], w[:, j]) and np.array_equal(wide_d[:, c, y, x_], d[:, j])
+    assert not wide_w[:, :, 4, :].any() and not wide_d[:, :, :, 4].any()
+
+
+def delayed_graph(rng, recurrent=True):
+    n_in, n_h, n_out = 9, 11, 4
+    nodes = {
+        "in": Input((n_in,)),
+        "w_in": Dense(rng.integers(-40, 120, (n_h, n_in)), delay=rng.integers(0, 5, (n_h, n_in))),
+        "h": NeuronGroup((n_h,), Neurons(du=1200, dv=300, vth=30, bias_mant=rng.integers(-10, 40, n_h), bias_exp=1)),
+        "w_out": Dense(rng.integers(-50, 110, (n_out, n_h)), weight_exp=-1, delay=rng.integers(0, 9, (n_out, n_h))),
+        "w_skip": Dense(rng.integers(-20, 90, (n_out, n_in))),  # no delay, merging with a delayed one
+        "out": NeuronGroup((n_out,), Neurons(du=2000, dv=500, vth=25)),
+        "y": Output(),
+    }
+    edges = [("in", "w_in"), ("w_in", "h"), ("h", "w_out"), ("w_out", "out"), ("in", "w_skip"),
+             ("w_skip", "out"), ("out", "y")]
+    if recurrent:
+        nodes["w_rec"] = Dense(rng.integers(-90, 60, (n_h, n_h)), weight_exp=1, delay=rng.integers(0, 4, (n_h, n_h)))
+        edges += [("h", "w_rec"), ("w_rec", "h")]
+    return IntGraph(nodes, edges)
+
+
+def equal_to_lava(graph, **run):
+    ours = simulate(graph, record=True, **run)
+    theirs = run_lava(graph, record=True, **run)
+    for name in graph.groups():
+        for key in ("spikes", "u", "v"):
+            a, b = getattr(ours, key)[name], getattr(theirs, key)[name]
+            mismatches = int(np.count_nonzero(a != b))
+            assert mismatches == 0, f"{key} of {name}: {mismatches} of {a.size} differ from Lava"
+        assert ours.spikes[name].any(), f"group {name} never spiked"
+    return ours
+
+
+def test_delayed_feed_forward_recurrent_and_merging_synapses_equal_lava():
+    rng = np.random.default_rng(21)
+    graph = delayed_graph(rng)
+    equal_to_lava(graph, x=(rng.random((2, 24, 9)) < 0.35).astype(np.uint8))
+
+
+def test_delays_with_graded_input_and_netx_stream_reset_equal_lava():
+    rng = np.random.default_rng(22)
+    graph = delayed_graph(rng, recurrent=False)
+    x = rng.integers(0, 3, (3, 10, 9)) * (rng.random((3, 10, 9)) < 0.5)
+    equal_to_lava(graph, x=x.astype(np.int64), reset_interval=10, reset_offset=1)
