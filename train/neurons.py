@@ -35,7 +35,9 @@ buffers, so it costs a few elementwise kernels per step.
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 from typing import NamedTuple, Optional
 
 import torch
@@ -234,8 +236,46 @@ class _NeuronSequence(torch.autograd.Function):
         return GI, g_syn, g_mem, g_th, g_bias, g_rec, None, None
 
 
+BACKENDS = ("auto", "reference", "triton")
+BACKEND_ENV = "SPIKEPORT_NEURON_BACKEND"
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_importable() -> bool:
+    try:
+        import triton  # noqa: F401
+    except Exception:  # ImportError, or a broken install (no compiler, no driver)
+        return False
+    return True
+
+
+def resolve_backend(x: torch.Tensor, backend: str = "auto") -> str:
+    """The time loop that ``neuron_sequence`` runs for ``x``: ``"reference"`` (the torch loop above,
+    any device) or ``"triton"`` (``train.triton_kernels``, CUDA float32/float64 tensors, or CPU under
+    Triton's interpreter). ``"auto"`` takes ``$SPIKEPORT_NEURON_BACKEND`` when set, else Triton for
+    CUDA tensors when triton imports, else the reference."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown neuron backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        backend = os.environ.get(BACKEND_ENV, "auto") or "auto"
+        if backend not in BACKENDS:
+            raise ValueError(f"{BACKEND_ENV}={backend!r} is not a neuron backend; choose one of "
+                             f"{', '.join(BACKENDS)}")
+    fits = x.dtype in (torch.float32, torch.float64) and (
+        x.is_cuda or (x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"))
+    if backend == "auto":
+        return "triton" if x.is_cuda and fits and _triton_importable() else "reference"
+    if backend == "triton" and not fits:
+        raise ValueError(f"neuron backend 'triton' needs float32/float64 CUDA tensors (or TRITON_INTERPRET=1 "
+                         f"on CPU), got {x.dtype} on {x.device}")
+    if backend == "triton" and not _triton_importable():
+        raise ValueError("neuron backend 'triton' needs the triton package, which does not import here")
+    return backend
+
+
 def neuron_sequence(x: torch.Tensor, decay_mem, v_threshold, *, decay_syn=None, bias=None, w_rec=None,
-                    surrogate: Surrogate = Surrogate(), detach_reset: bool = False) -> torch.Tensor:
+                    surrogate: Surrogate = Surrogate(), detach_reset: bool = False,
+                    backend: str = "auto") -> torch.Tensor:
     """Spikes ``(T, B, *F)`` of a CUBA (or, with ``decay_syn=None``, STBP LIF) neuron layer.
 
     Parameters
@@ -253,6 +293,9 @@ def neuron_sequence(x: torch.Tensor, decay_mem, v_threshold, *, decay_syn=None, 
         the input of step ``t``.
     detach_reset : bool
         Treat the reset as a constant in backward (False follows STBP: gradients flow through it).
+    backend : str
+        ``"auto"`` (fused Triton kernels on CUDA, this module's loop otherwise), ``"reference"`` or
+        ``"triton"``; see ``resolve_backend``. Both compute the same equations and gradients.
     """
     if x.dim() < 2:
         raise ValueError(f"neuron input must be (T, B, *features), got shape {tuple(x.shape)}")
@@ -263,8 +306,11 @@ def neuron_sequence(x: torch.Tensor, decay_mem, v_threshold, *, decay_syn=None, 
     def as_tensor(p):
         return p if p is None or isinstance(p, torch.Tensor) else torch.tensor(float(p), dtype=x.dtype,
                                                                               device=x.device)
-    return _NeuronSequence.apply(x, as_tensor(decay_syn), as_tensor(decay_mem), as_tensor(v_threshold),
-                                 as_tensor(bias), w_rec, surrogate, detach_reset)
+    fn = _NeuronSequence
+    if resolve_backend(x, backend) == "triton":
+        from .triton_kernels import TritonNeuronSequence as fn
+    return fn.apply(x, as_tensor(decay_syn), as_tensor(decay_mem), as_tensor(v_threshold),
+                    as_tensor(bias), w_rec, surrogate, detach_reset)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,299 @@
+"""Fused Triton kernels for the neuron time loop (``train.neurons``), forward and backward.
+
+The equations are those of ``train.neurons`` (CUBA LIF; ``decay_syn is None`` is the STBP LIF)::
+
+    i[t] = decay_syn * i[t-1] + a[t]            a[t] = x[t] (+ o[t-1] @ w_rec.T, recurrent layers)
+    v[t] = decay_mem * r[t-1] + i[t] + bias     r[t] = v[t] (1 - o[t])   (reset to zero)
+    o[t] = H(v[t] - v_threshold)
+
+and the backward is the same reverse-time recurrence as ``neurons._NeuronSequence.backward``
+(STBP, Wu et al. 2018): with ``h[t] = surrogate'(v[t] - v_threshold)`` and ``c[t] = decay_mem *
+dL/dv[t+1]`` (the gradient reaching ``r[t]``)::
+
+    dL/do[t] = grad_out[t] (+ dL/da[t+1] @ w_rec)  (- c[t] v[t] unless detach_reset)
+    dL/dv[t] = dL/do[t] h[t] + c[t] (1 - o[t])
+    dL/da[t] = dL/dv[t] + decay_syn dL/da[t+1]     (LIF: dL/da[t] = dL/dv[t])
+
+Layout: one program owns ``BLOCK`` neurons of the flat ``(B * prod(F))`` step and loops over time
+with the state (``r``, ``i``; backward ``dL/dv[t+1]``, ``dL/da[t+1]``) in registers. The forward
+writes ``v[t]`` and ``o[t]`` (and ``i[t]`` when the synaptic decay learns); the backward writes
+``dL/da[t]`` (the input's gradient) and accumulates the parameter gradients per neuron in registers
+(``sum_t dL/dv[t] r[t-1]``, ``sum_t dL/da[t] i[t-1]``, ``sum_t dL/do[t] h[t]``, ``sum_t dL/dv[t]``),
+which the host sums over the batch. No whole-sequence temporaries besides the outputs.
+
+Recurrent layers need the matmul ``o[t-1] @ w_rec.T`` between two steps, so there the kernels run
+one step per launch (state kept in step-sized buffers between launches) and torch does the matmul
+in between; without recurrence one launch covers all ``T`` steps.
+
+Every constant of the arithmetic (the surrogate's width and the numbers derived from it) is passed
+as a tensor of the input's dtype, never as a Python float literal, which Triton would round to
+float32; in float64 the kernels then agree with the torch reference to rounding.
+
+On a CPU these kernels run under Triton's interpreter (``TRITON_INTERPRET=1`` set before triton is
+imported), which is how the tests check them without a GPU. ``train.neurons.neuron_sequence`` picks
+this path for CUDA tensors.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from .neurons import _reduce_to
+from .surrogates import Surrogate
+
+# Surrogate shapes by kernel code; order matches the dispatch in _surrogate below.
+SG_CODES = {"rectangular": 0, "polynomial": 1, "sigmoid": 2, "gaussian": 3, "arctan": 4, "fast_sigmoid": 5}
+DTYPES = (torch.float32, torch.float64)
+
+
+def _sg_consts(s: Surrogate) -> tuple[float, float]:
+    """The two numbers each surrogate formula uses (``train.surrogates`` writes the formulas)."""
+    a = s.a
+    return {
+        "rectangular": (a / 2, a),                           # 1{|x| < a/2} / a
+        "polynomial": (math.sqrt(a) / 2, a / 4),             # max(sqrt(a)/2 - a/4 |x|, 0)
+        "sigmoid": (a, a),                                   # s (1 - s) / a, s = sigmoid(x / a)
+        "gaussian": (2 * a, math.sqrt(2 * math.pi * a)),     # exp(-x^2 / (2a)) / sqrt(2 pi a)
+        "arctan": (math.pi / a, 0.0),                        # 1 / (1 + (pi x / a)^2)
+        "fast_sigmoid": (a, 0.0),                            # 1 / (1 + |x| / a)^2
+    }[s.name]
+
+
+@triton.jit
+def _surrogate(x, c0, c1, SG: tl.constexpr):
+    if SG == 0:
+        h = tl.where(tl.abs(x) < c0, 1.0, 0.0).to(x.dtype) / c1
+    elif SG == 1:
+        h = tl.maximum(c0 - c1 * tl.abs(x), 0.0)
+    elif SG == 2:
+        s = 1.0 / (1.0 + tl.exp(-(x / c0)))
+        h = (s - s * s) / c1
+    elif SG == 3:
+        h = tl.exp(-(x * x) / c0) / c1
+    elif SG == 4:
+        y = x * c0
+        h = 1.0 / (1.0 + y * y)
+    else:
+        y = 1.0 + tl.abs(x) / c0
+        h = 1.0 / (y * y)
+    return h
+
+
+@triton.jit
+def _forward_kernel(x_ptr, x_step, v_ptr, o_ptr, i_ptr, r_state, i_state,
+                    dsyn_ptr, dmem_ptr, th_ptr, bias_ptr, M, NF, t0, n_steps,
+                    CUBA: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE_I: tl.constexpr, BLOCK: tl.constexpr):
+    """Steps ``t0 .. t0 + n_steps - 1``; input of step t at ``x_ptr + t * x_step`` (x_step 0: one buffer)."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    p = offs % NF                                   # the neuron's parameter (params expanded to F)
+    dm = tl.load(dmem_ptr + p, mask=mask, other=0.0)
+    th = tl.load(th_ptr + p, mask=mask, other=0.0)
+    r = tl.load(r_state + offs, mask=mask, other=0.0)  # post-reset membrane of step t0 - 1
+    if HAS_BIAS:
+        b = tl.load(bias_ptr + p, mask=mask, other=0.0)
+    if CUBA:
+        ds = tl.load(dsyn_ptr + p, mask=mask, other=0.0)
+        cur = tl.load(i_state + offs, mask=mask, other=0.0)
+    for k in range(n_steps):
+        t = (t0 + k).to(tl.int64)
+        xt = tl.load(x_ptr + t * x_step + offs, mask=mask, other=0.0)
+        if CUBA:
+            cur = xt + cur * ds
+            if SAVE_I:
+                tl.store(i_ptr + t * M + offs, cur, mask=mask)
+            v = cur + r * dm
+        else:
+            v = xt + r * dm
+        if HAS_BIAS:
+            v = v + b
+        o = tl.where(v > th, 1.0, 0.0).to(v.dtype)
+        tl.store(v_ptr + t * M + offs, v, mask=mask)
+        tl.store(o_ptr + t * M + offs, o, mask=mask)
+        r = v - v * o                               # exact: v or 0
+    tl.store(r_state + offs, r, mask=mask)
+    if CUBA:
+        tl.store(i_state + offs, cur, mask=mask)
+
+
+@triton.jit
+def _backward_kernel(g_ptr, rec_ptr, v_ptr, o_ptr, i_ptr, gi_ptr, gv_state, gi_state,
+                     acc_mem, acc_syn, acc_th, acc_bias, dsyn_ptr, dmem_ptr, th_ptr, sg_ptr,
+                     M, NF, t_hi, n_steps,
+                     CUBA: tl.constexpr, HAS_REC: tl.constexpr, DETACH: tl.constexpr, SG: tl.constexpr,
+                     NEED_MEM: tl.constexpr, NEED_SYN: tl.constexpr, NEED_TH: tl.constexpr,
+                     NEED_BIAS: tl.constexpr, BLOCK: tl.constexpr):
+    """Steps ``t_hi - 1`` down to ``t_hi - n_steps``; with HAS_REC, ``rec`` (step-sized) joins dL/do."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    p = offs % NF
+    dm = tl.load(dmem_ptr + p, mask=mask, other=0.0)
+    th = tl.load(th_ptr + p, mask=mask, other=0.0)
+    c0 = tl.load(sg_ptr)
+    c1 = tl.load(sg_ptr + 1)
+    gv_next = tl.load(gv_state + offs, mask=mask, other=0.0)   # dL/dv[t_hi]
+    if CUBA:
+        ds = tl.load(dsyn_ptr + p, mask=mask, other=0.0)
+        gi_next = tl.load(gi_state + offs, mask=mask, other=0.0)  # dL/da[t_hi]
+    # per-neuron partial sums of the parameter gradients (kept across launches in acc_*)
+    if NEED_MEM:
+        s_mem = tl.load(acc_mem + offs, mask=mask, other=0.0)
+    if NEED_SYN:
+        s_syn = tl.load(acc_syn + offs, mask=mask, other=0.0)
+    if NEED_TH:
+        s_th = tl.load(acc_th + offs, mask=mask, other=0.0)
+    if NEED_BIAS:
+        s_bias = tl.load(acc_bias + offs, mask=mask, other=0.0)
+    for k in range(n_steps):
+        t = (t_hi - 1 - k).to(tl.int64)
+        vt = tl.load(v_ptr + t * M + offs, mask=mask, other=0.0)
+        ot = tl.load(o_ptr + t * M + offs, mask=mask, other=0.0)
+        g = tl.load(g_ptr + t * M + offs, mask=mask, other=0.0)
+        if HAS_REC:
+            g = g + tl.load(rec_ptr + offs, mask=mask, other=0.0)
+        carry = gv_next * dm                      # dL/dr[t]
+        if not DETACH:
+            g = g - carry * vt                    # r[t] = v[t] (1 - o[t]) depends on o[t]
+        gh = g * _surrogate(vt - th, c0, c1, SG)  # dL/do[t] h[t]
+        gv = gh + (carry - carry * ot)
+        if CUBA:
+            ga = gv + gi_next * ds
+            gi_next = ga
+        else:
+            ga = gv
+        tl.store(gi_ptr + t * M + offs, ga, mask=mask)
+        gv_next = gv
+        if NEED_TH:
+            s_th += gh
+        if NEED_BIAS:
+            s_bias += gv
+        if NEED_MEM or NEED_SYN:
+            prev = mask & (t > 0)                 # step t - 1 exists
+            if NEED_MEM:
+                vp = tl.load(v_ptr + (t - 1) * M + offs, mask=prev, other=0.0)
+                op = tl.load(o_ptr + (t - 1) * M + offs, mask=prev, other=0.0)
+                s_mem += gv * (vp - vp * op)       # r[t-1]
+            if NEED_SYN:
+                s_syn += ga * tl.load(i_ptr + (t - 1) * M + offs, mask=prev, other=0.0)
+    tl.store(gv_state + offs, gv_next, mask=mask)
+    if CUBA:
+        tl.store(gi_state + offs, gi_next, mask=mask)
+    if NEED_MEM:
+        tl.store(acc_mem + offs, s_mem, mask=mask)
+    if NEED_SYN:
+        tl.store(acc_syn + offs, s_syn, mask=mask)
+    if NEED_TH:
+        tl.store(acc_th + offs, s_th, mask=mask)
+    if NEED_BIAS:
+        tl.store(acc_bias + offs, s_bias, mask=mask)
+
+
+def _block(m: int) -> int:
+    """Neurons per program: small layers get a few programs, large ones 256-1024 neurons each."""
+    return max(16, min(1024, triton.next_power_of_2(max(1, m // 128))))
+
+
+def _flat_param(p, feat, like):
+    """Parameter expanded to the feature shape, flat and contiguous, in the input's dtype."""
+    if p is None:
+        return None
+    return torch.broadcast_to(p.to(like.dtype), feat).contiguous().reshape(-1)
+
+
+class TritonNeuronSequence(torch.autograd.Function):
+    """Same interface and results as ``neurons._NeuronSequence``, computed by the kernels above."""
+
+    @staticmethod
+    def forward(ctx, x, decay_syn, decay_mem, v_threshold, bias, w_rec, surrogate, detach_reset):
+        x = x.contiguous()
+        T, feat = x.shape[0], tuple(x.shape[2:])
+        M = x[0].numel()
+        nf = max(1, math.prod(feat))
+        cuba = decay_syn is not None
+        dm, th = _flat_param(decay_mem, feat, x), _flat_param(v_threshold, feat, x)
+        ds, b = _flat_param(decay_syn, feat, x), _flat_param(bias, feat, x)
+        save_i = cuba and ctx.needs_input_grad[1]
+        V, O = torch.empty_like(x), torch.empty_like(x)
+        I = torch.empty_like(x) if save_i else None
+        r_state = x.new_zeros(M)
+        i_state = x.new_zeros(M) if cuba else None
+        BLOCK = _block(M)
+        grid = (triton.cdiv(M, BLOCK),)
+
+        def launch(src, step, t0, n):
+            _forward_kernel[grid](src, step, V, O, I if save_i else V, r_state,
+                                  i_state if cuba else r_state, ds if cuba else dm, dm, th,
+                                  b if b is not None else dm, M, nf, t0, n,
+                                  CUBA=cuba, HAS_BIAS=b is not None, SAVE_I=save_i, BLOCK=BLOCK)
+
+        if w_rec is None:
+            launch(x, M, 0, T)
+        else:  # a[t] = x[t] + o[t-1] @ w_rec.T, one step per launch
+            n = x.shape[-1]
+            a = torch.empty_like(x[0])
+            launch(x, M, 0, 1)
+            wt = w_rec.to(x.dtype).t()
+            for t in range(1, T):
+                torch.addmm(x[t], O[t - 1].reshape(-1, n), wt, out=a)
+                launch(a, 0, t, 1)
+        ctx.save_for_backward(V, O, I, decay_syn, decay_mem, v_threshold, bias, w_rec)
+        ctx.surrogate, ctx.detach_reset = surrogate, detach_reset
+        return O
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        V, O, I, decay_syn, decay_mem, v_threshold, bias, w_rec = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        g = grad_out.contiguous().to(V.dtype)
+        T, feat = V.shape[0], tuple(V.shape[2:])
+        M = V[0].numel()
+        nf = max(1, math.prod(feat))
+        cuba = decay_syn is not None
+        dm, th = _flat_param(decay_mem, feat, V), _flat_param(v_threshold, feat, V)
+        ds = _flat_param(decay_syn, feat, V)
+        s = ctx.surrogate
+        sg = torch.tensor(_sg_consts(s), dtype=V.dtype, device=V.device)
+        GI = torch.empty_like(V)
+        gv_state = V.new_zeros(M)
+        gi_state = V.new_zeros(M) if cuba else gv_state
+        want = {"mem": need[2], "syn": cuba and need[1], "th": need[3], "bias": need[4] and bias is not None}
+        acc = {k: (V.new_zeros(M) if w else gv_state) for k, w in want.items()}
+        BLOCK = _block(M)
+        grid = (triton.cdiv(M, BLOCK),)
+
+        def launch(rec, t_hi, n):
+            _backward_kernel[grid](g, rec if rec is not None else gv_state, V, O, I if I is not None else V, GI,
+                                   gv_state, gi_state, acc["mem"], acc["syn"], acc["th"], acc["bias"],
+                                   ds if cuba else dm, dm, th, sg, M, nf, t_hi, n,
+                                   CUBA=cuba, HAS_REC=rec is not None, DETACH=bool(ctx.detach_reset),
+                                   SG=SG_CODES[s.name], NEED_MEM=want["mem"], NEED_SYN=want["syn"],
+                                   NEED_TH=want["th"], NEED_BIAS=want["bias"], BLOCK=BLOCK)
+
+        if w_rec is None:
+            launch(None, T, T)
+        else:  # dL/do[t-1] gets dL/da[t] @ w_rec: one step per launch
+            n = V.shape[-1]
+            w = w_rec.to(V.dtype)
+            rec = torch.empty_like(V[0])
+            launch(None, T, 1)
+            for t in range(T - 1, 0, -1):
+                torch.mm(GI[t].reshape(-1, n), w, out=rec.view(-1, n))
+                launch(rec, t, 1)
+
+        def reduce(k, like, sign=1.0):
+            a = acc[k].view(V.shape[1:]).sum(0, keepdim=True)
+            return _reduce_to((a * sign)[None], like).to(like.dtype)
+
+        g_syn = reduce("syn", decay_syn) if want["syn"] else None
+        g_mem = reduce("mem", decay_mem) if want["mem"] else None
+        g_th = reduce("th", v_threshold, -1.0) if want["th"] else None
+        g_bias = reduce("bias", bias) if want["bias"] else None
+        g_rec = None
+        if need[5]:
+            n = V.shape[-1]
+            g_rec = (GI[1:].reshape(-1, n).t() @ O[:-1].reshape(-1, n)).to(w_rec.dtype)
+        gx = GI
+        return gx, g_syn, g_mem, g_th, g_bias, g_rec, None, None
