@@ -168,6 +168,73 @@ def _check_conv_int32(weight: np.ndarray, where: str) -> None:
                          "wrap), so the simulator refuses it (sums within int32 wrap to 24 bits exactly as in Lava)")
 
 
+# --- sparse or dense products ---------------------------------------------------------------
+# ``s @ w`` for an ``(M, K)`` spike (or payload) matrix: dense BLAS costs ``M K N`` multiply-adds;
+# the sparse form (a CSR matrix of the nonzero inputs, scipy's ``csr_matvecs``: each active input
+# adds its weight row) costs a scan of the ``M K`` entries plus ``nnz N`` additions. Both are exact:
+# every term and partial sum is an integer below the dtype's exact bound (``_exact_dtype``), so
+# the order of the additions does not matter. ``products="auto"`` picks the cheaper by this model,
+# per call, from the measured number of nonzeros. Constants: seconds per unit, measured with
+# ``bench/sim_vs_lava.py --sparse-sweep`` (single thread, float32, 2-core x86-64 VM; M = 5120,
+# K = 784 or 800, N = 10 or 800): BLAS 0.016 ns per multiply-add, scan 1 ns per entry, sparse
+# 0.1 ns per added weight. So with N = 800 the sparse form wins below ~14% activity; with N = 10
+# (scan cost > whole product) never.
+PRODUCTS = ("auto", "dense", "sparse")
+_DENSE_MADD_S = 0.016e-9
+_SPARSE_SCAN_S = 1.0e-9
+_SPARSE_ADD_S = 0.1e-9
+
+
+def _scipy_sparse():
+    try:
+        import scipy.sparse
+    except ImportError:  # optional: without scipy every product is dense
+        return None
+    return scipy.sparse
+
+
+def use_sparse(m: int, k: int, n: int, nnz: int) -> bool:
+    """Whether the sparse product of an ``(m, k)`` input with ``nnz`` nonzeros by a ``(k, n)``
+    weight is predicted cheaper than the dense one (the cost model above)."""
+    return m * k * _SPARSE_SCAN_S + nnz * n * _SPARSE_ADD_S < m * k * n * _DENSE_MADD_S
+
+
+def sparse_product(s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``s @ w`` for an ``(M, K)`` integer matrix ``s`` (mostly zeros) and a float ``(K, N)``
+    weight, through a CSR matrix of ``s``'s nonzeros (values cast to ``w``'s dtype): exact under
+    the same bound as the dense product. Needs scipy."""
+    sparse = _scipy_sparse()
+    if sparse is None:
+        raise ValueError("products='sparse' needs scipy (pip install scipy), which is not installed")
+    m, k = s.shape
+    flat = np.ascontiguousarray(s).reshape(-1)
+    idx = np.flatnonzero(flat)
+    itype = np.int32 if max(idx.size, k) < 2 ** 31 else np.int64
+    cols = (idx % k).astype(itype)
+    indptr = np.searchsorted(idx, np.arange(0, m * k + 1, k)).astype(itype)
+    a = sparse.csr_array((flat[idx].astype(w.dtype), cols, indptr), shape=(m, k))
+    return np.asarray(a @ w)
+
+
+def _product(s: np.ndarray, w: np.ndarray, products: str) -> np.ndarray:
+    """``s @ w`` (``s`` ``(M, K)`` 0/1 or graded integers), dense or sparse (``PRODUCTS``)."""
+    if products == "sparse" or (products == "auto" and s.shape[0] and
+                                use_sparse(*s.shape, w.shape[1], np.count_nonzero(s)) and
+                                _scipy_sparse() is not None):
+        return sparse_product(s, w)
+    return s.astype(w.dtype, copy=False) @ w
+
+
+def set_products(syns, products: str) -> None:
+    """Set how the synapses ``syns`` (``_Synapse`` objects, or objects holding them in ``parts``
+    as ``(key, _Synapse)`` pairs) compute their products: one of ``PRODUCTS``."""
+    if products not in PRODUCTS:
+        raise ValueError(f"products must be one of {PRODUCTS}, got {products!r}")
+    for syn in syns:
+        for part in ([p for _, p in syn.parts] if hasattr(syn, "parts") else [syn]):
+            part.products = products
+
+
 class _Synapse:
     """A projection's synaptic operator prepared for batched evaluation: ``(M, *in) -> (M, N)``,
     returning ``a << 6`` (the neuron's input, already MSB-aligned).
@@ -180,6 +247,7 @@ class _Synapse:
     def __init__(self, syn, in_shape, out_shape, where, in_max: int = 1):
         self.in_shape, self.out_shape = in_shape, out_shape
         self.wrap32 = False
+        self.products = "auto"  # dense or sparse products (``PRODUCTS``, ``set_products``)
         if in_max > 1 and not isinstance(syn, Dense):
             raise ValueError(f"{where}: graded (non 0/1) input into a {syn.kind} operator is not supported "
                              "(Lava's Conv takes spikes); feed graded input through a Dense operator")
@@ -208,7 +276,7 @@ class _Synapse:
         m = s.shape[0]
         act = 2.0 ** F.ACT_SHIFT
         if self.kind == "dense":
-            a = s.reshape(m, -1).astype(self.dtype, copy=False) @ self.w
+            a = _product(s.reshape(m, -1), self.w, self.products)
             if self.wrap32:  # int32 sum, int32 shift (Lava's Dense), then the neuron's << 6
                 a = _wrap(a.astype(np.float64), 32)
                 a = _wrap(a * 2.0 ** self.exp, 32) if self.exp >= 0 else np.floor(a / 2.0 ** -self.exp)
@@ -231,7 +299,7 @@ class _Synapse:
         win = win[:, :, ::self.stride[0], ::self.stride[1]]  # (m, C, oh, ow, kh, kw)
         _, oh, ow = self.out_shape
         cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(m * oh * ow, -1)
-        a = (cols @ self.w).astype(np.float64)  # (m*oh*ow, C_out)
+        a = _product(cols, self.w, self.products).astype(np.float64)  # (m*oh*ow, C_out)
         a = a.reshape(m, oh, ow, -1).transpose(0, 3, 1, 2).reshape(m, -1)
         return _wrap(a, F.CONV_BITS) * act
 
@@ -248,7 +316,6 @@ class _Synapse:
         return min(rows, 2.0 ** (F.CONV_BITS - 1)) * act
 
 
-@dataclass
 class _DelayedSynapse:
     """A ``Dense`` projection with per-synapse delays, as Lava's ``DelayDense``
     (lava-nc 0.10 lava/proc/dense/models.py ``PyDelayDenseModelBitAcc.run_spk``): the synapses
@@ -294,6 +361,7 @@ def _synapse(syn, in_shape, out_shape, where, in_max: int = 1):
     return _Synapse(syn, in_shape, out_shape, where, in_max)
 
 
+@dataclass
 class SimResult:
     """Output spikes ``(S, T, n_out)`` int8; with recording, per layer ``spikes`` (int8),
     ``u`` and ``v`` (int32) as ``(S, T, N)`` arrays (flattened C order)."""
