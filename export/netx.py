@@ -94,8 +94,11 @@ Delays (hdf5.py 425-448; blocks/process.py 163-181, 263-286)
     Dense and are read as such, with one netx quirk reproduced: a recurrent block with ``delay``
     builds its two DelayDense synapses WITHOUT ``weight_exp`` (blocks/process.py 273-286), so the
     shift netx applied to its weights is never undone (they act ``2**k`` times larger). Non-zero
-    delays (Lava delays each synapse's contribution by up to 62 more steps) are refused, naming the
-    layer: the integer graph has no synaptic delay operator. netx ignores conv ``delay`` (hdf5.py
+    delays become the ``Dense`` node's per-synapse ``delay``, expanded as netx expands them (a
+    scalar, a vector per row -- checked first -- or per column, or a matrix; values above 62
+    clamped with a warning, as netx does); the recurrent synapse of a ``dense_rec`` block gets
+    the same matrix, as in netx. The writer writes the full matrix (refusing delays above 62 and
+    delayed recurrent blocks, which netx would change). netx ignores conv ``delay`` (hdf5.py
     527-530): so do we.
 Conv and pooling (hdf5.py 464-544, 547-563, 625-632, 679-683)
     Conv weights go to Lava's Conv as given (no clip, no exponent): we write our folded
@@ -134,8 +137,10 @@ as netx reads them (truncated) or refused where netx would silently zero them.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -367,6 +372,24 @@ def _netx_weights(ops: list, where: str) -> list:
     return targets
 
 
+def _netx_delay(op, rec, where: str):
+    """The ``delay`` dataset of a dense block (None without delays): the full ``(out, in)`` matrix,
+    0 where the weight is 0 (those synapses never act). netx clamps delays above 62; a recurrent
+    block's two synapses share one matrix and lose their weight exponent (blocks/process.py
+    263-286), which the writer does not reproduce: such a block is refused."""
+    if (op.delay is None or not np.any(op.delay)) and (rec is None or rec.delay is None or not np.any(rec.delay)):
+        return None
+    if rec is not None:
+        raise ValueError(f"{where}: a recurrent group with synaptic delays: netx gives a recurrent block's two "
+                         "synapses one delay matrix and builds them without their weight exponent "
+                         "(lava-dl netx/blocks/process.py 263-286), so it cannot be written exactly")
+    d = np.where(op.effective_weight() != 0, np.asarray(op.delay), 0).astype(np.int64)
+    if d.max() > NETX_MAX_DELAY:
+        raise ValueError(f"{where}: delay {int(d.max())} > {NETX_MAX_DELAY}: netx clamps larger delays "
+                         "(hdf5.py 427-430), so it cannot be written exactly")
+    return d
+
+
 def netx_chain(graph: IntGraph) -> tuple:
     """``graph`` as netx's chain of blocks: ``(input, [(group, projection, recurrent or None), ...])``
     from the lowered projections, or a ``ValueError`` naming the node netx cannot hold."""
@@ -450,6 +473,9 @@ def write_netx(net, path) -> None:
             data = {"shape": np.array(shape), "weight": ws[0]}
             if rec is not None:
                 data["weight_rec"] = ws[1]
+            delay = _netx_delay(op, None if rec is None else rec.op, where)
+            if delay is not None:
+                data["delay"] = delay
             plan.append(("dense" if rec is None else "dense_rec", {**data, **neuron}))
             continue
         conv = op.as_conv(src_shape[0]) if isinstance(op, SumPool2d) else op
@@ -544,6 +570,28 @@ class _Reader:
             raise self.err(where, f"'{key}' = {bad.item():g} is beyond int64" if a.dtype.kind == "f"
                            else f"'{key}' = {bad.item()} is beyond int64")
         return a.astype(np.int64)
+
+    def delay(self, g, where: str, w_shape: tuple) -> np.ndarray:
+        """A dense block's ``delay`` as netx expands it (hdf5.py 425-448): clamped to 62 with a
+        warning when larger, a scalar for every synapse, a vector of ``out`` entries per row
+        ("axonal delays to syn", checked first) or of ``in`` entries per column, or a matrix."""
+        d = self.ints(g, "delay", where, truncate=True)
+        if d.size and d.max() > NETX_MAX_DELAY:
+            warnings.warn(f"{self.path}: {where}: delays up to {int(d.max())} clamped to {NETX_MAX_DELAY}, "
+                          "as netx does (hdf5.py 427-430)", stacklevel=3)
+            d = np.clip(d, 0, NETX_MAX_DELAY)
+        if d.size and d.min() < 0:
+            raise self.err(where, f"delay {int(d.min())} < 0 (Lava's DelayDense refuses negative delays)")
+        if d.size == 1:
+            return np.full(w_shape, int(d.reshape(-1)[0]), dtype=np.int64)
+        if d.ndim == 1 and d.size == w_shape[0]:
+            return np.repeat(d.reshape(-1, 1), w_shape[1], axis=1)
+        if d.ndim == 1 and d.size == w_shape[1]:
+            return np.repeat(d.reshape(1, -1), w_shape[0], axis=0)
+        if d.shape != tuple(w_shape):
+            raise self.err(where, f"delay of shape {d.shape} fits neither the weight {tuple(w_shape)}, its rows "
+                                  "nor its columns (netx raises, hdf5.py 432-446)")
+        return d
 
     def scalar(self, g, key: str, where: str) -> int:
         a = self.ints(g, key, where)
@@ -699,14 +747,7 @@ class _Reader:
             raise self.err(where, f"weight has {w.shape[1]} inputs but the previous layer has "
                                   f"{math.prod(self.shape)} neurons")
         delayed = "delay" in g
-        if delayed:
-            d = self.ints(g, "delay", where, truncate=True)
-            if d.size != 1 and d.reshape(-1).size not in (n_out, w.shape[1]) and d.shape != w.shape:
-                raise self.err(where, f"delay of shape {d.shape} fits neither the weight {w.shape}, its rows nor its "
-                                      "columns (netx raises, hdf5.py 432-446)")
-            if np.any(np.clip(d, 0, NETX_MAX_DELAY) != 0):
-                raise self.err(where, "non-zero synaptic delays (netx builds Lava's DelayDense, hdf5.py 425-448): "
-                                      "the integer graph has no synaptic delay operator")
+        delay = self.delay(g, where, w.shape) if delayed else None
         at = f"{self.path}: {where}"
         out = (n_out,)
         if rec:
@@ -719,8 +760,12 @@ class _Reader:
                                       "(blocks/process.py 280-286), which does not fit")
             (wf, ef), (wr, er) = netx_rec_effective(w, r, at, delay=delayed)
             syn, recurrent = _dense_from_operator(wf, ef, at), _dense_from_operator(wr, er, f"{at} (weight_rec)")
+            if delay is not None and delay.any():  # netx gives both synapses the same matrix (process.py 270-286)
+                recurrent = dataclasses.replace(recurrent, delay=delay)
         else:
             syn, recurrent = _dense_from_operator(*netx_dense_effective(w, at), at), None
+        if delay is not None and delay.any():
+            syn = dataclasses.replace(syn, delay=delay)
         neurons = self.neurons(g, where, out, default=True)
         self.blocks.append(_Block(out, syn, neurons, recurrent))
         self.shape = out

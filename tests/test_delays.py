@@ -121,3 +121,22 @@ def test_delays_with_graded_input_and_netx_stream_reset_equal_lava():
     graph = delayed_graph(rng, recurrent=False)
     x = rng.integers(0, 3, (3, 10, 9)) * (rng.random((3, 10, 9)) < 0.5)
     equal_to_lava(graph, x=x.astype(np.int64), reset_interval=10, reset_offset=1)
+
+
+def test_netx_writes_delays_and_reads_them_back(tmp_path):
+    from spikeport.export.netx import read_netx, write_netx
+
+    rng = np.random.default_rng(5)
+    g = delayed_graph(rng, recurrent=False)
+    nodes = dict(g.nodes, h=NeuronGroup((11,), Neurons(du=1200, dv=300, vth=30)))  # netx: bias_exp 6 only
+    chain = IntGraph({k: v for k, v in nodes.items() if k != "w_skip"},
+                     [e for e in g.edges if "w_skip" not in e])  # netx holds chains
+    write_netx(chain, tmp_path / "d.net")
+    back = read_netx(tmp_path / "d.net")
+    x = (rng.random((2, 20, 9)) < 0.4).astype(np.uint8)
+    assert np.array_equal(simulate(back, x).output, simulate(chain, x).output)
+    rec = delayed_graph(rng)
+    rec_nodes = dict(rec.nodes, h=nodes["h"])
+    with pytest.raises(ValueError, match="recurrent group with synaptic delays"):
+        write_netx(IntGraph({k: v for k, v in rec_nodes.items() if k != "w_skip"},
+                            [e for e in rec.edges if "w_skip" not in e]), tmp_path / "r.net")

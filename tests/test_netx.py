@@ -370,6 +370,35 @@ def test_handmade_recurrent_with_delay_quirk_and_default_readout(tmp_path):
     equal_to_netx(path, graph, x=spikes(rng, (2, 20, 8), 0.4))
 
 
+def test_handmade_synaptic_delays(tmp_path):
+    """Non-zero delays as netx expands them (hdf5.py 425-448): a full matrix, a per-row vector, values
+    above 62 clamped (with netx's warning), and a recurrent block whose two DelayDense synapses share
+    the matrix and drop weight_exp (blocks/process.py 263-286)."""
+    rng = np.random.default_rng(18)
+    d_full = rng.integers(0, 7, (9, 6))
+    d_rows = np.array([0, 3, 70, 1, 0, 2, 5])  # 70: netx clamps to 62
+    w_rec, r_rec = rng.integers(-30, 40, (5, 5)) * 2, rng.integers(-40, 30, (5, 5)) * 2
+    path = write_h5(tmp_path / "delays.net", [
+        dict(type="input", shape=np.array([6])),
+        dict(type="dense", shape=np.array([9]), weight=rng.integers(-60, 120, (9, 6)) * 2, delay=d_full,
+             neuron=cuba(iDecay=1200, vDecay=300, vThMant=60)),
+        dict(type="dense", shape=np.array([7]), weight=rng.integers(-50, 110, (7, 9)) * 2, delay=d_rows,
+             neuron=cuba(iDecay=2000, vDecay=400, vThMant=40)),
+        dict(type="dense", shape=np.array([5]), weight=rng.integers(-40, 110, (5, 7)) * 2,
+             neuron=cuba(iDecay=2000, vDecay=400, vThMant=40)),
+        dict(type="dense_rec", shape=np.array([5]), weight=w_rec, weight_rec=r_rec, delay=rng.integers(0, 4, (5, 5)),
+             neuron=cuba(iDecay=1500, vDecay=300, vThMant=120)),
+    ])
+    with pytest.warns(UserWarning, match="delays up to 70 clamped to 62"):
+        graph = read_netx(path)
+    w0 = graph.nodes["layer0.synapse"]
+    assert np.array_equal(np.where(w0.effective_weight() != 0, w0.delay, 0), np.where(w0.weight != 0, d_full, 0))
+    assert graph.nodes["layer1.synapse"].delay[2].tolist() == [62] * 9
+    assert np.array_equal(graph.nodes["layer3.recurrent"].delay, graph.nodes["layer3.synapse"].delay)
+    assert graph.latency() == 4 + 6 + 62 + 3
+    equal_to_netx(path, graph, x=spikes(rng, (1, 90, 6), 0.5))
+
+
 # --- (4) round trips, the simulator's netx-default arithmetic, refusals (no Lava runs) --------------
 
 def test_graph_round_trips_exactly(tmp_path):
@@ -577,7 +606,7 @@ REC = dict(type="dense_rec", shape=np.array([3]), weight=np.array([[2, 4, 6, 8]]
     (dense_file(neuron=dict(vThMant=131073)), "vThMant = 131073"),
     (dense_file(neuron=dict(messageBits=3)), "graded output spikes"),
     (dense_file(neuron=dict(type="SDNN")), "'SDNN' is not supported"),
-    (dense_file(delay=np.ones(3)), r"layer 1 \('dense'\): non-zero synaptic delays.*no synaptic delay operator"),
+    (dense_file(delay=-np.ones(3)), r"layer 1 \('dense'\): delay -1 < 0"),
     (dense_file(delay=np.zeros(5)), r"delay of shape \(5,\)"),
     (dense_file(weight=np.array([[253, -3, 0, 0]] * 3)), "odd mixed-sign"),
     (dense_file(weight=np.zeros((3, 4))), "all-zero"),
@@ -588,7 +617,7 @@ REC = dict(type="dense_rec", shape=np.array([3]), weight=np.array([[2, 4, 6, 8]]
     ([dense_file()[0], {**REC, "weight_rec": np.ones((3, 2))}], r"layer 1 \('dense_rec'\).*weight_rec shape"),
     ([dense_file()[0], {**REC, "weight_rec": None}], r"layer 1 \('dense_rec'\): missing 'weight_rec'"),
     ([dense_file()[0], {**REC, "delay": np.zeros(3)}], r"'delay' on a recurrent block with 4 inputs"),
-    ([dense_file()[0], {**REC, "delay": np.full(3, 2)}], r"layer 1 \('dense_rec'\): non-zero synaptic delays"),
+    ([dense_file()[0], {**REC, "delay": np.full(3, 2)}], r"layer 1 \('dense_rec'\): 'delay' on a recurrent block"),
     ([dense_file()[0]], "no layers"),
     ([CONV[0], {**CONV[1], "dilation": np.array([2, 2])}], "dilation"),
     ([CONV[0], {k: v for k, v in CONV[1].items() if k != "groups"}], "missing 'groups'"),
