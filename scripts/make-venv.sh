@@ -32,5 +32,10 @@ echo "creating $venv with $py ($("$py" -c 'import sys; print(sys.version.split()
 "$py" -m venv --clear "$venv"   # --clear: an older .venv (Python 3.10, before the runtime split) is replaced
 "$venv/bin/python" -m pip install -q --upgrade pip "setuptools>=77" wheel
 "$venv/bin/python" -m pip install -q -e ".[dev,onnx]"
+# NeuroBench 2.3.0, whose own metric code tests/test_neurobench_compare.py runs on an snnTorch twin.
+# --no-deps: its metrics, models and Benchmark import only torch, snntorch and tqdm; the numba,
+# llvmlite, tonic and torchaudio it declares serve its datasets and preprocessors, never imported here.
+"$venv/bin/python" -m pip install -q "snntorch>=1.0"
+"$venv/bin/python" -m pip install -q --no-deps "neurobench==2.3.0"
 # The Lava runtime (needs a Python 3.10; the message says how to get one if there is none).
 "$venv/bin/spikeport" lava setup
