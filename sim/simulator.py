@@ -43,6 +43,7 @@ from . import formats as F
 from .network import Dense, SumPool2d
 
 TIMINGS = ("hardware", "ideal")
+BACKENDS = ("numpy", "torch")
 _F32_EXACT = 2 ** 24
 _F64_EXACT = 2 ** 53
 
@@ -514,7 +515,8 @@ def prepare_inputs(graph, x=None, input_bias=None, steps=None, reset_interval=No
 
 
 def simulate(net, x=None, timing: str = "hardware", record: bool = False, batch_size: int = 64,
-             progress: bool = False, input_bias=None, steps=None, reset_interval=None, reset_offset: int = 0):
+             progress: bool = False, input_bias=None, steps=None, reset_interval=None, reset_offset: int = 0,
+             backend: str = "numpy", device=None, products: str = "auto"):
     """Run ``net`` (an ``IntNetwork`` chain or an ``IntGraph``) on input ``x`` ``(S, T, *input_shape)``.
 
     A chain returns a ``SimResult`` (per-layer lists); a graph a ``GraphResult`` (dicts by node
@@ -524,11 +526,11 @@ def simulate(net, x=None, timing: str = "hardware", record: bool = False, batch_
 
     if isinstance(net, IntGraph):
         return simulate_graph(net, x, timing, record, batch_size, progress, input_bias, steps, reset_interval,
-                              reset_offset)
+                              reset_offset, backend, device, products)
     if x is not None:  # chains take 0/1 spikes (the graph form accepts graded payloads); checked once
         x = check_input(net, x).view(np.bool_)
     res = simulate_graph(IntGraph.from_chain(net), x, timing, record, batch_size, progress, input_bias, steps,
-                         reset_interval, reset_offset)
+                         reset_interval, reset_offset, backend, device, products)
     if not record:
         return SimResult(res.output)
     names = [f"layer{i}" for i in range(len(net.layers))]
@@ -537,7 +539,7 @@ def simulate(net, x=None, timing: str = "hardware", record: bool = False, batch_
 
 def simulate_graph(graph, x=None, timing: str = "hardware", record: bool = False, batch_size: int = 64,
                    progress: bool = False, input_bias=None, steps=None, reset_interval=None,
-                   reset_offset: int = 0) -> GraphResult:
+                   reset_offset: int = 0, backend: str = "numpy", device=None, products: str = "auto") -> GraphResult:
     """Run an ``IntGraph`` bit-exactly as Lava ``fixed_pt`` does.
 
     Parameters
@@ -554,12 +556,22 @@ def simulate_graph(graph, x=None, timing: str = "hardware", record: bool = False
         Samples simulated together (ignored in stream mode, which is one sequence).
     input_bias, steps, reset_interval, reset_offset
         The deployment protocol (``Protocol``).
+    backend : 'numpy' | 'torch'
+        ``torch`` (``sim.backend_torch``) runs the same arithmetic on torch tensors on ``device``
+        (e.g. ``'cuda'``; default CUDA when available, else CPU); results are equal bit for bit.
+    products : 'auto' | 'dense' | 'sparse'
+        numpy backend: synaptic products as dense BLAS or over the active inputs only (CSR);
+        ``auto`` picks per product from the measured activity (``use_sparse``). Exact either way.
 
     Feed-forward components are simulated a whole sequence at a time (one product per projection,
     only the neurons loop over time); recurrent components step through time together.
     """
     if timing not in TIMINGS:
         raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if products not in PRODUCTS:
+        raise ValueError(f"products must be one of {PRODUCTS}, got {products!r}")
     xs, proto, S = prepare_inputs(graph, x, input_bias, steps, reset_interval, reset_offset)
     T = proto.steps
     groups = graph.groups()
@@ -585,7 +597,13 @@ def simulate_graph(graph, x=None, timing: str = "hardware", record: bool = False
         from tqdm.auto import tqdm
 
         chunks = tqdm(chunks, desc="simulate", unit="batch")
-    run = _GraphRun(graph, syns, consts, depth, timing, proto, record)
+    set_products(syns.values(), products)
+    if backend == "torch":
+        from .backend_torch import TorchGraphRun, device_of
+
+        run = TorchGraphRun(graph, syns, consts, depth, timing, proto, record, device_of(device))
+    else:
+        run = _GraphRun(graph, syns, consts, depth, timing, proto, record)
     for start, stop in chunks:
         B = stop - start
         if stream:  # one sequence of S*T steps, batch 1
