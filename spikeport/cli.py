@@ -185,7 +185,7 @@ def _cmd_simulate(args) -> int:
     x, labels = _run_inputs(args, loaded)
     graph = as_graph(loaded.net)
     res = simulate(graph, x, timing=args.timing, record=bool(args.record), progress=not args.no_progress,
-                   **_protocol(args, loaded))
+                   backend=args.backend, device=args.device, **_protocol(args, loaded))
     if args.record:
         _record(args, res, graph)
     _report_outputs(args, res.output, labels, loaded)
@@ -369,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(m)
     m.add_argument("--timing", default="hardware", choices=["hardware", "ideal"],
                    help="hardware: Lava's one-step delay per synaptic layer (default); ideal: no delays")
+    m.add_argument("--backend", default="numpy", choices=["numpy", "torch"],
+                   help="numpy (default) or torch (the same integer arithmetic on torch tensors, e.g. on a GPU)")
+    m.add_argument("--device", help="torch backend: device such as cpu or cuda:0 (default: cuda when available)")
     m.set_defaults(func=_cmd_simulate)
 
     d = sub.add_parser("deploy", help="run the integer network on a target (Lava fixed_pt)")

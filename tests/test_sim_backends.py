@@ -165,3 +165,24 @@ def test_bad_backend_arguments_are_named(kw, match):
     graph, args = dense_graph(np.random.default_rng(0))
     with pytest.raises(ValueError, match=match):
         simulate(graph, args["x"], **kw)
+
+
+def test_cli_simulate_backend_torch_equals_numpy(tmp_path, capsys):
+    from spikeport.cli import main as cli_main
+
+    graph, args = recurrent_graph(np.random.default_rng(11))
+    graph.save(tmp_path / "net.npz")
+    np.save(tmp_path / "x.npy", args["x"])
+    outs = []
+    for extra in ([], ["--backend", "torch", "--device", "cpu"]):
+        out = tmp_path / f"y{len(extra)}.npy"
+        code = cli_main(["simulate", str(tmp_path / "net.npz"), "--input", str(tmp_path / "x.npy"), "--output",
+                         str(out), "--no-progress", *extra])
+        assert code == 0, capsys.readouterr().err
+        outs.append(np.load(out))
+    assert outs[0].shape == (5, 20, 4) and outs[0].any()
+    assert np.array_equal(outs[0], outs[1])
+    code = cli_main(["simulate", str(tmp_path / "net.npz"), "--input", str(tmp_path / "x.npy"), "--backend", "torch",
+                     "--device", "tpu9", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "tpu9" in err and len(err.strip().splitlines()) == 1, err
