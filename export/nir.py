@@ -137,7 +137,9 @@ def to_nir(model, net, dt: float):
     """A NIR graph of the float ``model`` (a trained ``SpikingNetwork``; its fake-quantized values if
     QAT is attached) carrying the integer network ``net`` (``export.qat.quantize_network``'s: a
     chain, or a graph when layers are recurrent). A recurrent layer ``i`` writes its own weights as
-    an Affine node ``rec{i}`` in a loop ``lif{i} -> rec{i} -> lif{i}`` (snnTorch's RLeaky shape)."""
+    an Affine node ``rec{i}`` in a loop ``lif{i} -> rec{i} -> lif{i}`` (snnTorch's RLeaky shape).
+    A model with skip connections (merges) is written as its integer graph (``graph_to_nir``:
+    every node with its exact record, float values in each group's integer unit)."""
     import nir
     import torch
 
@@ -149,6 +151,8 @@ def to_nir(model, net, dt: float):
 
     if not dt > 0:
         raise ValueError(f"dt must be > 0 seconds, got {dt!r}")
+    if getattr(model, "skips", None):
+        return graph_to_nir(net, dt)
     blocks = model.blocks()
     if isinstance(net, G.IntGraph):  # a run with recurrent layers: quantize_network's node names
         layers = [Layer(net.nodes[f"layer{i}_synapse"], net.neurons(f"layer{i}")) for i in range(len(blocks))]
@@ -262,6 +266,9 @@ def graph_to_nir(graph: "G.IntGraph", dt: float):
                 nodes[flat] = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1,
                                           metadata={META_KEY: _node_meta(G.Flatten(), flat)})
                 edges = [e for e in edges if e != [src, name]] + [[src, flat], [flat, name]]
+                src = flat
+            if node.delay is not None and np.any(node.delay):
+                edges = _delays_to_nir(nodes, edges, graph, name, node, src, dt, notes)
         elif isinstance(node, Conv2d):
             w = node.effective_weight().astype(np.float32)
             in_shape = graph.shapes[graph.predecessors(name)[0]]
@@ -276,6 +283,40 @@ def graph_to_nir(graph: "G.IntGraph", dt: float):
             nodes[name] = _group_to_nir(node, name, dt, meta, notes)
     return nir.NIRGraph(nodes=nodes, edges=edges,
                         metadata={DT_KEY: float(dt), "spikeport.format": FORMAT_GRAPH, "spikeport.notes": notes})
+
+
+def _derived_meta(of: str) -> dict:
+    """The record of a node the NIR writer adds for ``of`` (a Delay, a Linear per delay value): the
+    reader drops it and rebuilds ``of`` from its own record."""
+    return {META_KEY: json.dumps({"format": FORMAT_GRAPH, "node": {"kind": "derived", "of": of}, "arrays": {}})}
+
+
+def _delays_to_nir(nodes, edges, graph, name, node, src, dt, notes):
+    """A ``Dense`` with per-synapse delays as NIR says it: one ``Linear`` per delay value ``k`` (the
+    first under the node's own name, with its exact record), each followed by ``Delay(k dt)`` per
+    output when ``k > 0``, all merging into the node's successors (their sums add)."""
+    import nir
+
+    parts = node.delays()
+    succ = [b for a, b in edges if a == name]
+    edges = [e for e in edges if e[0] != name]
+    scale = 2.0 ** int(node.weight_exp)
+    for i, k in enumerate(sorted(parts)):
+        lin = name if i == 0 else _free_name(f"{name}.d{k}", {**graph.nodes, **nodes})
+        meta = nodes[name].metadata if i == 0 else _derived_meta(name)
+        nodes[lin] = nir.Linear(weight=(parts[k] * scale).astype(np.float32), metadata=meta)
+        if i:
+            edges.append([src, lin])
+        last = lin
+        if k:
+            last = _free_name(f"{name}.delay{k}", {**graph.nodes, **nodes})
+            nodes[last] = nir.Delay(delay=np.full(parts[k].shape[0], k * dt, dtype=np.float64),
+                                    metadata=_derived_meta(name))
+            edges.append([lin, last])
+        edges += [[last, b] for b in succ]
+    notes.append(f"{name}: per-synapse delays written as {len(parts)} Linear node(s) with Delay nodes "
+                 "(one per delay value)")
+    return edges
 
 
 def write_nir_graph(path, graph: "G.IntGraph", dt: float | None = None, flavor: str = "nir",
@@ -1049,9 +1090,14 @@ def nir_to_float_graph(graph, dt: float | None, notes: list | None = None,
             nodes[name] = None  # after shapes are known
         elif kind == "Scale":
             nodes[name] = ("scale", _arr(node.scale))
+        elif kind == "Delay":
+            nodes[name] = ("delay", _delay_steps(_arr(node.delay), dt, name))
         else:
             raise ValueError(f"NIR node {name!r} of type {kind} is not supported (Loihi runs Affine, Linear, Conv2d, "
-                             f"SumPool2d, AvgPool2d, Flatten, Scale and the neurons {', '.join(_NEURONS)})")
+                             f"SumPool2d, AvgPool2d, Flatten, Scale, Delay and the neurons {', '.join(_NEURONS)})")
+    nodes, edges = _fold_delays(nodes, edges, notes)
+    preds = {n: [a for a, b in edges if b == n] for n in nodes}
+    succs = {n: [b for a, b in edges if a == n] for n in nodes}
     # Scale nodes: fold into the weighted operator before them (rows), then drop
     for name, node in list(nodes.items()):
         if not (isinstance(node, tuple) and node[0] == "scale"):
@@ -1161,6 +1207,65 @@ def nir_to_float_graph(graph, dt: float | None, notes: list | None = None,
     return G.FloatGraph(nodes, edges, 1.0 if dt is None else float(dt), {"notes": list(notes)})
 
 
+def _delay_steps(delay, dt, name) -> np.ndarray:
+    """A NIR ``Delay``'s ``delay`` (time, per element; ``y(t) = x(t - delay)``) in whole steps of ``dt``
+    (of 1 when the file has no time step): Loihi 2 delays a synapse by 0..63 extra steps."""
+    step = 1.0 if dt is None else float(dt)
+    steps = np.asarray(delay, dtype=np.float64) / step
+    rounded = np.round(steps)
+    if not np.allclose(steps, rounded, rtol=0, atol=1e-6):
+        bad = float(steps.reshape(-1)[int(np.argmax(np.abs(steps - rounded).reshape(-1)))])
+        raise ValueError(f"NIR node {name!r} (Delay): a delay of {bad:g} steps of dt = {step:g} is not a whole "
+                         "number of steps")
+    from spikeport.sim import formats as F
+
+    return F.DELAY.check(rounded, f"NIR node {name!r} (Delay), in steps,")
+
+
+def _fold_delays(nodes, edges, notes):
+    """Each ``Delay`` into the ``Affine`` next to it, as that operator's per-synapse ``delay``: after
+    the operator (it feeds only the Delay) a delay per output (rows), before it (the Delay feeds only
+    the operator, maybe through a Flatten) a delay per input (columns). Loihi 2 delays dense synapses
+    only (Lava's ``DelayDense``; Lava has no delayed convolution): anything else is refused."""
+    for name in [n for n, node in nodes.items() if isinstance(node, tuple) and node[0] == "delay"]:
+        steps = nodes[name][1].reshape(-1)
+        preds = [a for a, b in edges if b == name]
+        succs = [b for a, b in edges if a == name]
+        src = preds[0] if len(preds) == 1 else None
+        after = [n for n in ([src] if src else []) if isinstance(nodes.get(n), G.Affine)
+                 and [b for a, b in edges if a == n] == [name]]
+        nxt = succs[0] if len(succs) == 1 else None
+        while nxt is not None and isinstance(nodes.get(nxt), G.Flatten):
+            nxt_succ = [b for a, b in edges if a == nxt]
+            nxt = nxt_succ[0] if len(nxt_succ) == 1 else None
+        if after:
+            op = nodes[after[0]]
+            w = np.asarray(op.weight)
+            if steps.size not in (1, w.shape[0]):
+                raise ValueError(f"NIR node {name!r} (Delay): {steps.size} delays after {after[0]!r}, which has "
+                                 f"{w.shape[0]} outputs")
+            d = np.broadcast_to(steps.reshape(-1, 1) if steps.size > 1 else steps, w.shape)
+            target = after[0]
+        elif nxt is not None and isinstance(nodes.get(nxt), G.Affine):
+            op = nodes[nxt]
+            w = np.asarray(op.weight)
+            if steps.size not in (1, w.shape[1]):
+                raise ValueError(f"NIR node {name!r} (Delay): {steps.size} delays before {nxt!r}, which has "
+                                 f"{w.shape[1]} inputs")
+            d = np.broadcast_to(steps.reshape(1, -1) if steps.size > 1 else steps, w.shape)
+            target = nxt
+        else:
+            raise ValueError(f"NIR node {name!r} (Delay) must sit right after or right before one Affine/Linear node "
+                             "(Loihi 2 delays dense synapses only: Lava's DelayDense; there is no delayed convolution)")
+        total = d if op.delay is None else op.delay + d
+        nodes[target] = dataclasses.replace(op, delay=np.ascontiguousarray(total, dtype=np.int64))
+        edges = [(a, b) for a, b in edges if b != name and a != name] + [(a, b) for a in preds for b in succs]
+        del nodes[name]
+        notes.append(f"NIR node {name!r} (Delay): folded into {target!r} as per-synapse delays of "
+                     f"{int(d.min())}..{int(d.max())} steps")
+    return nodes, edges
+
+
 def _conv_then_pool(conv, k: int, factor: float = 1.0):
     """``conv`` followed by ``k x k`` sum pooling (times ``factor``; ``1/k**2`` for average pooling)
     as ONE convolution, exactly: kernel ``(k - 1) s + kh`` (``s`` the stride), stride ``s k``, same
@@ -1240,7 +1345,7 @@ def _scale_rows(op, gain, name, out_shape=None):
     if isinstance(op, G.Affine):
         if g.size != w.shape[0]:
             raise ValueError(f"NIR node {name!r}: a gain of {g.size} values for {w.shape[0]} outputs")
-        return G.Affine(w * g[:, None])
+        return dataclasses.replace(op, weight=w * g[:, None])
     c = w.shape[0]
     per = g.reshape(c, -1) if g.size % c == 0 else None
     if per is None or not np.all(per == per[:, :1]):
@@ -1400,7 +1505,16 @@ def _graph_from_metadata(nodes, edges, metas, path, dt):
         missing = next(n for n, m in all_meta.items() if m is None or m.get("format") != FORMAT_GRAPH)
         raise ValueError(f"{path}: node {missing!r} lacks the spikeport record the other nodes carry")
     rebuilt = {}
+    derived = {n for n, m in all_meta.items() if isinstance(m.get("node"), dict) and m["node"].get("kind") == "derived"}
+    edges = [(a, b) for a, b in edges if a not in derived and b not in derived]
+    for name in derived:  # a Delay / per-delay Linear the writer added: its record's node has them all
+        of = all_meta[name]["node"].get("of")
+        if of not in all_meta or of in derived:
+            raise ValueError(f"{path}: node {name!r} is derived from {of!r}, which has no record")
+        edges += [(of, b) for a, b in flatten_graph_edges(nodes, name) if b not in derived and (of, b) not in edges]
     for name, m in all_meta.items():
+        if name in derived:
+            continue
         try:
             arrays = {k: _unpack(v) for k, v in m["arrays"].items()}
             rebuilt[name] = G.node_from_dict(m["node"], arrays, f"{path}: node {name!r}")
@@ -1444,6 +1558,9 @@ def float_graph_to_model(fg, surrogate=None):
         if isinstance(node, G.Flatten):
             layers.append(TFlatten())
         elif isinstance(node, G.Affine):
+            if node.delay is not None and np.any(node.delay):
+                raise ValueError(f"node {name!r}: the torch float twin has no synaptic delays (the integer graph "
+                                 "and Lava run them)")
             w = np.asarray(node.weight)
             if len(shape) > 1:
                 layers.append(TFlatten())

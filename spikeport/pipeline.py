@@ -136,6 +136,8 @@ def float_layer_specs(model) -> list:
     specs = []
     if any(getattr(n, "recurrent", False) for n in model.neuron_layers()):
         raise ValueError("the Lava float run builds feed-forward chains only (this model has recurrent layers)")
+    if len(getattr(model, "skips", ())):
+        raise ValueError("the Lava float run builds feed-forward chains only (this model has skip connections)")
     for i, (syn, neuron, in_shape, out_shape) in enumerate(model.blocks()):
         nf = neuron_floats(neuron)
         shared = {}
@@ -275,7 +277,7 @@ def run_pipeline(preset: str, out_dir, overrides: Optional[dict] = None, lava_sa
     nir_path = out / "network.nir"
     write_nir(nir_path, loaded.model, loaded.net, dt)
     net = read_nir(nir_path)[0]
-    if not any(k.endswith("_rec") for k in net.nodes):
+    if not any(k.endswith("_rec") or "_skip_" in k for k in net.nodes):
         net = net.to_chain("the pipeline's validation")
     log(f"[2/4] exported {nir_path} (dt = {dt:g} s) and read it back")
     log(f"[3/4] simulating the NIR network bit-accurately and running it in Lava ({lava_samples} samples)")

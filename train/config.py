@@ -393,6 +393,17 @@ PRESETS: dict[str, dict] = {
         "loss": {"name": "rate_mse"},
         "optim": {"epochs": 60, "batch_size": 32, "lr": 2e-3},
     },
+    # A skip connection (README, "The integer graph"): four layers of neurons where the third also
+    # hears the first ("128+1"); trained with QAT and Loihi's synaptic delay, so the exported graph
+    # (a merge of two Dense edges into one group) runs in Lava step for step as trained.
+    "digits-skip": {
+        "network": "64-128-128-128+1-10",
+        "data": {"dataset": "digits", "encoder": "bernoulli", "T": 16},
+        "neuron": {"model": "lif", "decay": 0.2, "v_threshold": 0.5},
+        "loss": {"name": "rate_mse"},
+        "optim": {"epochs": 20, "batch_size": 32, "lr": 2e-3},
+        "quant": {"qat": True, "synaptic_delay": True},
+    },
     # STBP paper / authors' code: 784-800-10, T = 20, V_th 0.5, decay 0.2, rectangular a = 1.
     "mnist-mlp": {
         "network": "784-800-10",

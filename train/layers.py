@@ -34,6 +34,29 @@ class Linear(nn.Linear):
         return F.linear(x, weight)
 
 
+class Skip(nn.Linear):
+    """Dense synapses of a skip connection, no bias: the spikes of an earlier layer (flattened in
+    C order) into the input current of a later dense layer, ``(T, B, *F) -> (T, B, out)``.
+
+    ``source``: the spec's layer number of the sender (0 the network input, ``k`` the k-th layer
+    with neurons); ``target``: the block it feeds (0-based, as ``SpikingNetwork.blocks()``).
+    """
+
+    def __init__(self, source: int, target: int, in_features: int, out_features: int):
+        super().__init__(in_features, out_features, bias=False)
+        self.source, self.target = int(source), int(target)
+
+    def forward(self, x):
+        return self.apply_weight(x, self.weight)
+
+    def apply_weight(self, x, weight):
+        """The skip with ``weight`` in place of its own (used by fake quantization)."""
+        return F.linear(x.reshape(x.shape[0], x.shape[1], -1), weight)
+
+    def extra_repr(self):
+        return f"source={self.source}, target={self.target}, " + super().extra_repr()
+
+
 class Conv2d(nn.Conv2d):
     """2-d convolution, no bias: ``(T, B, C, H, W) -> (T, B, C', H', W')``."""
 

@@ -10,6 +10,24 @@ Grammar: tokens joined by ``-``; the first is the input shape, the rest are laye
     15C5           convolution, 15 output channels, 5 x 5 kernel (``15C5p2`` pads 2, ``15C5s2`` strides 2)
     P2             2 x 2 average pooling (STBP);  S2: 2 x 2 sum pooling (Loihi's unit-weight conv)
     D0.2           dropout, p = 0.2 (mask shared over time)
+    400+1          dense layer of 400 neurons that also receives the spikes of layer 1 (a skip)
+
+Skip connections (merges). Layers with neurons are numbered from 1 in spec order (dropout tokens
+do not count; ``0`` is the network input). A dense token (``N`` or ``NR``) followed by ``+j``
+(repeatable: ``400+0+2``) adds, for each ``j``, a dense projection ``W_skip`` from the spikes of
+layer ``j`` (flattened in C order when it is a feature map) to its input current:
+
+    x_k[t] = W_k s_{k-1}[t] + sum_j W_skip_j s_j[t]      (then the neuron update of layer k)
+
+so ``784-400-400-400+1-10`` is a residual-style MLP whose third layer also hears the first. ``j``
+must be an earlier layer and not the one that already feeds the layer (``+k-1`` would only split
+one weight matrix in two); skips enter dense layers only. With ``synaptic_delay`` every synaptic
+hop delivers one step later, the skip as well: ``x_k[t]`` above is built from the spikes of step
+``t - 1``, as Loihi delivers every synapse (``sim.graph``). The skip weights live in
+``SpikingNetwork.skips`` (``train.layers.Skip``), the main chain is unchanged (``blocks()``).
+The source's spike train is complete before the target runs (the graph is feed-forward through
+skips), so the target's neurons still run as one fused ``neuron_sequence`` over all ``T`` steps,
+and gradients reach ``W_skip`` and the source layer through the ordinary autograd graph.
 
 Every dense, convolution and pooling layer is followed by a neuron layer (LIF or CUBA, from
 ``NeuronSpec``); the network's output is the spike train of the last layer, ``(T, B, n_out)``.
@@ -20,7 +38,8 @@ Two optional behaviours serve deployment (they change nothing by default):
 - ``fake_quant``: a callable ``(index, synapse, neuron) -> (weight or None, neuron_params,
   recurrent weight or None)``
   attached by ``export.quantize`` for quantization-aware training; the network itself knows
-  nothing about integer formats.
+  nothing about integer formats. A network with skips also calls its ``skip_weights(index)``:
+  the weights of ``skips_into(index)``, in that order.
 
 >>> net = build_network("28x28-15C5-P2-40C5-P2-300-10", NeuronSpec())
 >>> [tuple(s) for s in net.shapes]
@@ -35,7 +54,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import Conv2d, Dropout, Flatten, Linear, Pool2d
+from .layers import Conv2d, Dropout, Flatten, Linear, Pool2d, Skip
 from .neurons import CUBA, LIF
 from .surrogates import Surrogate
 
@@ -77,6 +96,7 @@ _INPUT = re.compile(r"^(\d+)(?:x(\d+))?(?:x(\d+))?$")
 _CONV = re.compile(r"^(\d+)C(\d+)(?:p(\d+))?(?:s(\d+))?$")
 _POOL = re.compile(r"^([PS])(\d+)$")
 _DENSE = re.compile(r"^(\d+)(R?)$")
+_SKIP_REF = re.compile(r"^[0-9]+$")
 _DROP = re.compile(r"^D(0?\.\d+|0)$")
 
 
@@ -102,9 +122,12 @@ class SpikingNetwork(nn.Module):
         Feature shape after each layer, starting with the input.
     layers : nn.ModuleList
         Synaptic layers, neuron layers, flatten and dropout in execution order.
+    skips : nn.ModuleList
+        Skip connections (``train.layers.Skip``, see the module docstring); empty for a chain.
     """
 
-    def __init__(self, spec: str, input_shape: tuple, layers: list, shapes: list, synaptic_delay: bool = False):
+    def __init__(self, spec: str, input_shape: tuple, layers: list, shapes: list, synaptic_delay: bool = False,
+                 skips: tuple = ()):
         super().__init__()
         self.spec = spec
         self.input_shape = tuple(input_shape)
@@ -112,6 +135,16 @@ class SpikingNetwork(nn.Module):
         self.shapes = shapes
         self.synaptic_delay = synaptic_delay
         self.fake_quant = None
+        self.skips = nn.ModuleList(skips)
+        n_blocks = sum(isinstance(m, SYNAPTIC) for m in layers)
+        for s in self.skips:
+            if not 0 <= s.source < s.target < n_blocks or not isinstance(layers_of(layers, s.target), Linear):
+                raise ValueError(f"skip {s.source} -> layer {s.target + 1}: needs an earlier source and a dense "
+                                 f"target among the {n_blocks} layers")
+
+    def skips_into(self, index: int) -> list:
+        """The skips feeding block ``index`` (0-based, as ``blocks()``), in spec order."""
+        return [s for s in self.skips if s.target == index]
 
     @property
     def n_out(self) -> int:
@@ -129,6 +162,8 @@ class SpikingNetwork(nn.Module):
         layers = list(self.layers)
         block = 0
         i = 0
+        sources = {s.source for s in self.skips}
+        saved = {0: x} if 0 in sources else {}  # spike trains skips read: 0 the input, k layer k
         while i < len(layers):
             layer = layers[i]
             if not isinstance(layer, SYNAPTIC):
@@ -142,15 +177,29 @@ class SpikingNetwork(nn.Module):
             else:
                 w, p, w_rec = self.fake_quant(block, layer, neuron)
                 x = layer(x) if w is None else layer.apply_weight(x, w)
+            into = self.skips_into(block) if sources else []
+            if into:
+                fws = [None] * len(into) if self.fake_quant is None else self._fake_skip_weights(block)
+                for s, fw in zip(into, fws):
+                    x = x + (s(saved[s.source]) if fw is None else s.apply_weight(saved[s.source], fw))
             if self.synaptic_delay:  # delivered one step later; step 0 receives nothing
                 x = torch.cat([torch.zeros_like(x[:1]), x[:-1]])
             x = neuron.apply_params(x, p, w_rec)
             if record:
                 spikes.append(x)
+            if block + 1 in sources:
+                saved[block + 1] = x
             block += 1
             i += 2
         out = x.reshape(x.shape[0], x.shape[1], -1)
         return (out, spikes) if record else out
+
+    def _fake_skip_weights(self, block: int) -> list:
+        hook = getattr(self.fake_quant, "skip_weights", None)
+        if hook is None:
+            raise ValueError("this network has skip connections and its fake_quant hook has no skip_weights "
+                             "method (use export.quantize.attach_fake_quant)")
+        return hook(block)
 
     def blocks(self) -> list:
         """``(synapse, neuron, input_shape, output_shape)`` for every synaptic layer, in order."""
@@ -171,6 +220,11 @@ class SpikingNetwork(nn.Module):
 SYNAPTIC = (Linear, Conv2d, Pool2d)
 
 
+def layers_of(layers, index: int):
+    """The synaptic layer of block ``index`` in a layer list."""
+    return [m for m in layers if isinstance(m, SYNAPTIC)][index]
+
+
 MAX_PARAMETERS = 100_000_000
 """Most weights and biases a spec may ask for (400 MB of float32 before optimizer state; the
 largest preset has about 0.7 million)."""
@@ -179,7 +233,9 @@ largest preset has about 0.7 million)."""
 def plan_network(spec: str, input_shape: tuple | None = None) -> list:
     """The layers a spec string describes, without building any: ``[(kind, args, output_shape)]``,
     starting with ``('input', (), input_shape)``, then kinds ``conv`` ``(c_in, c_out, k, stride, pad)``, ``pool`` ``(k, 'avg'|'sum')``, ``flatten``,
-    ``dense`` ``(n_in, n)`` and ``dropout`` ``(p,)``. Raises ``ValueError`` for a spec that is not
+    ``dense`` ``(n_in, n)`` (``rdense`` when recurrent), ``dropout`` ``(p,)`` and, right after the
+    dense layer it feeds, one ``skip`` ``(source, n_source, n)`` per ``+source`` (output shape that
+    of the layer it feeds). Raises ``ValueError`` for a spec that is not
     the grammar, has a size below 1, does not fit its input, or asks for more than
     ``MAX_PARAMETERS`` weights; cheap whatever the sizes, so configurations are checked with it.
 
@@ -195,7 +251,30 @@ def plan_network(spec: str, input_shape: tuple | None = None) -> list:
     if input_shape is not None and math.prod(input_shape) != math.prod(shape):
         raise ValueError(f"network spec {spec!r} has input {shape} but the data has shape {tuple(input_shape)}")
     plan, params = [("input", (), shape)], 0
+    layer_shapes = [shape]  # output shape of each layer with neurons, the input first (skip sources)
     for tok in tokens[1:]:
+        refs = []
+        if "+" in tok:
+            tok, *refs = tok.split("+")
+            full = "+".join([tok, *refs])
+            if not _DENSE.match(tok):
+                raise ValueError(f"layer {full!r} in {spec!r}: skip connections (+<layer>) enter dense layers only "
+                                 f"(N or NR), not {tok!r}")
+            for r in refs:
+                if not _SKIP_REF.match(r):
+                    raise ValueError(f"layer {full!r} in {spec!r}: bad skip source {'+' + r!r}; expected "
+                                     "+<layer number> (0 = the input, 1 = the first layer)")
+            here = len(layer_shapes)  # this layer's number
+            for r in refs:
+                j = int(r)
+                if j >= here:
+                    raise ValueError(f"layer {full!r} in {spec!r}: skip source +{j} is not an earlier layer "
+                                     f"(this is layer {here}; skips run forward only)")
+                if j == here - 1:
+                    raise ValueError(f"layer {full!r} in {spec!r}: skip source +{j} already feeds layer {here} "
+                                     "directly; a skip must come from further back")
+            if len(set(map(int, refs))) != len(refs):
+                raise ValueError(f"layer {full!r} in {spec!r}: a skip source is repeated")
         if m := _CONV.match(tok):
             if len(shape) != 3:
                 raise ValueError(f"layer {tok!r} in {spec!r}: a convolution needs a C x H x W input, got {shape}")
@@ -223,12 +302,18 @@ def plan_network(spec: str, input_shape: tuple | None = None) -> list:
             n_in = math.prod(plan[-1][2]) if len(shape) != 1 else shape[0]
             plan.append(("rdense" if m[2] else "dense", (n_in, n), (n,)))
             params += n_in * n + n + (n * n if m[2] else 0)
+            for r in refs:
+                n_src = math.prod(layer_shapes[int(r)])
+                plan.append(("skip", (int(r), n_src, n), (n,)))
+                params += n_src * n
         elif m := _DROP.match(tok):
             plan.append(("dropout", (float(m[1]),), shape))
         else:
             raise ValueError(f"unknown layer {tok!r} in network spec {spec!r} "
-                             "(expected N, NR, <n>C<k>[p<pad>][s<stride>], P<k>, S<k> or D<p>)")
+                             "(expected N, NR, N+<layer>, <n>C<k>[p<pad>][s<stride>], P<k>, S<k> or D<p>)")
         shape = plan[-1][2]
+        if plan[-1][0] not in ("dropout", "flatten"):
+            layer_shapes.append(shape)
         if params > MAX_PARAMETERS:
             raise ValueError(f"network spec {spec!r} asks for more than {MAX_PARAMETERS} parameters "
                              "(MAX_PARAMETERS)")
@@ -246,8 +331,12 @@ def build_network(spec: str, neuron: NeuronSpec, input_shape: tuple | None = Non
     """
     plan = plan_network(spec, input_shape)
     shapes = [plan[0][2]]
-    layers = []
+    layers, skips = [], []
     for kind, args, out_shape in plan[1:]:
+        if kind == "skip":
+            source, n_src, n = args
+            skips.append(Skip(source, sum(isinstance(m, SYNAPTIC) for m in layers) - 1, n_src, n))
+            continue
         if kind == "conv":
             c_in, c_out, k, stride, pad = args
             layers += [Conv2d(c_in, c_out, k, stride, pad), neuron.make((c_out, 1, 1))]
@@ -261,4 +350,4 @@ def build_network(spec: str, neuron: NeuronSpec, input_shape: tuple | None = Non
             layers.append(Dropout(*args))
             continue
         shapes.append(tuple(out_shape))
-    return SpikingNetwork(spec, shapes[0], layers, shapes, synaptic_delay)
+    return SpikingNetwork(spec, shapes[0], layers, shapes, synaptic_delay, skips)
