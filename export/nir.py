@@ -1506,12 +1506,13 @@ def _graph_from_metadata(nodes, edges, metas, path, dt):
         raise ValueError(f"{path}: node {missing!r} lacks the spikeport record the other nodes carry")
     rebuilt = {}
     derived = {n for n, m in all_meta.items() if isinstance(m.get("node"), dict) and m["node"].get("kind") == "derived"}
-    edges = [(a, b) for a, b in edges if a not in derived and b not in derived]
+    orig = [tuple(e) for e in edges]
+    edges = [(a, b) for a, b in orig if a not in derived and b not in derived]
     for name in derived:  # a Delay / per-delay Linear the writer added: its record's node has them all
         of = all_meta[name]["node"].get("of")
         if of not in all_meta or of in derived:
             raise ValueError(f"{path}: node {name!r} is derived from {of!r}, which has no record")
-        edges += [(of, b) for a, b in flatten_graph_edges(nodes, name) if b not in derived and (of, b) not in edges]
+        edges += [(of, b) for a, b in orig if a == name and b not in derived and (of, b) not in edges]
     for name, m in all_meta.items():
         if name in derived:
             continue

@@ -297,7 +297,8 @@ def quantize_graph(fg, spec: QuantSpec = QuantSpec(), meta: dict | None = None):
             m, wrep = quantize_weight(w, lam, e, spec)
             rep_of[dst]["weights"][name] = wrep
             if stride is None:
-                nodes[name] = G.Dense(m, weight_exp=e, num_weight_bits=spec.num_weight_bits)
+                delay = getattr(fg.nodes[name], "delay", None)  # synaptic delays carry over unchanged
+                nodes[name] = G.Dense(m, weight_exp=e, num_weight_bits=spec.num_weight_bits, delay=delay)
             else:
                 nodes[name] = G.Conv2d(m, stride=stride, padding=padding, weight_exp=e)
         else:

@@ -140,3 +140,50 @@ def test_netx_writes_delays_and_reads_them_back(tmp_path):
     with pytest.raises(ValueError, match="recurrent group with synaptic delays"):
         write_netx(IntGraph({k: v for k, v in rec_nodes.items() if k != "w_skip"},
                             [e for e in rec.edges if "w_skip" not in e]), tmp_path / "r.net")
+
+
+def test_nir_round_trip_and_other_tools_view_of_delays(tmp_path):
+    """Our NIR file: one Linear per delay value, each with a Delay(k dt); read back exactly from the
+    records; read as a plain NIR graph, every Delay folds back into a synapse's delays."""
+    import nir
+
+    from spikeport.export.nir import graph_to_nir, nir_to_float_graph, read_nir, write_nir_graph
+
+    rng = np.random.default_rng(7)
+    g = delayed_graph(rng)
+    write_nir_graph(tmp_path / "d.nir", g, dt=1e-3)
+    back, _ = read_nir(tmp_path / "d.nir")
+    x = (rng.random((2, 30, 9)) < 0.4).astype(np.uint8)
+    assert np.array_equal(simulate(back, x).output, simulate(g, x).output)
+    assert np.array_equal(back.nodes["w_out"].delay, g.nodes["w_out"].delay)
+    plain = graph_to_nir(g, 1e-3)
+    delays = [n for n, node in plain.nodes.items() if isinstance(node, nir.Delay)]
+    def nonzero_delays(op):
+        return set(np.unique(op.delay[op.effective_weight() != 0]).tolist()) - {0}
+
+    assert len(delays) == sum(len(nonzero_delays(g.nodes[n])) for n in ("w_in", "w_out", "w_rec"))
+    fg = nir_to_float_graph(plain, 1e-3)  # the float reading: every delay folded back into an Affine
+    assert not any(type(n).__name__ == "tuple" for n in fg.nodes.values())
+    folded = [n for n in fg.nodes.values() if getattr(n, "delay", None) is not None]
+    assert folded and max(int(np.max(n.delay)) for n in folded) == int(g.nodes["w_out"].delay.max())
+
+
+def test_nir_delay_nodes_from_other_writers_fold_into_synapses():
+    import nir
+
+    from spikeport.export.nir import nir_to_float_graph
+
+    w1, w2 = np.ones((3, 2), dtype=np.float32), np.ones((2, 3), dtype=np.float32)
+    lif = dict(tau=np.full(3, 2e-3), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3), v_reset=np.zeros(3))
+    lif2 = {k: v[:2] for k, v in lif.items()}
+    g = nir.NIRGraph(nodes={"in": nir.Input(input_type={"input": np.array([2])}), "a": nir.Linear(weight=w1),
+                            "d": nir.Delay(delay=np.array([0.0, 2e-3, 4e-3])), "n": nir.LIF(**lif),
+                            "d2": nir.Delay(delay=np.array([1e-3, 0.0, 3e-3])), "b": nir.Linear(weight=w2),
+                            "m": nir.LIF(**lif2), "out": nir.Output(output_type={"output": np.array([2])})},
+                     edges=[("in", "a"), ("a", "d"), ("d", "n"), ("n", "d2"), ("d2", "b"), ("b", "m"), ("m", "out")])
+    fg = nir_to_float_graph(g, 1e-3)
+    assert fg.nodes["a"].delay.tolist() == [[0, 0], [2, 2], [4, 4]]          # after a Linear: per output
+    assert fg.nodes["b"].delay.tolist() == [[1, 0, 3], [1, 0, 3]]            # before one: per input
+    bad = nir.NIRGraph(nodes={**g.nodes, "d": nir.Delay(delay=np.array([0.0, 1.5e-3, 0.0]))}, edges=g.edges)
+    with pytest.raises(ValueError, match=r"'d' \(Delay\): a delay of 1.5 steps"):
+        nir_to_float_graph(bad, 1e-3)
