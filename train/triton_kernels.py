@@ -35,6 +35,7 @@ this path for CUDA tensors.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -85,19 +86,28 @@ def _surrogate(x, c0, c1, SG: tl.constexpr):
 @triton.jit
 def _forward_kernel(x_ptr, x_step, v_ptr, o_ptr, i_ptr, r_state, i_state,
                     dsyn_ptr, dmem_ptr, th_ptr, bias_ptr, M, NF, t0, n_steps,
-                    CUBA: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE_I: tl.constexpr, BLOCK: tl.constexpr):
-    """Steps ``t0 .. t0 + n_steps - 1``; input of step t at ``x_ptr + t * x_step`` (x_step 0: one buffer)."""
+                    CUBA: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE_I: tl.constexpr, INIT: tl.constexpr,
+                    S_SYN: tl.constexpr, S_MEM: tl.constexpr, S_TH: tl.constexpr, S_BIAS: tl.constexpr,
+                    BLOCK: tl.constexpr):
+    """Steps ``t0 .. t0 + n_steps - 1``; input of step t at ``x_ptr + t * x_step`` (x_step 0: one buffer).
+    INIT: start from rest (else from the state buffers). S_*: parameter stride, 0 shared, 1 per neuron."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    p = offs % NF                                   # the neuron's parameter (params expanded to F)
-    dm = tl.load(dmem_ptr + p, mask=mask, other=0.0)
-    th = tl.load(th_ptr + p, mask=mask, other=0.0)
-    r = tl.load(r_state + offs, mask=mask, other=0.0)  # post-reset membrane of step t0 - 1
+    p = offs % NF                                   # the neuron's index in the feature shape F
+    dm = tl.load(dmem_ptr + p * S_MEM, mask=mask, other=0.0)
+    th = tl.load(th_ptr + p * S_TH, mask=mask, other=0.0)
+    if INIT:
+        r = tl.zeros([BLOCK], dtype=dm.dtype)
+    else:
+        r = tl.load(r_state + offs, mask=mask, other=0.0)  # post-reset membrane of step t0 - 1
     if HAS_BIAS:
-        b = tl.load(bias_ptr + p, mask=mask, other=0.0)
+        b = tl.load(bias_ptr + p * S_BIAS, mask=mask, other=0.0)
     if CUBA:
-        ds = tl.load(dsyn_ptr + p, mask=mask, other=0.0)
-        cur = tl.load(i_state + offs, mask=mask, other=0.0)
+        ds = tl.load(dsyn_ptr + p * S_SYN, mask=mask, other=0.0)
+        if INIT:
+            cur = tl.zeros([BLOCK], dtype=dm.dtype)
+        else:
+            cur = tl.load(i_state + offs, mask=mask, other=0.0)
     for k in range(n_steps):
         t = (t0 + k).to(tl.int64)
         xt = tl.load(x_ptr + t * x_step + offs, mask=mask, other=0.0)
@@ -125,28 +135,31 @@ def _backward_kernel(g_ptr, rec_ptr, v_ptr, o_ptr, i_ptr, gi_ptr, gv_state, gi_s
                      M, NF, t_hi, n_steps,
                      CUBA: tl.constexpr, HAS_REC: tl.constexpr, DETACH: tl.constexpr, SG: tl.constexpr,
                      NEED_MEM: tl.constexpr, NEED_SYN: tl.constexpr, NEED_TH: tl.constexpr,
-                     NEED_BIAS: tl.constexpr, BLOCK: tl.constexpr):
-    """Steps ``t_hi - 1`` down to ``t_hi - n_steps``; with HAS_REC, ``rec`` (step-sized) joins dL/do."""
+                     NEED_BIAS: tl.constexpr, INIT: tl.constexpr, S_SYN: tl.constexpr, S_MEM: tl.constexpr,
+                     S_TH: tl.constexpr, BLOCK: tl.constexpr):
+    """Steps ``t_hi - 1`` down to ``t_hi - n_steps``; with HAS_REC, ``rec`` (step-sized) joins dL/do.
+    INIT: the first launch (zero state and sums), else continue from the buffers."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
     p = offs % NF
-    dm = tl.load(dmem_ptr + p, mask=mask, other=0.0)
-    th = tl.load(th_ptr + p, mask=mask, other=0.0)
+    dm = tl.load(dmem_ptr + p * S_MEM, mask=mask, other=0.0)
+    th = tl.load(th_ptr + p * S_TH, mask=mask, other=0.0)
     c0 = tl.load(sg_ptr)
     c1 = tl.load(sg_ptr + 1)
-    gv_next = tl.load(gv_state + offs, mask=mask, other=0.0)   # dL/dv[t_hi]
+    zero = tl.zeros([BLOCK], dtype=dm.dtype)
+    # dL/dv[t_hi], dL/da[t_hi], and the per-neuron partial sums of the parameter gradients
+    gv_next = zero if INIT else tl.load(gv_state + offs, mask=mask, other=0.0)
     if CUBA:
-        ds = tl.load(dsyn_ptr + p, mask=mask, other=0.0)
-        gi_next = tl.load(gi_state + offs, mask=mask, other=0.0)  # dL/da[t_hi]
-    # per-neuron partial sums of the parameter gradients (kept across launches in acc_*)
+        ds = tl.load(dsyn_ptr + p * S_SYN, mask=mask, other=0.0)
+        gi_next = zero if INIT else tl.load(gi_state + offs, mask=mask, other=0.0)
     if NEED_MEM:
-        s_mem = tl.load(acc_mem + offs, mask=mask, other=0.0)
+        s_mem = zero if INIT else tl.load(acc_mem + offs, mask=mask, other=0.0)
     if NEED_SYN:
-        s_syn = tl.load(acc_syn + offs, mask=mask, other=0.0)
+        s_syn = zero if INIT else tl.load(acc_syn + offs, mask=mask, other=0.0)
     if NEED_TH:
-        s_th = tl.load(acc_th + offs, mask=mask, other=0.0)
+        s_th = zero if INIT else tl.load(acc_th + offs, mask=mask, other=0.0)
     if NEED_BIAS:
-        s_bias = tl.load(acc_bias + offs, mask=mask, other=0.0)
+        s_bias = zero if INIT else tl.load(acc_bias + offs, mask=mask, other=0.0)
     for k in range(n_steps):
         t = (t_hi - 1 - k).to(tl.int64)
         vt = tl.load(v_ptr + t * M + offs, mask=mask, other=0.0)
@@ -192,15 +205,27 @@ def _backward_kernel(g_ptr, rec_ptr, v_ptr, o_ptr, i_ptr, gi_ptr, gv_state, gi_s
 
 
 def _block(m: int) -> int:
-    """Neurons per program: small layers get a few programs, large ones 256-1024 neurons each."""
-    return max(16, min(1024, triton.next_power_of_2(max(1, m // 128))))
+    """Neurons per program: 128 (many programs: the time loop is latency-bound), up to 1024 for
+    layers of millions of neurons."""
+    return max(128, min(1024, triton.next_power_of_2(max(1, m // 2048))))
 
 
 def _flat_param(p, feat, like):
-    """Parameter expanded to the feature shape, flat and contiguous, in the input's dtype."""
+    """(tensor, stride) for the kernels: a shared value as is (stride 0), else the parameter
+    expanded to the feature shape, flat and contiguous (stride 1), in the input's dtype."""
     if p is None:
-        return None
-    return torch.broadcast_to(p.to(like.dtype), feat).contiguous().reshape(-1)
+        return like, 0  # unused pointer
+    p = p.to(like.dtype)
+    if p.numel() == 1:
+        return p.reshape(1), 0
+    return torch.broadcast_to(p, feat).contiguous().reshape(-1), 1
+
+
+@functools.lru_cache(maxsize=64)
+def _sg_tensor(s: Surrogate, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The surrogate's two constants on the device, made once (a host-to-device copy per call would
+    synchronise)."""
+    return torch.tensor(_sg_consts(s), dtype=dtype, device=device)
 
 
 class TritonNeuronSequence(torch.autograd.Function):
@@ -208,36 +233,33 @@ class TritonNeuronSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, decay_syn, decay_mem, v_threshold, bias, w_rec, surrogate, detach_reset):
-        x = x.contiguous()
+        x = x.contiguous()                                        # (T, B, *F)
         T, feat = x.shape[0], tuple(x.shape[2:])
-        M = x[0].numel()
-        nf = max(1, math.prod(feat))
+        M, nf = x[0].numel(), max(1, math.prod(feat))
         cuba = decay_syn is not None
-        dm, th = _flat_param(decay_mem, feat, x), _flat_param(v_threshold, feat, x)
-        ds, b = _flat_param(decay_syn, feat, x), _flat_param(bias, feat, x)
+        (dm, s_mem), (th, s_th) = _flat_param(decay_mem, feat, x), _flat_param(v_threshold, feat, x)
+        (ds, s_syn), (b, s_bias) = _flat_param(decay_syn, feat, x), _flat_param(bias, feat, x)
         save_i = cuba and ctx.needs_input_grad[1]
-        V, O = torch.empty_like(x), torch.empty_like(x)
-        I = torch.empty_like(x) if save_i else None
-        r_state = x.new_zeros(M)
-        i_state = x.new_zeros(M) if cuba else None
+        V, O = torch.empty_like(x), torch.empty_like(x)           # (T, B, *F) membrane, spikes
+        I = torch.empty_like(x) if save_i else None               # (T, B, *F) current, for dL/d decay_syn
+        r_state, i_state = x.new_empty(M), x.new_empty(M)         # state between launches
         BLOCK = _block(M)
         grid = (triton.cdiv(M, BLOCK),)
 
         def launch(src, step, t0, n):
-            _forward_kernel[grid](src, step, V, O, I if save_i else V, r_state,
-                                  i_state if cuba else r_state, ds if cuba else dm, dm, th,
-                                  b if b is not None else dm, M, nf, t0, n,
-                                  CUBA=cuba, HAS_BIAS=b is not None, SAVE_I=save_i, BLOCK=BLOCK)
+            _forward_kernel[grid](src, step, V, O, I if save_i else V, r_state, i_state, ds, dm, th, b,
+                                  M, nf, t0, n, CUBA=cuba, HAS_BIAS=bias is not None, SAVE_I=save_i,
+                                  INIT=t0 == 0, S_SYN=s_syn, S_MEM=s_mem, S_TH=s_th, S_BIAS=s_bias, BLOCK=BLOCK)
 
         if w_rec is None:
             launch(x, M, 0, T)
         else:  # a[t] = x[t] + o[t-1] @ w_rec.T, one step per launch
             n = x.shape[-1]
-            a = torch.empty_like(x[0])
-            launch(x, M, 0, 1)
+            a = torch.empty_like(x[0])                            # (B, N)
             wt = w_rec.to(x.dtype).t()
+            launch(x, M, 0, 1)
             for t in range(1, T):
-                torch.addmm(x[t], O[t - 1].reshape(-1, n), wt, out=a)
+                torch.addmm(x[t], O[t - 1], wt, out=a)
                 launch(a, 0, t, 1)
         ctx.save_for_backward(V, O, I, decay_syn, decay_mem, v_threshold, bias, w_rec)
         ctx.surrogate, ctx.detach_reset = surrogate, detach_reset
@@ -247,53 +269,49 @@ class TritonNeuronSequence(torch.autograd.Function):
     def backward(ctx, grad_out):
         V, O, I, decay_syn, decay_mem, v_threshold, bias, w_rec = ctx.saved_tensors
         need = ctx.needs_input_grad
-        g = grad_out.contiguous().to(V.dtype)
+        g = grad_out.to(V.dtype).contiguous()                     # (T, B, *F)
         T, feat = V.shape[0], tuple(V.shape[2:])
-        M = V[0].numel()
-        nf = max(1, math.prod(feat))
+        M, nf = V[0].numel(), max(1, math.prod(feat))
         cuba = decay_syn is not None
-        dm, th = _flat_param(decay_mem, feat, V), _flat_param(v_threshold, feat, V)
-        ds = _flat_param(decay_syn, feat, V)
-        s = ctx.surrogate
-        sg = torch.tensor(_sg_consts(s), dtype=V.dtype, device=V.device)
-        GI = torch.empty_like(V)
-        gv_state = V.new_zeros(M)
-        gi_state = V.new_zeros(M) if cuba else gv_state
+        (dm, s_mem), (th, s_th) = _flat_param(decay_mem, feat, V), _flat_param(v_threshold, feat, V)
+        ds, s_syn = _flat_param(decay_syn, feat, V)
+        sg = _sg_tensor(ctx.surrogate, V.dtype, V.device)
+        GI = torch.empty_like(V)                                  # dL/da[t]: the input's gradient
+        gv_state, gi_state = V.new_empty(M), V.new_empty(M)
         want = {"mem": need[2], "syn": cuba and need[1], "th": need[3], "bias": need[4] and bias is not None}
-        acc = {k: (V.new_zeros(M) if w else gv_state) for k, w in want.items()}
+        acc = {k: (V.new_empty(M) if w else gv_state) for k, w in want.items()}  # per-neuron sums over t
         BLOCK = _block(M)
         grid = (triton.cdiv(M, BLOCK),)
 
         def launch(rec, t_hi, n):
-            _backward_kernel[grid](g, rec if rec is not None else gv_state, V, O, I if I is not None else V, GI,
+            _backward_kernel[grid](g, gv_state if rec is None else rec, V, O, V if I is None else I, GI,
                                    gv_state, gi_state, acc["mem"], acc["syn"], acc["th"], acc["bias"],
-                                   ds if cuba else dm, dm, th, sg, M, nf, t_hi, n,
+                                   ds, dm, th, sg, M, nf, t_hi, n,
                                    CUBA=cuba, HAS_REC=rec is not None, DETACH=bool(ctx.detach_reset),
-                                   SG=SG_CODES[s.name], NEED_MEM=want["mem"], NEED_SYN=want["syn"],
-                                   NEED_TH=want["th"], NEED_BIAS=want["bias"], BLOCK=BLOCK)
+                                   SG=SG_CODES[ctx.surrogate.name], NEED_MEM=want["mem"], NEED_SYN=want["syn"],
+                                   NEED_TH=want["th"], NEED_BIAS=want["bias"], INIT=t_hi == T,
+                                   S_SYN=s_syn, S_MEM=s_mem, S_TH=s_th, BLOCK=BLOCK)
 
         if w_rec is None:
             launch(None, T, T)
         else:  # dL/do[t-1] gets dL/da[t] @ w_rec: one step per launch
-            n = V.shape[-1]
             w = w_rec.to(V.dtype)
-            rec = torch.empty_like(V[0])
+            rec = torch.empty_like(V[0])                          # (B, N)
             launch(None, T, 1)
             for t in range(T - 1, 0, -1):
-                torch.mm(GI[t].reshape(-1, n), w, out=rec.view(-1, n))
+                torch.mm(GI[t], w, out=rec)
                 launch(rec, t, 1)
 
-        def reduce(k, like, sign=1.0):
-            a = acc[k].view(V.shape[1:]).sum(0, keepdim=True)
-            return _reduce_to((a * sign)[None], like).to(like.dtype)
+        def reduce(k, like, sign=1.0):  # per-neuron sums (B, *F) -> the parameter's shape
+            total = acc[k].view(V.shape[1:]).sum(0)
+            return _reduce_to((total * sign if sign != 1.0 else total)[None, None], like).to(like.dtype)
 
         g_syn = reduce("syn", decay_syn) if want["syn"] else None
         g_mem = reduce("mem", decay_mem) if want["mem"] else None
         g_th = reduce("th", v_threshold, -1.0) if want["th"] else None
         g_bias = reduce("bias", bias) if want["bias"] else None
         g_rec = None
-        if need[5]:
+        if need[5]:  # a[t] = x[t] + o[t-1] w_rec^T  =>  dL/dw_rec = sum_t dL/da[t]^T o[t-1]
             n = V.shape[-1]
             g_rec = (GI[1:].reshape(-1, n).t() @ O[:-1].reshape(-1, n)).to(w_rec.dtype)
-        gx = GI
-        return gx, g_syn, g_mem, g_th, g_bias, g_rec, None, None
+        return GI, g_syn, g_mem, g_th, g_bias, g_rec, None, None
