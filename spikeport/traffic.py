@@ -7,8 +7,10 @@
 - ``summary.json``: ``Traffic.summary()`` plus the input description and the files written;
 - ``per_step.csv``: one row per time step, means per inference;
 - ``occupancy.png``, ``traffic.png``, ``spikes_per_layer.png``, ``raster.png``;
-- ``report.md``: the profile with every number's source, the input, the mapping, the totals and
-  the plots.
+- ``report.md``: the profile with every number's source, the input, the mapping, the totals,
+  NeuroBench's metrics (``sim.metrics``; also the ``neurobench`` block of ``summary.json``) and
+  the plots;
+- ``report.html``: the same report as one self-contained page, plots embedded (``report_html``).
 
 Plots are drawn on ``matplotlib.figure.Figure`` objects (Agg rendering, no pyplot global state).
 """
@@ -21,23 +23,28 @@ from pathlib import Path
 import numpy as np
 
 from spikeport import cliargs
+from spikeport.report_html import write_html
 from spikeport.sim.chip import COEFFICIENT_UNITS, STRUCTURE, Traffic, count_traffic, load_profile, map_network
-from spikeport.sim.network import IntNetwork
-from spikeport.sim.simulator import TIMINGS, check_input, simulate
+from spikeport.sim.metrics import neurobench_metrics
+from spikeport.sim.graph import as_graph
+from spikeport.sim.simulator import TIMINGS, prepare_inputs, simulate
 
 PLOTS = {"occupancy": "occupancy.png", "traffic": "traffic.png", "spikes": "spikes_per_layer.png",
          "raster": "raster.png"}
 RASTER_NEURONS = 16  # most active neurons shown per population in the raster
 
 
-def run_traffic(net, x, profile, out_dir, timing: str = "hardware", description: str | None = None) -> dict:
+def run_traffic(net, x, profile, out_dir, timing: str = "hardware", description: str | None = None,
+                **protocol) -> dict:
     """Simulate ``net`` on ``x``, map it on ``profile``, count traffic and write the report files.
 
     Parameters
     ----------
-    net : IntNetwork
-    x : array
-        ``(S, T, *input_shape)`` 0/1 input spikes.
+    net : IntGraph or IntNetwork
+        Any integer graph (merges, recurrence, inputs with neurons) or a chain.
+    x : array or dict or None
+        ``(S, T, *input_shape)`` 0/1 spikes or graded payloads per input (``simulate``'s ``x``);
+        None when ``input_bias`` alone drives the input neurons.
     profile : ChipProfile or str
         A profile, a built-in name (``loihi1``, ``loihi2``) or a profile JSON path.
     out_dir : path
@@ -46,25 +53,35 @@ def run_traffic(net, x, profile, out_dir, timing: str = "hardware", description:
         Simulator timing, ``hardware`` (Lava's one-step delay per layer) or ``ideal``.
     description : str, optional
         What the input is (dataset, encoder, samples), printed in the report.
+    protocol
+        ``input_bias``, ``steps``, ``reset_interval``, ``reset_offset``: as ``simulate``.
 
     Returns
     -------
     dict
-        The summary written to ``summary.json``.
+        The summary written to ``summary.json`` (with the per-core table in ``mapping.table`` and
+        as text in ``cores.txt``).
     """
     if timing not in TIMINGS:
         raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
     profile = load_profile(profile)
-    x = check_input(net, x)  # (S, T, N_in) uint8
-    mapping = map_network(net, profile)
-    rec = simulate(net, x, timing=timing, record=True)
-    traffic = count_traffic(net, mapping, rec.spikes, x)
+    graph = as_graph(net)
+    mapping = map_network(graph, profile)
+    rec = simulate(graph, x, timing=timing, record=True, **protocol)
+    xs, _, _ = prepare_inputs(graph, x, protocol.get("input_bias"), protocol.get("steps"),
+                              protocol.get("reset_interval"), protocol.get("reset_offset", 0))
+    traffic = count_traffic(graph, mapping, rec.spikes, {n: xs[n] for n in mapping.hosts})
+    shape = list(next(iter(xs.values())).shape) if xs else list(rec.output.shape[:2])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = traffic.summary()
-    summary["input"].update(description=description or f"input spikes of shape {list(x.shape)}", timing=timing)
-    summary["files"] = ["summary.json", "per_step.csv", "report.md", *PLOTS.values()]
+    summary["input"].update(description=description or f"input of shape {shape}", timing=timing,
+                            protocol={k: v for k, v in protocol.items() if k != "input_bias"}
+                            | {"input_bias": protocol.get("input_bias") is not None})
+    summary["neurobench"] = neurobench_metrics(net, rec, x).summary()
+    summary["files"] = ["summary.json", "per_step.csv", "cores.txt", "report.md", "report.html", *PLOTS.values()]
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "cores.txt").write_text(mapping.table() + "\n")
     rows = traffic.per_step_rows()
     with open(out / "per_step.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -73,8 +90,11 @@ def run_traffic(net, x, profile, out_dir, timing: str = "hardware", description:
     _plot_occupancy(traffic, out / PLOTS["occupancy"])
     _plot_traffic(traffic, out / PLOTS["traffic"])
     _plot_spikes(traffic, out / PLOTS["spikes"])
-    _plot_raster(traffic.labels, [x] + list(rec.spikes), out / PLOTS["raster"])
-    (out / "report.md").write_text(_report(summary))
+    _plot_raster(traffic.labels, [xs[n] if n in mapping.hosts else rec.spikes[n] for n in traffic.labels],
+                 out / PLOTS["raster"])
+    report = _report(summary)
+    (out / "report.md").write_text(report)
+    write_html(report, out, summary)
     return summary
 
 
@@ -237,8 +257,40 @@ def _report(summary: dict) -> str:
                                       if link else "none (no messages)"),
               "", "Counting policy:", ""] + [f"- {t}" for t in summary["traffic_policy"]]
     lines += ["", "![traffic over the mesh](traffic.png)", "", "![spikes per layer](spikes_per_layer.png)", "",
-              "![raster](raster.png)", "", "Per-step counts: `per_step.csv`; everything above: `summary.json`.", ""]
+              "![raster](raster.png)", ""]
+    if "neurobench" in summary:
+        lines += _report_neurobench(summary["neurobench"])
+    lines += ["Per-step counts: `per_step.csv`; everything above: `summary.json`.", ""]
     return "\n".join(lines)
+
+
+def _report_neurobench(nb: dict) -> list:
+    """The NeuroBench section of ``report.md``: totals, then per operator and per group."""
+    ops = nb["synaptic_operations"]
+    lines = ["## NeuroBench metrics", "", f"As {nb['definitions']}, on the recorded run ({nb['samples']} samples x "
+             f"{nb['steps']} steps); per sample where a count.", "", "| metric | value |", "|---|---|",
+             f"| footprint, Loihi integer formats (bytes) | {nb['footprint_bytes']} |",
+             f"| footprint, float32 mirror (bytes) | {nb['float32_footprint_bytes']} |",
+             f"| neuron state u, v (bytes, not in the footprint) | {nb['state_bytes']} |",
+             f"| parameters (synaptic weights) | {nb['parameter_count']} |",
+             f"| connection sparsity | {nb['connection_sparsity']:.4f} |",
+             f"| activation sparsity | {nb['activation_sparsity']:.4f} |",
+             f"| synaptic operations, dense | {ops['Dense']:.6g} |",
+             f"| synaptic operations, effective ACs | {ops['Effective_ACs']:.6g} |",
+             f"| synaptic operations, effective MACs | {ops['Effective_MACs']:.6g} |",
+             f"| membrane updates | {nb['membrane_updates']:.6g} |", "",
+             "| operator | kind | reads | weights | connection sparsity | dense | effective ACs | effective MACs |",
+             "|---|---|---|---|---|---|---|---|"]
+    for o in nb["operators"]:
+        reads = _cell(o["source"]) + (" (recurrent)" if o["recurrent"] else "")
+        lines.append(f"| {_cell(o['name'])} | {o['kind']} | {reads} | {o['weights']} | {o['connection_sparsity']:.4f} | "
+                     f"{o['dense']:.6g} | "
+                     f"{o['effective_acs']:.6g} | {o['effective_macs']:.6g} |")
+    lines += ["", "| group | neurons | spikes | activation sparsity | membrane updates |", "|---|---|---|---|---|"]
+    for g in nb["groups"]:
+        lines.append(f"| {_cell(g['name'])} | {g['neurons']} | {g['spikes']:.6g} | {g['activation_sparsity']:.4f} | "
+                     f"{g['membrane_updates']:.6g} |")
+    return lines + [""] + [f"- {_cell(t)}" for t in nb["notes"]] + [""]
 
 
 def _cores(cores: list) -> str:
