@@ -56,6 +56,17 @@ Parallelism and reproducibility
     evaluation -- in workers and in the main process -- runs with one torch thread, so the results
     do not depend on the number of workers (float spiking networks threshold their sums: a
     different summation order can flip a spike).
+
+Ray (``ray_address``, ``--ray local|auto|ADDRESS``)
+    Points run as Ray tasks (``num_cpus=1``, one torch thread each) instead of a local pool:
+    ``local`` starts a Ray runtime on this machine (``--workers`` CPUs, default all) for the
+    sweep; ``auto`` joins the cluster this machine belongs to (``ray start`` was run here, or
+    ``RAY_ADDRESS``); ``HOST:PORT`` (a head node's GCS) or ``ray://HOST:PORT`` (Ray client) joins
+    that cluster. The main process gathers results as they finish (``ray.wait``) and appends each
+    to ``points.jsonl`` as above, so a killed sweep resumes (with or without Ray). Workers read the
+    base run, the dataset and ``DIR/qat`` by absolute path: on a cluster of several machines,
+    ``DIR`` and ``--data-dir`` must be on a file system every node mounts at the same path, and
+    spikeport must be installed on every node. ``ray`` is imported only when asked for.
 """
 from __future__ import annotations
 
@@ -356,6 +367,84 @@ def _evaluate_task(task):
         return {"ok": False, "id": point.id, "error": traceback.format_exc()}
 
 
+def _ray_task(task):
+    """One point in a Ray worker process: one torch thread, as in the local pool."""
+    _init_worker()
+    return _evaluate_task(task)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--ray needs the ray package, which is not installed (pip install ray)") from None
+    return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse an address nothing answers at within ``timeout`` s (``ray.init`` would retry for minutes)."""
+    import socket
+
+    hostport = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"--ray must be local, auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ValueError(f"cannot reach the Ray cluster at {address!r}: {err.strerror or err}") from None
+
+
+def connect_ray(address: str, workers: Optional[int] = None):
+    """``(ray, started)``: the ``ray`` module connected to ``address`` (``local``: a new runtime
+    with ``workers`` CPUs, default all; ``auto``; ``HOST:PORT``; ``ray://HOST:PORT``), and whether
+    this call started the connection (then the caller shuts it down). A runtime already
+    initialised in this process is used as it is."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return ray, False
+    if address != "local" and address != "auto":
+        _check_reachable(address)
+    try:
+        if address == "local":
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    except ConnectionError as err:
+        raise ValueError(f"cannot reach the Ray cluster at {address!r}: {' '.join(str(err).split())}") from None
+    return ray, True
+
+
+def _run_ray(tasks: list, ray_address: str, workers: Optional[int], finished, on_connect) -> None:
+    """Evaluate ``tasks`` as Ray tasks, calling ``finished`` on each result as it arrives."""
+    ray, started = connect_ray(ray_address, workers)
+    try:
+        on_connect(int(ray.cluster_resources().get("CPU", 0)))
+        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
+        pending = [remote.remote(task) for task in tasks]
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    finished(ray.get(ref))
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _absolute_ctx(ctx: dict) -> dict:
+    """``ctx`` with its paths absolute (Ray workers may run in another directory or machine)."""
+    out = dict(ctx)
+    for k in ("out_dir", "base_run", "data_dir"):
+        if out.get(k):
+            out[k] = str(Path(out[k]).resolve())
+    return out
+
+
 def _clean(obj):
     """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python."""
     if isinstance(obj, dict):
@@ -492,11 +581,13 @@ def run_quant_study(base, grid: Optional[Grid] = None, out_dir="runs/study-quant
                     workers: int = 1, resume: bool = False, retrain_qat: bool = False, *,
                     overrides: Optional[dict] = None, data_dir=None, qat_init: str = "float",
                     qat_epochs: Optional[int] = None, qat_lr: Optional[float] = None, progress: bool = True,
-                    command: Optional[str] = None, log=print) -> StudyResult:
+                    command: Optional[str] = None, log=print, ray_address: Optional[str] = None) -> StudyResult:
     """Run (or resume) a quantization study of ``base`` (a run directory or a preset name) into
     ``out_dir``; see the module docstring. ``retrain_qat`` discards QAT trainings found in
     ``out_dir/qat`` for the points still to evaluate (otherwise a finished one is reused and an
-    interrupted one resumed). Returns a ``StudyResult``; writes results, plots and report."""
+    interrupted one resumed). ``ray_address`` (``local``, ``auto``, ``HOST:PORT``, ``ray://HOST:PORT``)
+    runs the points as Ray tasks; ``workers`` then sizes a ``local`` runtime (``None``: all CPUs).
+    Returns a ``StudyResult``; writes results, plots and report."""
     import torch
 
     t_start = time.perf_counter()
@@ -504,6 +595,12 @@ def run_quant_study(base, grid: Optional[Grid] = None, out_dir="runs/study-quant
         raise ValueError(f"qat_init must be 'float' or 'scratch', got {qat_init!r}")
     if samples is not None and samples < 1:
         raise ValueError(f"samples must be positive, got {samples}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be positive, got {workers}")
+    if ray_address is not None:  # refuse before any training when ray is missing or the address is bad
+        _import_ray()
+        if ray_address not in ("local", "auto"):
+            _check_reachable(ray_address)
     out = Path(out_dir)
     points_path = out / POINTS_FILE
     if not resume and points_path.exists() and points_path.stat().st_size > 0:
@@ -534,7 +631,8 @@ def run_quant_study(base, grid: Optional[Grid] = None, out_dir="runs/study-quant
                              "use another --out")
         manifest = {"settings": settings, "grid": grid.to_dict(),
                     "created": old["created"] if resume and old else _now(),
-                    "updated": _now(), "command": command, "workers": workers, "versions": versions(),
+                    "updated": _now(), "command": command, "workers": workers or 1, "ray": ray_address,
+                    "versions": versions(),
                     "config": cfg.to_dict()}
         _write_json(manifest_path, manifest)
 
@@ -569,8 +667,14 @@ def run_quant_study(base, grid: Optional[Grid] = None, out_dir="runs/study-quant
             bar.update(1)
 
         tasks = [(asdict(p), ctx) for p in todo]
+        def on_connect(cpus: int) -> None:
+            manifest["workers"] = cpus
+            _write_json(manifest_path, manifest)
+
         try:
-            if workers <= 1 or len(tasks) <= 1:
+            if ray_address is not None and tasks:
+                _run_ray([(t[0], _absolute_ctx(t[1])) for t in tasks], ray_address, workers, finished, on_connect)
+            elif (workers or 1) <= 1 or len(tasks) <= 1:
                 for task in tasks:
                     finished(_evaluate_task(task))
             else:
@@ -798,7 +902,8 @@ def report_markdown(rows: list, grid: Grid, manifest: dict, cfg, result: StudyRe
           f"- points: {len(rows)} finished of {len(grid.points())}; this run evaluated {len(result.evaluated)}, "
           f"reused {len(result.skipped)}"
           + (f", **{len(result.errors)} failed** (errors.log)" if result.errors else ""),
-          f"- wall time of this run: {result.seconds:.1f} s with {manifest['workers']} worker(s); "
+          f"- wall time of this run: {result.seconds:.1f} s with {manifest['workers']} worker(s)"
+          + (f" on Ray (`--ray {manifest['ray']}`)" if manifest.get("ray") else "") + "; "
           f"sum of the per-point times (QAT training included): {sum(r['seconds'] for r in rows):.1f} s",
           f"- software: Python {v['python']}, numpy {v['numpy']}, torch {v['torch']}, matplotlib {v['matplotlib']}, "
           f"spikeport {v['spikeport']}, git {v['git']}; {v['platform']}, {v['cpus']} CPUs"]
@@ -909,7 +1014,7 @@ def _study_quant(args, parse_set) -> int:
                           data_dir=args.data_dir, qat_init=args.qat_init, qat_epochs=args.qat_epochs,
                           qat_lr=args.qat_lr, progress=not args.no_progress,
                           command="spikeport " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
-                          log=lambda s: print(s, file=sys.stderr))
+                          log=lambda s: print(s, file=sys.stderr), ray_address=args.ray)
     print(f"{len(res.rows)} points ({len(res.evaluated)} evaluated, {len(res.skipped)} reused) in "
           f"{res.seconds:.1f} s -> {res.out_dir / 'report.md'}")
     if res.errors:
@@ -953,7 +1058,11 @@ def add_study_parser(subparsers) -> None:
     q.add_argument("--qat-lr", type=cliargs.positive_float, help="QAT learning rate (default: the run's)")
     q.add_argument("--retrain-qat", action="store_true", help="discard QAT trainings found in OUT/qat")
     q.add_argument("--samples", type=cliargs.positive_int, help="test samples (default: all)")
-    q.add_argument("--workers", type=cliargs.positive_int, default=1, help="parallel worker processes (default 1)")
+    q.add_argument("--workers", type=cliargs.positive_int,
+                   help="parallel worker processes (default 1; with --ray local: the runtime's CPUs, default all)")
+    q.add_argument("--ray", metavar="local|auto|ADDRESS",
+                   help="run the points as Ray tasks: local (a Ray runtime on this machine), auto (the cluster "
+                        "this machine joined), HOST:PORT or ray://HOST:PORT; needs the ray package")
     q.add_argument("--resume", action="store_true", help="continue a study in OUT, skipping finished points")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="configuration override for a preset base (repeatable)")
