@@ -116,3 +116,21 @@ def test_footprints_count_the_stored_registers():
     assert m.footprint_bytes == -(-bits // 8)
     assert m.float32_footprint_bytes == 4 * (6 + 1 + 1 + 3 + 3)
     assert m.summary()["state_bytes"] == 3 * 2 * 24 // 8
+
+
+def test_merges_and_input_groups():
+    rng = np.random.default_rng(6)
+    w1, w2 = 2 * rng.integers(-2, 4, (3, 4)), 2 * rng.integers(-2, 4, (3, 4))
+    g = IntGraph({"a": Input((4,), Neurons(vth=1, bias_mant=40)), "b": Input((4,)), "da": Dense(w1), "db": Dense(w2),
+                  "g": NeuronGroup((3,), Neurons(vth=20)), "out": Output()},
+                 [("a", "da"), ("b", "db"), ("da", "g"), ("db", "g"), ("g", "out")])
+    xb = (rng.random((2, 5, 4)) < 0.5).astype(np.int8)
+    xa = (rng.random((2, 5, 4)) < 0.5).astype(np.int8)
+    rec = simulate(g, {"a": xa, "b": xb}, record=True)
+    m = neurobench_metrics(g, rec, {"a": xa, "b": xb})
+    assert [gr.name for gr in m.groups] == ["a", "g"]  # the input with neurons is an activation layer
+    da, db = m.operators
+    assert (da.source, db.source) == ("a", "b")  # da reads the input group's spikes, db the input itself
+    assert da.acs == int(((rec.spikes["a"] != 0).astype(int) @ (w1 != 0).sum(0)).sum())
+    assert db.acs == int(((xb != 0).astype(int) @ (w2 != 0).sum(0)).sum())
+    assert m.synaptic_operations["Dense"] == 5 * (w1.size + w2.size)
