@@ -72,6 +72,7 @@ from .network import Conv2d, Dense, Neurons, SumPool2d
 
 NEUROBENCH_VERSION = "2.3.0"
 FLOAT_BYTES = 4  # float32
+CHUNK_ELEMENTS = 2 ** 22  # values of an operator's input handled at once (bounds the memory used)
 # bits of each stored neuron register (sim.formats), and the float parameter each becomes
 REGISTER_BITS = {"du": F.DU.bits, "dv": F.DV.bits, "vth": F.VTH.bits, "bias_mant": F.BIAS_MANT.bits,
                  "bias_exp": F.BIAS_EXP.bits}
@@ -252,19 +253,36 @@ def _pool(x: np.ndarray, in_shape: tuple, k: int) -> np.ndarray:
     return x.reshape(m, c, oh, k, ow, k).sum(axis=(3, 5)).reshape(m, -1)
 
 
-def _operator_input(graph: IntGraph, values: np.ndarray, src: str, chain: list, recurrent: bool) -> np.ndarray:
-    """What the operator reads at each step: ``(B, T, N_src)`` source values through the pooling
-    and flatten nodes of ``chain``; for a recurrent operator the previous step's (zeros at t = 0)."""
-    B, T = values.shape[:2]
-    seq, shape = np.asarray(values).reshape(B * T, -1), graph.shapes[src]
+def _operator_input(graph: IntGraph, values: np.ndarray, src: str, chain: list, recurrent: bool, t0: int,
+                    t1: int) -> np.ndarray:
+    """What the operator reads at steps ``t0 .. t1 - 1``: ``(B, t1 - t0, N)`` from the source's
+    ``(B, T, N_src)`` values through the pooling and flatten nodes of ``chain``; a recurrent operator
+    reads the previous step's (nothing at t = 0)."""
+    if recurrent:
+        seq = values[:, max(t0 - 1, 0):t1 - 1]
+        if t0 == 0:
+            seq = np.concatenate([np.zeros_like(values[:, :1]), seq], axis=1)
+    else:
+        seq = values[:, t0:t1]
+    B, t = seq.shape[:2]
+    seq, shape = np.asarray(seq).reshape(B * t, -1), graph.shapes[src]
     for n in chain:
         if isinstance(graph.nodes[n], SumPool2d):
             seq = _pool(seq, shape, int(graph.nodes[n].kernel))
         shape = graph.shapes[n]
-    seq = seq.reshape(B, T, -1)
-    if recurrent:
-        seq = np.concatenate([np.zeros_like(seq[:, :1]), seq[:, :-1]], axis=1)
-    return seq
+    return seq.reshape(B, t, -1)
+
+
+def _blocks(S: int, T: int, n: int, batch_size: int):
+    """``(samples, steps)`` ranges covering ``S x T`` in whole batches of ``batch_size`` samples,
+    each holding about ``CHUNK_ELEMENTS`` values of ``n`` (more only when one step of one batch does)."""
+    per_batch = batch_size * T * max(n, 1)
+    if per_batch <= CHUNK_ELEMENTS:
+        block = batch_size * max(1, CHUNK_ELEMENTS // per_batch)
+        return [((s, min(s + block, S)), (0, T)) for s in range(0, S, block)]
+    steps = max(1, CHUNK_ELEMENTS // (batch_size * max(n, 1)))
+    return [((s, min(s + batch_size, S)), (t, min(t + steps, T))) for s in range(0, S, batch_size)
+            for t in range(0, T, steps)]
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -342,13 +360,12 @@ def neurobench_metrics(net, rec, x=None, batch_size: int = 1) -> Metrics:
         fan = _fan_out(node, graph.shapes[chain[-1]] if chain else graph.shapes[src], w != 0).astype(np.float64)
         dense_fan = _fan_out(node, graph.shapes[chain[-1]] if chain else graph.shapes[src], np.ones(w.shape, bool))
         counts.dense = int(S * T * dense_fan.sum())
-        block = max(1, 64 // batch_size) * batch_size  # samples handled at once (whole calls), bounds memory
-        for start in range(0, S, block):
-            seq = _operator_input(graph, values[src][start:start + block], src, chain, recurrent)  # (B, T, N)
-            per_call = (seq != 0).astype(np.float64) @ fan  # (B, T) effective operations, exact below 2**53
+        for (s0, s1), (t0, t1) in _blocks(S, T, np.asarray(values[src]).shape[2], batch_size):
+            seq = _operator_input(graph, values[src][s0:s1], src, chain, recurrent, t0, t1)  # (B, t, N)
+            per_call = (seq != 0).astype(np.float64) @ fan  # (B, t) effective operations, exact below 2**53
             graded = (seq != 0) & (seq != 1) & (seq != -1)  # input.py 54: a call is spiking iff none of these
             for b in range(0, seq.shape[0], batch_size):
-                spiking = ~graded[b:b + batch_size].any(axis=(0, 2))  # (T,) one test per call
+                spiking = ~graded[b:b + batch_size].any(axis=(0, 2))  # (t,) one test per call
                 ops = per_call[b:b + batch_size].sum(axis=0)
                 counts.acs += int(ops[spiking].sum())
                 counts.macs += int(ops[~spiking].sum())
@@ -360,7 +377,10 @@ def neurobench_metrics(net, rec, x=None, batch_size: int = 1) -> Metrics:
         g = GroupCounts(n, graph.size(n), outputs=int(s.size), nonzero=int(np.count_nonzero(s)),
                         footprint_bits=_register_bits(graph.neurons(n)))
         if T:
-            g.membrane_updates = int(S * graph.size(n) + np.count_nonzero(vv[:, 1:] != vv[:, :-1]))
+            g.membrane_updates = S * graph.size(n)  # every neuron at the first step
+            for (s0, s1), (t0, t1) in _blocks(S, T, graph.size(n), 1):
+                t0 = max(t0, 1)  # then each step against the one before it
+                g.membrane_updates += int(np.count_nonzero(vv[s0:s1, t0:t1] != vv[s0:s1, t0 - 1:t1 - 1]))
         groups.append(g)
         state_bits += 2 * F.UV_BITS * graph.size(n)
         float_values += _float_values(graph.neurons(n))

@@ -134,3 +134,15 @@ def test_merges_and_input_groups():
     assert da.acs == int(((rec.spikes["a"] != 0).astype(int) @ (w1 != 0).sum(0)).sum())
     assert db.acs == int(((xb != 0).astype(int) @ (w2 != 0).sum(0)).sum())
     assert m.synaptic_operations["Dense"] == 5 * (w1.size + w2.size)
+
+
+def test_chunked_evaluation_gives_the_same_figures(monkeypatch):
+    from spikeport.sim import metrics
+
+    g = _graded_graph(recurrent=True)
+    x = np.random.default_rng(7).integers(-1, 3, (5, 6, 4))
+    rec = simulate(g, x, record=True)
+    whole = [neurobench_metrics(g, rec, x, batch_size=b).summary() for b in (1, 2)]
+    monkeypatch.setattr(metrics, "CHUNK_ELEMENTS", 3)  # one step of one batch per block, or less
+    assert [neurobench_metrics(g, rec, x, batch_size=b).summary() for b in (1, 2)] == whole
+    assert whole[0]["synaptic_operations"]["Effective_MACs"] > 0 and whole[0]["membrane_updates"] > 5 * 2
