@@ -1,64 +1,69 @@
-"""Chip-level mapping of an ``IntNetwork`` onto Loihi-style cores, and spike-traffic counting.
+"""Chip-level model of an integer graph on Loihi-style cores: mapping, per-core table, spike traffic.
 
-Chip profiles
-    A ``ChipProfile`` holds the structural limits of one chip family (cores per chip, mesh, neurons,
-    synaptic memory and axons per core, chips per system) and eight energy/time coefficients. Every
-    number carries a ``source`` string saying where it comes from, or that it is an assumption or an
-    unverified figure. Profiles are JSON files: the built-in ones live in ``sim/profiles``
-    (``loihi1``, ``loihi2``); ``load_profile`` takes a built-in name or a path.
+The model takes any ``IntGraph`` (``sim/graph.py``: merges, recurrent projections, inputs with
+neurons) or an ``IntNetwork`` chain (converted with ``IntGraph.from_chain``) and works on its
+lowered projections (``Graph.projections()``: one Dense, Conv2d or SumPool2d per edge between two
+populations). Connectivity is derived per kernel and per core from the operator's shape; no dense
+connectivity matrix of a convolution is ever built, so mapping and counting are linear in neurons
+and synapses.
 
-Mapping (``map_network``)
-    1. *Per-neuron memory.* A neuron keeps its fan-in synapses in its core's synaptic memory:
-       dense ``in_features x num_weight_bits``; conv ``C_in x kH x kW x 9`` bits (Lava's Conv uses
-       the weights as given, 9-bit signed), counted for every neuron (no kernel sharing between
-       neurons: an upper bound on cores); sum pooling ``k x k x 9`` bits (a pooling neuron reads
-       only its own channel). This depends only on shapes, never on weight values, so a retrained
-       network maps identically.
-    2. *Split.* A layer is cut into contiguous runs of neurons (flattened C order) of balanced sizes
-       (they differ by at most one), at most ``cap = min(neurons_per_core, memory // bits per
-       neuron)`` neurons each. While a run needs more input axons than ``axons_in_per_core``, or
-       more output axons than ``axons_out_per_core`` (bounded as below), ``cap`` is divided by the
-       worst run's overshoot (the largest needed/limit ratio) and lowered by at least one. Layers
-       are split from the last to the first, because output axons depend on the next layer's runs.
-    3. *Pack (next-fit).* Runs are placed in layer order, each onto the most recently opened core if
-       that core still has room for its neurons, memory, input axons and output-axon bound, and
-       otherwise onto a new core. Small consecutive layers thus share a core.
+Chip profiles (``sim/profiles/*.json``)
+    A ``ChipProfile`` holds structural limits (cores per chip, mesh, neurons, synaptic memory words,
+    axons per core, chips per system), the synapse encoding (word width, per-synapse overhead of
+    dense synapses), two mapping rules and nine energy/time coefficients. Every number and rule
+    carries a ``source`` string: a publication or file it comes from, or ``ASSUMPTION``/``INFERRED``
+    with the reason. ``load_profile`` takes a built-in name (``loihi1``, ``loihi2``) or a JSON path.
+
+Mapping (``map_network``); the rules are the ones Intel's Loihi 2 compiler is seen to apply in the
+per-core tables it prints (lava-dl ``tutorials/lava/lib/dl/netx/pilotnet_snn/benchmark.ipynb``):
+
+    1. *One neuron group per core.* Cores never mix groups (every row of Intel's tables has
+       ``NeuronGr = 1``). Groups are placed in node order; plain inputs stay on the host, an input
+       with neurons (netx's Input block) is placed on cores like any group, with no synapses.
+    2. *Tiles.* A group is viewed as ``(C, H, W)`` (a flat group as ``(N, 1, 1)``) and cut into
+       boxes of neurons, each on one core. With the ``spatial_tiles`` rule (Loihi 2) a feature map
+       is cut into slices of whole columns (all channels and rows), the slice width the largest
+       power of two <= W that fits every limit; if one column does not fit, into row slices of one
+       column (power-of-two heights), then channel runs. Otherwise (and for flat groups) the group
+       is cut along channels, then rows, then columns, into ``k`` balanced runs (sizes differ by at
+       most one), starting at ``k = 1`` and multiplying ``k`` by ``ceil(worst usage / limit)``
+       until every tile fits (Intel's compiler: a dense layer needing 61,440 of 12,000 synaptic
+       words went to 6, then 12 cores).
+    3. *Per-core usage of a tile* (``_usage``), summed over the group's incoming projections:
+       - dense: every input is one axon; synaptic words = inputs x ``ceil(n x b / word_bits)``,
+         ``n`` the tile's neurons, ``b = num_weight_bits + dense_synapse_overhead_bits``;
+       - convolution and pooling with ``shared_conv_kernels`` (Loihi 2): the kernel is stored once
+         per core, ``C_in_seen x kH x kW x ceil(C_tile x b / word_bits)`` words (``C_in_seen`` =
+         C_in for a convolution, 1 for pooling), ``b`` the fewest bits holding the layer's
+         weights (``weight_bits``); input axons = the source cores the tile's receptive box
+         touches (one axon per source core, as Loihi 2's convolution messages address a core);
+       - convolution without sharing (Loihi 1): ``ceil(n x fan_in x b / word_bits)`` words and one
+         axon per distinct presynaptic neuron of the receptive box.
+       Output axons (Intel's "axon map") of a core = the sum over its neurons of the distinct
+       destination cores each has a structural synapse onto; a group whose cores exceed
+       ``axons_out_per_core`` is cut into more tiles (``k`` multiplied as in 2) and everything
+       re-mapped.
     4. *Placement.* Cores are numbered in placement order and fill each chip's mesh row by row:
        core ``c`` sits on chip ``c // cores_per_chip`` at ``x = (c % cores_per_chip) % cols``,
-       ``y = (c % cores_per_chip) // cols``. More cores than ``max_chips x cores_per_chip`` is a
-       ``ValueError`` naming the first layer that does not fit.
+       ``y = (c % cores_per_chip) // cols``. More than ``max_chips x cores_per_chip`` cores is a
+       ``ValueError`` naming the group that does not fit.
 
-Axons (structural: any synapse the layer's shape defines, whatever its weight)
-    Input axons of a core: the distinct presynaptic neurons with a synapse onto the core (one per
-    neuron, shared by all its synapses there). Output axons of a core: the sum over its neurons of
-    the distinct cores each one sends to, i.e. one axon per (neuron, destination core) edge; the
-    output layer sends nowhere. During packing the next layer's cores are not known yet, so output
-    axons are bounded by the number of next-layer runs a neuron reaches (at least the number of
-    cores); ``Core.axons_out`` reports the exact count.
-
-Traffic (``count_traffic``), from recorded spikes
-    The input enters from a host location at mesh coordinate ``x = -1, y = 0`` of chip 0, one hop
-    west of core (0, 0); chips are tiled in one row, chip ``k`` spanning global columns
-    ``k * cols .. k * cols + cols - 1``. A synapse *acts* when its effective weight (after Lava's
-    weight rules, ``effective_weight()``) is nonzero; zero-weight synapses are neither routed nor
-    processed. Per time step (each count attributed to the step the spike is emitted):
-
-    - spikes: per layer and per core (input spikes at the host);
-    - messages: one per (spiking neuron, destination core) pair with at least one acting synapse;
-      output-layer spikes are read out, not routed;
-    - synaptic ops: per spike, its acting postsynaptic targets (fan-out; for conv and pooling the
-      transposed connectivity, padding and stride included), charged to the receiving cores;
-    - neuron updates: every neuron of every layer, every step;
-    - hops: dimension-order routing, X first then Y, ``|dX| + |dY|`` between global coordinates;
-      chip crossings count the chip-column boundaries passed; link loads count the messages over
-      every directed link.
-
-    Energy per inference = synops x ``energy_synop_pj`` + neuron updates x
-    ``energy_neuron_update_pj`` + messages x ``energy_message_pj`` + hops x ``energy_hop_pj``
-    (dynamic energy only). Latency of a step = ``time_step_overhead_ns`` + the busiest core's
-    synops x ``time_synop_ns`` + neurons x ``time_neuron_update_ns`` (cores run in parallel, each
-    serially) + the longest route's hops x ``time_hop_ns`` (no link contention). Both are computed
-    per sample, then averaged over samples.
+Traffic (``count_traffic``), from recorded spikes (0/1 spikes or nonzero graded payloads)
+    The host sits at mesh coordinate ``x = -1, y = 0`` of chip 0; chips are tiled in one row. A
+    synapse *acts* when its effective weight (Lava's rules, ``effective_weight()``) is nonzero. Per
+    projection and destination core, per step, from the spikes of the source population:
+    - messages: one per (spiking neuron, destination core with an acting synapse); every
+      projection counts, recurrent ones included; output groups with no outgoing projection send
+      nothing;
+    - synaptic ops: per spike, its acting targets on that core (transposed kernel for convolution
+      and pooling, padding and stride included);
+    - neuron updates: every neuron of every group (input groups included), every step;
+    - hops: dimension-order routing, X then Y, ``|dX| + |dY|``; link loads per directed link.
+    Dynamic energy per inference = synops x ``energy_synop_pj`` + neuron updates x
+    ``energy_neuron_update_pj`` + messages x ``energy_message_pj`` + hops x ``energy_hop_pj``.
+    Step latency = ``time_step_overhead_ns`` + the busiest core (serial synops and neuron updates)
+    + the longest route x ``time_hop_ns``. Static energy = ``static_power_mw`` x chips used x
+    latency; total = dynamic + static. Counts are attributed to the step the spike is emitted.
 """
 from __future__ import annotations
 
@@ -69,13 +74,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats as F
-from .network import Dense, IntNetwork, SumPool2d
+from .graph import Input, IntGraph, as_graph, group_neurons
+from .network import Conv2d, Dense, SumPool2d
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
-STRUCTURE = ("cores_per_chip", "mesh", "neurons_per_core", "synaptic_memory_bits_per_core",
-             "axons_in_per_core", "axons_out_per_core", "max_chips")
+STRUCTURE = ("cores_per_chip", "mesh", "neurons_per_core", "synaptic_memory_words_per_core", "synapse_word_bits",
+             "dense_synapse_overhead_bits", "axons_in_per_core", "axons_out_per_core", "max_chips")
+RULES = ("shared_conv_kernels", "spatial_tiles")
 COEFFICIENT_UNITS = {
     "energy_synop_pj": "pJ per synaptic operation",
     "energy_neuron_update_pj": "pJ per neuron update",
@@ -85,29 +91,29 @@ COEFFICIENT_UNITS = {
     "time_neuron_update_ns": "ns per neuron update (serial within a core)",
     "time_hop_ns": "ns per mesh hop",
     "time_step_overhead_ns": "ns per time step (barrier synchronisation)",
+    "static_power_mw": "mW of static power per chip used",
 }
 MAPPING_POLICY = (
-    "synaptic memory per neuron = fan-in x weight bits (dense: in_features x num_weight_bits; conv: "
-    "C_in x kH x kW x 9; sum pooling: k x k x 9), no kernel sharing between neurons",
-    "a layer is split into contiguous balanced runs of at most min(neurons_per_core, memory // bits per "
-    "neuron) neurons; while a run exceeds the input- or output-axon limit the cap is divided by the worst "
-    "overshoot (and lowered by at least one)",
-    "runs are packed next-fit in layer order: onto the last opened core if neurons, memory and axons "
-    "fit, else onto a new core",
+    "one neuron group per core; plain inputs stay on the host, inputs with neurons take cores",
+    "spatial_tiles: feature maps in slices of whole columns (power-of-two widths), then rows, then channels; "
+    "otherwise k balanced runs along channels, rows, columns, k multiplied by ceil(worst usage / limit) "
+    "until every tile fits",
+    "dense synapses: inputs x ceil(n x (weight bits + overhead) / word bits) words per core",
+    "shared_conv_kernels: C_in x kH x kW x ceil(C_tile x weight bits / word bits) words per core, one "
+    "input axon per source core; otherwise per-neuron kernels and one axon per presynaptic neuron",
+    "output axons = sum over a core's neurons of their distinct destination cores (structural)",
     "cores fill each chip mesh row by row in placement order; chips are tiled in one row",
-    "input axons = distinct presynaptic neurons feeding a core; output axons = sum over a core's "
-    "neurons of their distinct destination cores (structural connectivity, any weight)",
 )
 TRAFFIC_POLICY = (
-    "the input enters from a host location at (x = -1, y = 0) of chip 0, one hop west of core (0, 0)",
+    "the host sits at (x = -1, y = 0) of chip 0, one hop west of core (0, 0)",
     "a synapse acts when its effective weight is nonzero; zero-weight synapses are not routed or processed",
-    "one message per (spiking neuron, destination core with an acting synapse); output spikes are not routed",
-    "synaptic ops per spike = acting fan-out (transposed connectivity for conv/pool), charged to the "
-    "receiving cores",
-    "every neuron is updated every step; counts are attributed to the step the spike is emitted",
+    "one message per (spiking neuron, destination core with an acting synapse), every projection "
+    "(recurrent ones included); graded payloads count as spikes when nonzero",
+    "synaptic ops per spike = acting targets on the receiving core (transposed kernel for conv/pool)",
+    "every neuron of every group is updated every step; counts are attributed to the step the spike is emitted",
     "dimension-order routing, X then Y; hops = |dX| + |dY| between global mesh coordinates",
-    "energy = dynamic terms only; step latency = barrier overhead + busiest core (serial synops and "
-    "neuron updates) + longest route, no link contention; both averaged over samples",
+    "dynamic energy = synops, neuron updates, messages and hops; static = static power x chips x time; "
+    "step latency = barrier overhead + busiest core + longest route, no link contention; averaged over samples",
 )
 _F32_EXACT = 2 ** 24
 
@@ -124,25 +130,25 @@ class Coefficient:
 
 @dataclass(frozen=True)
 class ChipProfile:
-    """Structural limits and cost coefficients of one chip family.
+    """Structural limits, synapse encoding, mapping rules and cost coefficients of one chip family.
 
     Attributes
     ----------
-    name, description : str
     cores_per_chip : int
         Neuro cores per chip; equals ``mesh[0] * mesh[1]``.
     mesh : tuple of int
         ``(cols, rows)`` of cores per chip, one core per mesh node.
-    neurons_per_core, synaptic_memory_bits_per_core, axons_in_per_core, axons_out_per_core : int
-        Per-core limits (memory in bits).
+    neurons_per_core, synaptic_memory_words_per_core, axons_in_per_core, axons_out_per_core : int
+        Per-core limits (memory in words of ``synapse_word_bits`` bits).
+    dense_synapse_overhead_bits : int
+        Bits a dense synapse takes beyond its weight bits (format and index).
     max_chips : int
         Chips available to one network.
-    energy_synop_pj, energy_neuron_update_pj, energy_message_pj, energy_hop_pj : Coefficient
-    time_synop_ns, time_neuron_update_ns, time_hop_ns, time_step_overhead_ns : Coefficient
+    shared_conv_kernels, spatial_tiles : bool
+        Mapping rules (module docstring).
+    energy_*, time_*, static_power_mw : Coefficient
     sources : tuple of (str, str)
-        ``(field, source)`` for every structural field, in ``STRUCTURE`` order.
-    notes : tuple of str
-        Free remarks printed in reports.
+        ``(field, source)`` for every structural field and rule.
     """
 
     name: str
@@ -150,10 +156,14 @@ class ChipProfile:
     cores_per_chip: int
     mesh: tuple
     neurons_per_core: int
-    synaptic_memory_bits_per_core: int
+    synaptic_memory_words_per_core: int
+    synapse_word_bits: int
+    dense_synapse_overhead_bits: int
     axons_in_per_core: int
     axons_out_per_core: int
     max_chips: int
+    shared_conv_kernels: bool
+    spatial_tiles: bool
     energy_synop_pj: Coefficient
     energy_neuron_update_pj: Coefficient
     energy_message_pj: Coefficient
@@ -162,6 +172,7 @@ class ChipProfile:
     time_neuron_update_ns: Coefficient
     time_hop_ns: Coefficient
     time_step_overhead_ns: Coefficient
+    static_power_mw: Coefficient
     sources: tuple = ()
     notes: tuple = ()
 
@@ -172,13 +183,17 @@ class ChipProfile:
         if not isinstance(self.mesh, (list, tuple)) or len(self.mesh) != 2:
             raise ValueError(f"{where}: mesh must be [cols, rows], got {self.mesh!r}")
         for key in STRUCTURE:
+            low = 0 if key == "dense_synapse_overhead_bits" else 1
             for v in (self.mesh if key == "mesh" else (getattr(self, key),)):
-                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                    raise ValueError(f"{where}: {key} must be a positive integer, got {v!r}")
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                    raise ValueError(f"{where}: {key} must be an integer >= {low}, got {v!r}")
         object.__setattr__(self, "mesh", tuple(int(v) for v in self.mesh))
         if self.mesh[0] * self.mesh[1] != self.cores_per_chip:
             raise ValueError(f"{where}: mesh {self.mesh[0]} x {self.mesh[1]} has {self.mesh[0] * self.mesh[1]} "
                              f"nodes but cores_per_chip = {self.cores_per_chip}")
+        for key in RULES:
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{where}: rule {key} must be true or false, got {getattr(self, key)!r}")
         for key in COEFFICIENT_UNITS:
             c = getattr(self, key)
             if not isinstance(c, Coefficient):
@@ -190,11 +205,12 @@ class ChipProfile:
                 raise ValueError(f"{where}: {key} needs a non-empty source string")
         object.__setattr__(self, "sources", tuple((str(k), str(s)) for k, s in self.sources))
         given = dict(self.sources)
-        missing = [k for k in STRUCTURE if not given.get(k, "").strip()]
-        if missing or set(given) - set(STRUCTURE):
-            raise ValueError(f"{where}: sources must name every structural field {list(STRUCTURE)} once; "
-                             f"missing {missing}, unknown {sorted(set(given) - set(STRUCTURE))}")
-        object.__setattr__(self, "sources", tuple((k, given[k]) for k in STRUCTURE))
+        fields = STRUCTURE + RULES
+        missing = [k for k in fields if not given.get(k, "").strip()]
+        if missing or set(given) - set(fields):
+            raise ValueError(f"{where}: sources must name every structural field and rule {list(fields)} once; "
+                             f"missing {missing}, unknown {sorted(set(given) - set(fields))}")
+        object.__setattr__(self, "sources", tuple((k, given[k]) for k in fields))
         object.__setattr__(self, "notes", tuple(str(n) for n in self.notes))
 
     @property
@@ -202,7 +218,7 @@ class ChipProfile:
         return self.max_chips * self.cores_per_chip
 
     def source(self, key: str) -> str:
-        """Where the structural field or coefficient ``key`` comes from."""
+        """Where the structural field, rule or coefficient ``key`` comes from."""
         if key in COEFFICIENT_UNITS:
             return getattr(self, key).source
         return dict(self.sources)[key]
@@ -216,6 +232,7 @@ class ChipProfile:
         return {"name": self.name, "description": self.description,
                 "structure": {k: {"value": list(self.mesh) if k == "mesh" else int(getattr(self, k)),
                                   "source": self.source(k)} for k in STRUCTURE},
+                "rules": {k: {"value": bool(getattr(self, k)), "source": self.source(k)} for k in RULES},
                 "coefficients": {k: {"value": c.value, "unit": COEFFICIENT_UNITS[k], "source": c.source}
                                  for k, c in self.coefficients().items()},
                 "notes": list(self.notes)}
@@ -225,8 +242,9 @@ class ChipProfile:
         """Build a profile from its JSON form; any missing, unknown or ill-typed entry is a ``ValueError``."""
         if not isinstance(d, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(d).__name__}")
-        _check_keys(d, {"name", "structure", "coefficients"}, {"description", "notes"}, where)
+        _check_keys(d, {"name", "structure", "rules", "coefficients"}, {"description", "notes"}, where)
         structure = _entries(d["structure"], STRUCTURE, {"value", "source"}, f"{where}: structure")
+        rules = _entries(d["rules"], RULES, {"value", "source"}, f"{where}: rules")
         coefficients = _entries(d["coefficients"], COEFFICIENT_UNITS, {"value", "source"},
                                 f"{where}: coefficients", optional={"unit"})
         for key, e in coefficients.items():
@@ -237,10 +255,12 @@ class ChipProfile:
         if not isinstance(notes, list):
             raise ValueError(f"{where}: notes must be a list of strings")
         kwargs = {k: structure[k]["value"] for k in STRUCTURE}
+        kwargs.update({k: rules[k]["value"] for k in RULES})
         kwargs.update({k: Coefficient(e["value"], e["source"]) for k, e in coefficients.items()})
+        sources = tuple((k, structure[k]["source"]) for k in STRUCTURE) + tuple((k, rules[k]["source"]) for k in RULES)
         try:
-            return cls(name=d["name"], description=d.get("description", ""),
-                       sources=tuple((k, structure[k]["source"]) for k in STRUCTURE), notes=tuple(notes), **kwargs)
+            return cls(name=d["name"], description=d.get("description", ""), sources=sources, notes=tuple(notes),
+                       **kwargs)
         except ValueError as err:  # name the file as well as the entry
             raise ValueError(f"{where}: {err}") from None
 
@@ -297,122 +317,161 @@ def load_profile(profile) -> ChipProfile:
     return ChipProfile.from_dict(data, where=str(path))
 
 
-# --- connectivity of one layer -----------------------------------------------------------------
+# --- shapes, tiles and one projection's connectivity -------------------------------------------
 
-def _where(net: IntNetwork, layer: int) -> str:
-    name = net.layers[layer].name
-    return f"layer {layer}" + (f" ({name})" if name else "")
-
-
-def layer_labels(net: IntNetwork) -> tuple:
-    """A short unique label per layer: its name, or ``layer<i>`` when unnamed or repeated."""
-    names = [layer.name for layer in net.layers]
-    return tuple(n if n and names.count(n) == 1 and n != "input" else f"layer{i}" for i, n in enumerate(names))
+def _view3(shape: tuple) -> tuple:
+    """A population as ``(C, H, W)``: feature maps as they are, anything else as ``(N, 1, 1)``."""
+    return tuple(int(s) for s in shape) if len(shape) == 3 else (math.prod(shape), 1, 1)
 
 
-class _Synapses:
-    """One layer's connectivity, as the mapper and the traffic counter need it.
+def _box_size(box) -> int:
+    c0, c1, y0, y1, x0, x1 = box
+    return (c1 - c0) * (y1 - y0) * (x1 - x0)
 
-    ``reach(a, b)``: which presynaptic neurons have a structural synapse onto neurons ``[a, b)``
-    (every synapse the shape defines); ``counts(a, b)``: how many *acting* synapses (nonzero
-    effective weight) each presynaptic neuron has onto them. Conv and pooling use the transposed
-    connectivity (``_transposed``).
+
+def _box_index(box, shape3) -> np.ndarray:
+    """Flat C-order neuron indices of ``box`` in a population of ``shape3``, in box order."""
+    c0, c1, y0, y1, x0, x1 = box
+    _, h, w = shape3
+    return (np.arange(c0, c1)[:, None, None] * (h * w) + np.arange(y0, y1)[None, :, None] * w
+            + np.arange(x0, x1)[None, None, :]).reshape(-1)
+
+
+def weight_bits(weights) -> int:
+    """The fewest bits holding every weight of a layer, sign included, in the manner of Lava's
+    ``optimize_weight_bits`` (lava/utils/weightutils.py, ``_determine_num_weight_bits``, lines 165-201):
+    trailing zero bits common to all weights go into the exponent, mixed signs cost one bit."""
+    w = np.abs(np.asarray(weights).astype(np.int64))
+    nz = np.unique(w[w != 0])
+    if nz.size == 0:
+        return 1
+    shift = min((int(v) & -int(v)).bit_length() - 1 for v in nz)  # trailing zero bits common to all weights
+    magnitude = int(nz.max() >> shift).bit_length()
+    signed = bool((np.asarray(weights) < 0).any())
+    return magnitude + int(signed)
+
+
+class _Projection:
+    """One lowered projection as the mapper and the counter need it (never a dense conv matrix).
+
+    ``reach(tile, source_shape)`` and ``counts(tile)`` give, for the destination ``tile`` (a box of
+    the destination group), the source box its synapses read and, over that box, the structural
+    reach (any synapse the shape defines) and the number of acting synapses (nonzero effective
+    weight) of each source neuron onto the tile.
     """
 
-    def __init__(self, synapse, in_shape: tuple, out_shape: tuple):
-        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
-        self.n_in = math.prod(in_shape)
-        self.dense = isinstance(synapse, Dense)
+    def __init__(self, proj, graph: IntGraph):
+        self.src, self.dst, self.name = proj.src, proj.dst, proj.name
+        self.src_shape, self.dst_shape = _view3(graph.shapes[proj.src]), _view3(graph.shapes[proj.dst])
+        self.n_in = math.prod(self.src_shape)
+        op = proj.op
+        self.dense = isinstance(op, Dense)
         if self.dense:
-            self.acting = synapse.effective_weight() != 0  # (out, in)
+            self.kind = "dense"
+            self.acting = op.effective_weight() != 0  # (out, in)
+            self.bits = int(op.num_weight_bits)
             self.fan_in = self.n_in
-            self.weight_bits = int(synapse.num_weight_bits)
             return
-        if isinstance(synapse, SumPool2d):
-            conv = synapse.as_conv(in_shape[0])
-            self.structure = conv.weight != 0  # a pooling neuron sees its own channel only
-            self.channels_seen = 1
-        else:
-            conv = synapse
-            self.structure = np.ones(np.shape(conv.weight), dtype=bool)  # all input channels, whole kernel
-            self.channels_seen = in_shape[0]
-        self.acting = conv.effective_weight() != 0  # (C_out, C_in, kH, kW)
-        self.kernel = self.structure.shape[2:]
-        self.stride, self.padding = tuple(conv.stride), tuple(conv.padding)
-        self.fan_in = self.channels_seen * self.kernel[0] * self.kernel[1]
-        self.weight_bits = F.WEIGHT.bits
+        self.kind = "sumpool" if isinstance(op, SumPool2d) else "conv"
+        conv = op.as_conv(self.src_shape[0]) if isinstance(op, SumPool2d) else op
+        eff = conv.effective_weight()
+        self.depthwise = isinstance(op, SumPool2d)  # a pooling neuron reads its own channel only
+        self.acting_k = eff != 0  # (C_out, C_in, kH, kW)
+        self.bits = 1 if self.depthwise else weight_bits(eff)
+        self.kernel = tuple(int(k) for k in eff.shape[2:])
+        self.stride, self.padding = tuple(int(s) for s in conv.stride), tuple(int(p) for p in conv.padding)
+        self.fan_in = (1 if self.depthwise else self.src_shape[0]) * self.kernel[0] * self.kernel[1]
 
-    @property
-    def memory_bits(self) -> int:
-        """Synaptic memory one neuron of this layer takes (bits)."""
-        return self.fan_in * self.weight_bits
+    # receptive box of an output tile, and which input rows/cols each tap hits
+    def _hits(self, o0, o1, axis):
+        size = self.src_shape[1 + axis]
+        k, s, p = self.kernel[axis], self.stride[axis], self.padding[axis]
+        lo, hi = max(0, o0 * s - p), min(size, (o1 - 1) * s - p + k)
+        hits = np.zeros((k, max(hi - lo, 0)), dtype=bool)
+        for d in range(k):
+            pos = np.arange(o0, o1) * s - p + d
+            pos = pos[(pos >= lo) & (pos < hi)]
+            hits[d, pos - lo] = True
+        return lo, hi, hits
 
-    def max_presynaptic(self) -> int:
-        """Most presynaptic neurons any single neuron of this layer has (padding excluded)."""
+    def source_box(self, tile) -> tuple:
         if self.dense:
-            return self.n_in
-        valid = []
-        for size, k, s, p, n in zip(self.in_shape[1:], self.kernel, self.stride, self.padding, self.out_shape[1:]):
-            rows = np.arange(n)[:, None] * s - p + np.arange(k)[None]  # input index per (output, tap)
-            valid.append(int(((rows >= 0) & (rows < size)).sum(1).max()))
-        return self.channels_seen * valid[0] * valid[1]
+            c, h, w = self.src_shape
+            return (0, c, 0, h, 0, w)
+        c0, c1, y0, y1, x0, x1 = tile
+        ylo, yhi, _ = self._hits(y0, y1, 0)
+        xlo, xhi, _ = self._hits(x0, x1, 1)
+        cs = (c0, c1) if self.depthwise else (0, self.src_shape[0])
+        return (cs[0], cs[1], ylo, yhi, xlo, xhi)
 
-    def reach(self, a: int, b: int) -> np.ndarray:
-        """``(n_in,)`` bool: presynaptic neurons with a structural synapse onto neurons ``[a, b)``."""
+    def counts(self, tile, structural: bool = False) -> tuple:
+        """``(source box, (box size,) int64)``: acting (or, with ``structural``, any) synapses of
+        each source neuron of the box onto the tile."""
+        box = self.source_box(tile)
         if self.dense:
-            return np.ones(self.n_in, dtype=bool)
-        return self._transposed(self.structure, a, b) > 0
-
-    def counts(self, a: int, b: int) -> np.ndarray:
-        """``(n_in,)`` int64: acting synapses from each presynaptic neuron onto neurons ``[a, b)``."""
-        if self.dense:
-            return self.acting[a:b].sum(axis=0, dtype=np.int64)
-        return self._transposed(self.acting, a, b)
-
-    def _transposed(self, kernel: np.ndarray, a: int, b: int) -> np.ndarray:
-        """Synapses (per ``kernel``, bool ``(C_out, C_in, kH, kW)``) from every input neuron onto the
-        outputs ``[a, b)``: the transposed convolution of the outputs' 0/1 mask, padding cropped."""
-        c_out, oh, ow = self.out_shape
-        c_in, h, w = self.in_shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
-        o0, o1 = a // (oh * ow), (b - 1) // (oh * ow) + 1  # output channels the range touches
-        mask = np.zeros(c_out * oh * ow)
-        mask[a:b] = 1.0
-        mask = mask.reshape(c_out, oh * ow)[o0:o1]  # (o, oh*ow)
-        out = np.zeros((c_in, h + 2 * ph, w + 2 * pw))  # padded input plane
+            rows = _box_index(tile, self.dst_shape)
+            if structural:
+                return box, np.ones(self.n_in, dtype=np.int64)
+            return box, self.acting[rows].sum(axis=0, dtype=np.int64)
+        c0, c1, y0, y1, x0, x1 = tile
+        _, _, hy = self._hits(y0, y1, 0)
+        _, _, hx = self._hits(x0, x1, 1)
+        kh, kw = self.kernel
+        out = np.zeros((box[1] - box[0], hy.shape[1], hx.shape[1]), dtype=np.int64)
+        if out.size == 0:
+            return box, out.reshape(-1)
+        k = np.ones_like(self.acting_k) if structural and not self.depthwise else self.acting_k
+        per_tap = k[c0:c1].sum(axis=0, dtype=np.int64)  # (C_in, kH, kW): targets per input channel and tap
+        if self.depthwise:
+            per_tap = np.einsum("cckl->ckl", k[c0:c1][:, c0:c1]).astype(np.int64)
         for di in range(kh):
+            if not hy[di].any():
+                continue
             for dj in range(kw):
-                tap = kernel[o0:o1, :, di, dj].T.astype(np.float64)  # (C_in, o)
-                out[:, di:di + (oh - 1) * sh + 1:sh, dj:dj + (ow - 1) * sw + 1:sw] += \
-                    (tap @ mask).reshape(c_in, oh, ow)
-        return out[:, ph:ph + h, pw:pw + w].reshape(-1).astype(np.int64)
+                a = per_tap[:, di, dj]
+                if hx[dj].any() and a.any():
+                    out += a[:, None, None] * (hy[di][:, None] & hx[dj][None, :])[None]
+        return box, out.reshape(-1)
 
-
-def _synapses(net: IntNetwork) -> list:
-    return [_Synapses(layer.synapse, net.shapes[i], net.shapes[i + 1]) for i, layer in enumerate(net.layers)]
+    def words(self, tile, p: ChipProfile) -> int:
+        """Synaptic memory words this projection takes on the core holding ``tile``."""
+        n = _box_size(tile)
+        wb = p.synapse_word_bits
+        if self.dense:
+            return self.n_in * -(-n * (self.bits + p.dense_synapse_overhead_bits) // wb)
+        c_tile = tile[1] - tile[0]
+        taps = self.kernel[0] * self.kernel[1]
+        if p.shared_conv_kernels:
+            c_seen = c_tile if self.depthwise else self.src_shape[0]
+            return (c_seen * taps * -(-self.bits // wb)) if self.depthwise else c_seen * taps * -(-c_tile * self.bits // wb)
+        return -(-n * self.fan_in * self.bits // wb)
 
 
 # --- mapping -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Fragment:
-    """Neurons ``[start, stop)`` (flattened C order) of layer ``layer`` placed on core ``core``."""
+class Tile:
+    """Neurons ``box = (c0, c1, y0, y1, x0, x1)`` of ``group`` (viewed as ``(C, H, W)``) on ``core``."""
 
-    layer: int
-    start: int
-    stop: int
+    group: str
+    box: tuple
     core: int
+
+    @property
+    def neurons(self) -> int:
+        return _box_size(self.box)
 
 
 @dataclass(frozen=True)
 class Core:
-    """One used core: position, occupancy and axon counts (exact, see the module docstring)."""
+    """One used core: position, load and axon counts (the columns of Intel's per-core table)."""
 
     index: int
     chip: int
     x: int
     y: int
     neurons: int
+    synapse_words: int
     memory_bits: int
     axons_in: int
     axons_out: int
@@ -421,7 +480,7 @@ class Core:
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """How one layer is placed: its size, per-neuron synaptic memory, and fragments."""
+    """How one population with neurons is placed: its size, kind of input and tiles."""
 
     label: str
     kind: str
@@ -433,18 +492,20 @@ class LayerPlan:
 
     @property
     def cores(self) -> tuple:
-        """Distinct cores holding this layer, in placement order."""
-        return tuple(dict.fromkeys(f.core for f in self.fragments))
+        """Cores holding this group, in placement order."""
+        return tuple(f.core for f in self.fragments)
 
 
 @dataclass(frozen=True, eq=False)
 class Mapping:
-    """A network placed on cores: ``layers[l]`` says where layer ``l`` is, ``cores[c]`` what core ``c`` holds."""
+    """A graph placed on cores: ``layers`` (one ``LayerPlan`` per group with neurons, node order),
+    ``cores`` (what each core holds), ``hosts`` (inputs without neurons, on the host)."""
 
     profile: ChipProfile
     input_shape: tuple
     layers: tuple
     cores: tuple
+    hosts: dict
 
     @property
     def n_cores(self) -> int:
@@ -456,14 +517,24 @@ class Mapping:
 
     @property
     def host(self) -> int:
-        """Location index of the input/host (after the cores)."""
+        """Location index of the host (after the cores)."""
         return self.n_cores
 
-    def core_of(self, layer: int) -> np.ndarray:
-        """``(N,)`` int: the core of every neuron of ``layer``."""
-        out = np.empty(self.layers[layer].neurons, dtype=np.int64)
-        for f in self.layers[layer].fragments:
-            out[f.start:f.stop] = f.core
+    def plan(self, name: str) -> LayerPlan:
+        for p in self.layers:
+            if p.label == name:
+                return p
+        raise ValueError(f"no neuron group named {name!r} in the mapping ({[p.label for p in self.layers]})")
+
+    def core_of(self, name: str) -> np.ndarray:
+        """``(N,)`` int64: the core of every neuron of group ``name`` (the host index for a plain input)."""
+        if name in self.hosts:
+            return np.full(math.prod(self.hosts[name]), self.host, dtype=np.int64)
+        p = self.plan(name)
+        out = np.empty(p.neurons, dtype=np.int64)
+        shape3 = _view3(p.shape)
+        for f in p.fragments:
+            out[_box_index(f.box, shape3)] = f.core
         return out
 
     def locations(self) -> tuple:
@@ -473,133 +544,203 @@ class Mapping:
         Y = np.array([c.y for c in self.cores] + [0], dtype=np.int64)
         return X, Y
 
+    def table_rows(self) -> list:
+        """One row per group, Intel's compiler columns (per core: the largest value over the group's
+        cores): axon in, neuron groups, neurons, synapse words, axon map (output axons), cores."""
+        rows = []
+        for p in self.layers:
+            cs = [self.cores[c] for c in p.cores]
+            rows.append({"group": p.label, "kind": p.kind, "axons_in": max(c.axons_in for c in cs),
+                         "neuron_groups": 1, "neurons": max(c.neurons for c in cs),
+                         "synapses": max(c.synapse_words for c in cs),
+                         "synaptic_memory": max(c.synapse_words for c in cs) / self.profile.synaptic_memory_words_per_core,
+                         "axon_map": max(c.axons_out for c in cs), "cores": len(cs)})
+        return rows
+
+    def table(self) -> str:
+        """The per-core table in the columns of Intel's Loihi 2 compiler (``Per core distribution``).
+        Axon memory is not modelled (printed as ``-``)."""
+        head = "| AxonIn |NeuronGr| Neurons|Synapses| AxonMap| AxonMem|  Cores | SynMem | group"
+        lines = [head, "|" + "-" * (len(head) - 9) + "|"]
+        for r in self.table_rows():
+            lines.append(f"|{r['axons_in']:8d}|{r['neuron_groups']:8d}|{r['neurons']:8d}|{r['synapses']:8d}|"
+                         f"{r['axon_map']:8d}|{'-':>8}|{r['cores']:8d}|{100 * r['synaptic_memory']:7.1f}%| "
+                         f"{r['group']} ({r['kind']})")
+        lines.append(f"| Total cores {self.n_cores} on {self.n_chips} chip(s) "
+                     f"(synaptic memory per core: {self.profile.synaptic_memory_words_per_core} words of "
+                     f"{self.profile.synapse_word_bits} bits)")
+        return "\n".join(lines)
+
     def summary(self) -> dict:
-        """JSON-serialisable placement: per layer its fragments, per core its position, load and axons."""
+        """JSON-serialisable placement: per group its tiles and per-core table, per core its position and load."""
         return {"cores_used": self.n_cores, "chips_used": self.n_chips,
                 "core_capacity": self.profile.max_cores, "policy": list(MAPPING_POLICY),
+                "hosts": list(self.hosts),
+                "table": self.table_rows(),
                 "layers": [{"label": p.label, "kind": p.kind, "shape": list(p.shape), "neurons": p.neurons,
                             "fan_in": p.fan_in, "weight_bits": p.weight_bits,
-                            "memory_bits_per_neuron": p.fan_in * p.weight_bits, "cores": list(p.cores),
-                            "fragments": [[f.core, f.start, f.stop] for f in p.fragments]}
+                            "memory_bits_per_neuron": sum(self.cores[c].memory_bits for c in p.cores) / p.neurons,
+                            "cores": list(p.cores),
+                            "fragments": [[f.core, *f.box] for f in p.fragments]}
                            for p in self.layers],
                 "cores": [{"index": c.index, "chip": c.chip, "x": c.x, "y": c.y, "neurons": c.neurons,
-                           "memory_bits": c.memory_bits, "axons_in": c.axons_in, "axons_out": c.axons_out,
-                           "layers": list(c.layers)} for c in self.cores]}
+                           "synapse_words": c.synapse_words, "memory_bits": c.memory_bits,
+                           "axons_in": c.axons_in, "axons_out": c.axons_out, "layers": list(c.layers)}
+                          for c in self.cores]}
 
 
-def _balanced(n: int, cap: int) -> list:
-    """``[(start, stop), ...]``: ``n`` items in ``ceil(n / cap)`` contiguous runs differing by at most one."""
-    k = -(-n // cap)
+def _balanced(n: int, k: int) -> list:
+    """``[(start, stop), ...]``: ``n`` items in ``min(k, n)`` contiguous runs differing by at most one."""
+    k = max(1, min(k, n))
     sizes = np.full(k, n // k)
     sizes[:n % k] += 1
     stops = np.cumsum(sizes)
     return [(int(b - s), int(b)) for s, b in zip(sizes, stops)]
 
 
-def _split(net: IntNetwork, syns: list, p: ChipProfile) -> tuple:
-    """Runs ``[(start, stop, reach)]`` per layer, and per layer the output-axon bound of every neuron."""
-    L = len(syns)
-    runs, out_bound = [None] * L, [None] * L
-    dests = np.zeros(math.prod(net.shapes[-1]), dtype=np.int64)  # the output layer sends nowhere
-    for l in reversed(range(L)):
-        syn, where, n = syns[l], _where(net, l), math.prod(net.shapes[l + 1])
-        if syn.memory_bits > p.synaptic_memory_bits_per_core:
-            raise ValueError(f"{where}: one neuron needs {syn.fan_in} synapses x {syn.weight_bits} bits = "
-                             f"{syn.memory_bits} bits of synaptic memory, more than a {p.name} core has "
-                             f"(synaptic_memory_bits_per_core = {p.synaptic_memory_bits_per_core})")
-        if syn.max_presynaptic() > p.axons_in_per_core:
-            raise ValueError(f"{where}: one neuron has {syn.max_presynaptic()} presynaptic neurons, more than "
-                             f"a {p.name} core's input axons (axons_in_per_core = {p.axons_in_per_core})")
-        if dests.max() > p.axons_out_per_core:
-            raise ValueError(f"{where}: one neuron reaches {int(dests.max())} runs (cores) of the next layer, "
-                             f"more than a {p.name} core's output axons (axons_out_per_core = "
-                             f"{p.axons_out_per_core})")
-        cap = min(p.neurons_per_core, p.synaptic_memory_bits_per_core // syn.memory_bits, n)
-        while True:  # ends at cap = 1 at the latest: one neuron fits both axon limits (checked above)
-            bounds = _balanced(n, cap)
-            reach = [syn.reach(a, b) for a, b in bounds]
-            overshoot = max(max(r.sum() for r in reach) / p.axons_in_per_core,
-                            max(dests[a:b].sum() for a, b in bounds) / p.axons_out_per_core)
-            if overshoot <= 1:
-                break
-            cap = max(1, min(cap - 1, int(cap / overshoot)))
-        runs[l] = [(a, b, r) for (a, b), r in zip(bounds, reach)]
-        out_bound[l] = dests
-        dests = np.sum(reach, axis=0, dtype=np.int64)  # runs of layer l reaching each of its inputs
-    return runs, out_bound
+def _pow2_floor(n: int) -> int:
+    return 1 << (int(n).bit_length() - 1)
 
 
-class _OpenCore:
-    """A core being filled during packing."""
+def _tilings(shape3: tuple, p: ChipProfile):
+    """Candidate tilings of a ``(C, H, W)`` group, coarsest first (module docstring, rule 2).
 
-    def __init__(self):
-        self.neurons = self.bits = self.out_bound = 0
-        self.reach = {}  # layer -> bool mask over that layer's presynaptic neurons
-        self.fragments = []
+    Yields lists of boxes. Power-of-two slices are tried in order; ratio splits take the worst
+    usage ratio of the previous candidate through ``send``."""
+    C, H, W = shape3
+    if p.spatial_tiles and H * W > 1:
+        width = _pow2_floor(W)
+        while width >= 1:
+            ratio = yield [(0, C, 0, H, x, min(x + width, W)) for x in range(0, W, width)]
+            if ratio <= 1:
+                return
+            width //= 2
+        height = _pow2_floor(H)
+        while height >= 1:
+            ratio = yield [(0, C, y, min(y + height, H), x, x + 1) for x in range(W) for y in range(0, H, height)]
+            if ratio <= 1:
+                return
+            height //= 2
+        k = 1
+        while True:
+            k *= max(2, math.ceil(ratio))
+            ratio = yield [(a, b, y, y + 1, x, x + 1) for x in range(W) for y in range(H) for a, b in _balanced(C, k)]
+            if ratio <= 1:
+                return
+    k, ratio = 1, None
+    while True:  # along channels, then rows, then columns: k runs in all
+        if k <= C:
+            boxes = [(a, b, 0, H, 0, W) for a, b in _balanced(C, k)]
+        elif k <= C * H:
+            boxes = [(c, c + 1, a, b, 0, W) for c in range(C) for a, b in _balanced(H, -(-k // C))]
+        else:
+            boxes = [(c, c + 1, y, y + 1, a, b) for c in range(C) for y in range(H)
+                     for a, b in _balanced(W, -(-k // (C * H)))]
+        ratio = yield boxes
+        if ratio <= 1:
+            return
+        k *= max(2, math.ceil(ratio))
 
-    def axons_in(self, layer: int = -1, reach=None) -> int:
-        masks = dict(self.reach)
-        if reach is not None:
-            masks[layer] = masks[layer] | reach if layer in masks else reach
-        return int(sum(m.sum() for m in masks.values()))
 
-    def fits(self, p: ChipProfile, layer: int, n: int, bits: int, reach: np.ndarray, out: int) -> bool:
-        return (self.neurons + n <= p.neurons_per_core and self.bits + bits <= p.synaptic_memory_bits_per_core
-                and self.out_bound + out <= p.axons_out_per_core
-                and self.axons_in(layer, reach) <= p.axons_in_per_core)
+def _usage(box, incoming: list, p: ChipProfile, core_of: dict) -> tuple:
+    """``(neurons, synapse words, input axons)`` of one tile with its incoming projections."""
+    words = axons = 0
+    for pr in incoming:
+        words += pr.words(box, p)
+        if pr.dense:
+            axons += pr.n_in
+            continue
+        sbox = pr.source_box(box)
+        if p.shared_conv_kernels:
+            src = core_of.get(pr.src)
+            axons += 1 if src is None else len(np.unique(src[_box_index(sbox, pr.src_shape)]))
+        else:
+            axons += _box_size(sbox) if pr.depthwise else pr.src_shape[0] * (sbox[3] - sbox[2]) * (sbox[5] - sbox[4])
+    return _box_size(box), words, axons
 
-    def add(self, layer: int, a: int, b: int, bits: int, reach: np.ndarray, out: int) -> None:
-        self.reach[layer] = self.reach[layer] | reach if layer in self.reach else reach
-        self.neurons += b - a
-        self.bits += bits
-        self.out_bound += out
-        self.fragments.append((layer, a, b))
 
+def map_network(net, profile, _extra_split: dict | None = None) -> Mapping:
+    """Place every neuron group of ``net`` (an ``IntGraph`` or ``IntNetwork``) on cores of ``profile``.
 
-def map_network(net: IntNetwork, profile) -> Mapping:
-    """Place every neuron of ``net`` on cores of ``profile`` (a ``ChipProfile``, name or path).
-
-    The policy (split, next-fit packing, row-major placement, axon accounting) is in the module
-    docstring. Raises ``ValueError`` naming the layer and the limit when a neuron cannot fit a core
-    or the network needs more than ``max_chips x cores_per_chip`` cores.
+    The rules are in the module docstring. Raises ``ValueError`` naming the group and the limit when
+    one neuron cannot fit a core or the graph needs more than ``max_chips x cores_per_chip`` cores.
     """
     p = load_profile(profile)
-    syns = _synapses(net)
-    runs, out_bound = _split(net, syns, p)
-    cores = []
-    for l, layer_runs in enumerate(runs):
-        for a, b, reach in layer_runs:
-            bits, out = (b - a) * syns[l].memory_bits, int(out_bound[l][a:b].sum())
-            if not cores or not cores[-1].fits(p, l, b - a, bits, reach, out):
-                if len(cores) == p.max_cores:
-                    raise ValueError(f"{_where(net, l)} does not fit: the network needs more than the "
-                                     f"{p.max_cores} cores of max_chips x cores_per_chip = {p.max_chips} x "
-                                     f"{p.cores_per_chip} ({p.name})")
-                cores.append(_OpenCore())
-            cores[-1].add(l, a, b, bits, reach, out)
-    fragments = [[] for _ in syns]
-    for c, core in enumerate(cores):
-        for l, a, b in core.fragments:
-            fragments[l].append(Fragment(l, a, b, c))
-    # exact output axons: per presynaptic neuron, the distinct cores of the next layer it reaches
-    axons_out = np.zeros(len(cores), dtype=np.int64)
-    for l in range(1, len(syns)):
-        dest_cores = np.zeros(syns[l].n_in, dtype=np.int64)
-        for c in dict.fromkeys(f.core for f in fragments[l]):
-            dest_cores += cores[c].reach[l]
-        for f in fragments[l - 1]:
-            axons_out[f.core] += dest_cores[f.start:f.stop].sum()
-    cols, cpc = p.mesh[0], p.cores_per_chip
-    labels = layer_labels(net)
-    return Mapping(
-        profile=p, input_shape=net.input_shape,
-        layers=tuple(LayerPlan(labels[l], net.layers[l].synapse.kind, net.shapes[l + 1],
-                               math.prod(net.shapes[l + 1]), syns[l].fan_in, syns[l].weight_bits,
-                               tuple(fragments[l])) for l in range(len(syns))),
-        cores=tuple(Core(index=c, chip=c // cpc, x=(c % cpc) % cols, y=(c % cpc) // cols, neurons=core.neurons,
-                         memory_bits=core.bits, axons_in=core.axons_in(), axons_out=int(axons_out[c]),
-                         layers=tuple(dict.fromkeys(l for l, _, _ in core.fragments)))
-                    for c, core in enumerate(cores)))
+    graph = as_graph(net)
+    projs = [_Projection(pr, graph) for pr in graph.projections()]
+    extra = dict(_extra_split or {})
+    for _ in range(32):
+        mapping, over = _map_once(graph, projs, p, extra)
+        if not over:
+            return mapping
+        for name, ratio in over.items():
+            extra[name] = extra.get(name, 1) * max(2, math.ceil(ratio))
+    raise ValueError(f"group {next(iter(over))!r}: output axons do not fit axons_out_per_core = "
+                     f"{p.axons_out_per_core} ({p.name}) even after splitting")
+
+
+def _fit_group(name: str, shape3: tuple, incoming: list, p: ChipProfile, core_of: dict, extra: int) -> list:
+    limits = np.array([p.neurons_per_core, p.synaptic_memory_words_per_core, p.axons_in_per_core], dtype=float)
+    gen = _tilings(shape3, p)
+    boxes = next(gen)
+    while True:
+        use = np.array([_usage(b, incoming, p, core_of) for b in boxes], dtype=float)  # (tiles, 3)
+        ratio = float((use / limits).max())
+        if len(boxes) < extra and ratio <= 1:
+            ratio = 1.0 + 1e-9  # an output-axon violation asked for more tiles
+        if ratio <= 1:
+            return boxes
+        if all(_box_size(b) == 1 for b in boxes):
+            names = ("neurons_per_core", "synaptic_memory_words_per_core", "axons_in_per_core")
+            worst = np.unravel_index(int(np.argmax(use / limits)), use.shape)
+            raise ValueError(f"group {name!r}: one neuron needs {int(use[worst])} against {names[worst[1]]} = "
+                             f"{int(limits[worst[1]])} ({p.name}); it cannot fit a core")
+        boxes = gen.send(ratio)
+
+
+def _map_once(graph: IntGraph, projs: list, p: ChipProfile, extra: dict) -> tuple:
+    core_of, layers, cores_raw = {}, [], []
+    hosts = {n: graph.shapes[n] for n in graph.inputs() if graph.neurons(n) is None}
+    for name in graph.groups():
+        shape3 = _view3(graph.shapes[name])
+        incoming = [pr for pr in projs if pr.dst == name]
+        boxes = _fit_group(name, shape3, incoming, p, core_of, extra.get(name, 1))
+        if len(cores_raw) + len(boxes) > p.max_cores:
+            raise ValueError(f"group {name!r} does not fit: the graph needs more than the {p.max_cores} cores of "
+                             f"max_chips x cores_per_chip = {p.max_chips} x {p.cores_per_chip} ({p.name})")
+        first = len(cores_raw)
+        owner = np.empty(math.prod(shape3), dtype=np.int64)
+        for i, b in enumerate(boxes):
+            owner[_box_index(b, shape3)] = first + i
+            n, words, axons = _usage(b, incoming, p, core_of)
+            cores_raw.append((name, n, words, axons))
+        core_of[name] = owner
+        kinds = sorted({pr.kind for pr in incoming}) or ["input"]
+        layers.append(LayerPlan(name, "+".join(kinds), tuple(graph.shapes[name]), math.prod(shape3),
+                                max((pr.fan_in for pr in incoming), default=0),
+                                max((pr.bits for pr in incoming), default=0),
+                                tuple(Tile(name, b, first + i) for i, b in enumerate(boxes))))
+    for name, shape in hosts.items():
+        core_of[name] = np.full(math.prod(shape), len(cores_raw), dtype=np.int64)
+    # output axons: per source neuron, the distinct destination cores it has a structural synapse onto
+    axons_out = np.zeros(len(cores_raw) + 1, dtype=np.int64)
+    plans = {pl.label: pl for pl in layers}
+    for pr in projs:
+        for f in plans[pr.dst].fragments:
+            box, reach = pr.counts(f.box, structural=True)
+            src_cores = core_of[pr.src][_box_index(box, pr.src_shape)]
+            np.add.at(axons_out, src_cores[reach > 0], 1)
+    over = {}
+    for i, (name, *_rest) in enumerate(cores_raw):
+        if axons_out[i] > p.axons_out_per_core:
+            over[name] = max(over.get(name, 0), axons_out[i] / p.axons_out_per_core)
+    cpc, cols = p.cores_per_chip, p.mesh[0]
+    cores = tuple(Core(index=c, chip=c // cpc, x=(c % cpc) % cols, y=(c % cpc) // cols, neurons=n,
+                       synapse_words=int(w), memory_bits=int(w) * p.synapse_word_bits, axons_in=int(a),
+                       axons_out=int(axons_out[c]), layers=(name,))
+                  for c, (name, n, w, a) in enumerate(cores_raw))
+    in_shape = graph.shapes[graph.inputs()[0]]
+    return Mapping(p, tuple(in_shape), tuple(layers), cores, hosts), over
 
 
 # --- traffic -----------------------------------------------------------------------------------
@@ -615,27 +756,28 @@ def _spike_products(s: np.ndarray, m: np.ndarray) -> np.ndarray:
     return (s @ m.astype(np.float32)).astype(np.int64)
 
 
-def _link_loads(pairs: np.ndarray, X: np.ndarray, Y: np.ndarray, width: int, rows: int) -> dict:
+def _link_loads(pairs: dict, X: np.ndarray, Y: np.ndarray, width: int, rows: int, T: int) -> dict:
     """Messages over every directed mesh link under X-then-Y routing.
 
-    ``pairs`` ``(T, P, P)``: messages per step from location ``a`` to ``b``; ``X`` (shifted so the
-    host column is 0) and ``Y`` their coordinates. Returns ``{"+x", "-x": (T, rows, width - 1),
+    ``pairs``: ``{(a, b): (T,) messages from location a to b}``; ``X`` (shifted so the host column
+    is 0) and ``Y`` the locations' coordinates. Returns ``{"+x", "-x": (T, rows, width - 1),
     "+y", "-y": (T, rows - 1, width)}``: link ``[y, x]`` of ``+x`` joins ``(x, y)`` to ``(x + 1, y)``,
     of ``-x`` the reverse; link ``[y, x]`` of ``+y`` joins ``(x, y)`` to ``(x, y + 1)``, of ``-y``
     the reverse. Built from difference arrays over all pairs at once.
     """
-    T = pairs.shape[0]
-    a, b = np.nonzero(pairs.sum(axis=0))
-    c = pairs[:, a, b].T  # (pairs, T)
-    xa, xb, ya, yb = X[a], X[b], Y[a], Y[b]
     horizontal = np.zeros((2, rows, width + 1, T), dtype=np.int64)  # [+x, -x], difference along x
     vertical = np.zeros((2, rows + 1, width, T), dtype=np.int64)    # [+y, -y], difference along y
-    for d, sel, lo, hi in ((0, xb > xa, xa, xb), (1, xb < xa, xb, xa)):  # X leg, on the source row
-        np.add.at(horizontal[d], (ya[sel], lo[sel]), c[sel])
-        np.add.at(horizontal[d], (ya[sel], hi[sel]), -c[sel])
-    for d, sel, lo, hi in ((0, yb > ya, ya, yb), (1, yb < ya, yb, ya)):  # Y leg, on the destination column
-        np.add.at(vertical[d], (lo[sel], xb[sel]), c[sel])
-        np.add.at(vertical[d], (hi[sel], xb[sel]), -c[sel])
+    if pairs:
+        ab = np.array(list(pairs.keys()), dtype=np.int64)
+        a, b = ab[:, 0], ab[:, 1]
+        c = np.stack(list(pairs.values()))  # (pairs, T)
+        xa, xb, ya, yb = X[a], X[b], Y[a], Y[b]
+        for d, sel, lo, hi in ((0, xb > xa, xa, xb), (1, xb < xa, xb, xa)):  # X leg, on the source row
+            np.add.at(horizontal[d], (ya[sel], lo[sel]), c[sel])
+            np.add.at(horizontal[d], (ya[sel], hi[sel]), -c[sel])
+        for d, sel, lo, hi in ((0, yb > ya, ya, yb), (1, yb < ya, yb, ya)):  # Y leg, on the destination column
+            np.add.at(vertical[d], (lo[sel], xb[sel]), c[sel])
+            np.add.at(vertical[d], (hi[sel], xb[sel]), -c[sel])
     h = np.cumsum(horizontal, axis=2)[:, :, :width - 1].transpose(0, 3, 1, 2)
     v = np.cumsum(vertical, axis=1)[:, :rows - 1].transpose(0, 3, 1, 2)
     return {"+x": h[0], "-x": h[1], "+y": v[0], "-y": v[1]}
@@ -646,16 +788,13 @@ class Traffic:
     """Spike traffic of ``samples`` inferences of ``steps`` steps on a ``Mapping``.
 
     Count arrays are totals over the samples, per step (first axis ``T``). Populations are
-    ``labels`` = ``("input", layer labels...)``; locations are the mapping's cores then the host.
+    ``labels``: the host inputs, then the groups with neurons in node order; locations are the
+    mapping's cores then the host.
 
     Attributes
     ----------
-    spikes : (T, L + 1) int64
-        Spikes emitted per population.
-    messages : (T, L + 1) int64
-        Messages sent per population (the output layer sends none).
-    synops : (T, L) int64
-        Synaptic operations received per layer.
+    spikes, messages, synops : (T, P) int64
+        Spikes emitted, messages sent and synaptic operations received per population.
     core_spikes, core_messages_out, core_messages_in, core_synops : (T, n_cores + 1) int64
         The same per location.
     hops, chip_crossings : (T,) int64
@@ -683,17 +822,21 @@ class Traffic:
 
     @property
     def layer_neurons(self) -> np.ndarray:
-        """``(L,)`` neurons per layer: neuron updates per step per sample."""
+        """``(groups,)`` neurons per group with neurons: neuron updates per step per sample."""
         return np.array([p.neurons for p in self.mapping.layers], dtype=np.int64)
 
     def energy_pj(self) -> dict:
-        """Energy terms per step, ``(T,)`` each, mean per inference, plus their ``total``."""
+        """Energy per step, ``(T,)`` each, mean per inference: the dynamic terms, ``dynamic`` (their
+        sum), ``static`` (static power x chips x modelled step time) and ``total``."""
         p, S = self.mapping.profile, self.samples
         terms = {"synaptic_ops": self.synops.sum(1) * p.energy_synop_pj.value / S,
                  "neuron_updates": np.full(self.steps, self.layer_neurons.sum() * p.energy_neuron_update_pj.value),
                  "messages": self.messages.sum(1) * p.energy_message_pj.value / S,
                  "hops": self.hops * p.energy_hop_pj.value / S}
-        terms["total"] = sum(terms.values())
+        terms["dynamic"] = sum(terms.values())
+        # mW x ns = 1e-3 J/s x 1e-9 s = 1e-12 J = 1 pJ
+        terms["static"] = p.static_power_mw.value * self.mapping.n_chips * self.latency_ns.mean(0)
+        terms["total"] = terms["dynamic"] + terms["static"]
         return terms
 
     def link_peak(self) -> np.ndarray:
@@ -721,43 +864,44 @@ class Traffic:
 
     def per_step_rows(self) -> list:
         """One dict per step (same keys in every row), mean per inference: CSV-ready."""
-        S, energy = self.samples, self.energy_pj()["total"]
+        S, energy = self.samples, self.energy_pj()
         peak, latency = self.link_peak(), self.latency_ns.mean(0)
         rows = []
         for t in range(self.steps):
             row = {"t": t}
             row.update({f"spikes_{n}": self.spikes[t, i] / S for i, n in enumerate(self.labels)})
-            row.update({f"synops_{n}": self.synops[t, i] / S for i, n in enumerate(self.labels[1:])})
+            row.update({f"synops_{n}": self.synops[t, i] / S for i, n in enumerate(self.labels)})
             row.update({"messages": self.messages[t].sum() / S, "synaptic_ops": self.synops[t].sum() / S,
                         "neuron_updates": int(self.layer_neurons.sum()), "hops": self.hops[t] / S,
                         "chip_crossings": self.chip_crossings[t] / S, "busiest_link_messages": peak[t] / S,
-                        "energy_pj": float(energy[t]), "latency_ns": float(latency[t])})
+                        "energy_pj": float(energy["total"][t]), "dynamic_energy_pj": float(energy["dynamic"][t]),
+                        "latency_ns": float(latency[t])})
             rows.append({k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()})
         return rows
 
     def summary(self) -> dict:
         """JSON-serialisable summary: profile (every number with its source), mapping, per-inference
-        totals, energy and latency, per-layer counts, busiest link and the counting policy."""
-        S, T = self.samples, self.steps
+        totals, energy (dynamic and total) and latency, per-population counts, busiest link, policy."""
+        S, T, m = self.samples, self.steps, self.mapping
         energy = {k: float(v.sum()) for k, v in self.energy_pj().items()}
         per_step = self.latency_ns.mean(0)
-        n_in = math.prod(self.mapping.input_shape)
-        sizes = [n_in] + [int(n) for n in self.layer_neurons]
+        plans = {p.label: p for p in m.layers}
         layers = []
         for i, label in enumerate(self.labels):
+            plan = plans.get(label)
+            shape = list(plan.shape) if plan else list(m.hosts[label])
+            n = math.prod(shape)
             spikes = float(self.spikes[:, i].sum() / S)
-            plan = self.mapping.layers[i - 1] if i else None
-            layers.append({"label": label, "kind": plan.kind if i else "input",
-                           "shape": list(plan.shape if i else self.mapping.input_shape),
-                           "neurons": sizes[i], "spikes": spikes,
-                           "firing_rate": spikes / (sizes[i] * T), "messages": float(self.messages[:, i].sum() / S),
-                           "synaptic_ops": float(self.synops[:, i - 1].sum() / S) if i else 0.0,
-                           "neuron_updates": sizes[i] * T if i else 0,
-                           "cores": list(plan.cores) if i else ["host"]})
+            layers.append({"label": label, "kind": plan.kind if plan else "input",
+                           "shape": shape, "neurons": n, "spikes": spikes,
+                           "firing_rate": spikes / (n * T), "messages": float(self.messages[:, i].sum() / S),
+                           "synaptic_ops": float(self.synops[:, i].sum() / S),
+                           "neuron_updates": n * T if plan else 0,
+                           "cores": list(plan.cores) if plan else ["host"]})
         return {
-            "profile": self.mapping.profile.to_dict(),
-            "input": {"samples": S, "steps": T, "shape": list(self.mapping.input_shape), "neurons": n_in},
-            "mapping": self.mapping.summary(),
+            "profile": m.profile.to_dict(),
+            "input": {"samples": S, "steps": T, "shape": list(m.input_shape), "neurons": math.prod(m.input_shape)},
+            "mapping": m.summary(),
             "per_inference": {
                 "spikes": float(self.spikes.sum() / S), "messages": float(self.messages.sum() / S),
                 "synaptic_ops": float(self.synops.sum() / S), "neuron_updates": int(self.layer_neurons.sum()) * T,
@@ -770,93 +914,125 @@ class Traffic:
                        "messages_out": float(self.core_messages_out[:, c].sum() / S),
                        "messages_in": float(self.core_messages_in[:, c].sum() / S),
                        "synaptic_ops": float(self.core_synops[:, c].sum() / S)}
-                      for c in range(self.mapping.n_cores)],
+                      for c in range(m.n_cores)],
             "busiest_link": self.busiest_link(),
             "traffic_policy": list(TRAFFIC_POLICY),
         }
 
 
-def _as_spikes(x, n: int, where: str, shape=None) -> np.ndarray:
+def _as_events(x, n: int, where: str, shape=None) -> np.ndarray:
+    """``(S, T, n)`` uint8 events: 1 where a spike (or a nonzero graded payload) is sent."""
     x = np.asarray(x)
-    if x.ndim < 3 or math.prod(x.shape[2:]) != n or (shape is not None and x.shape[:2] != shape):
+    if x.ndim < 2 or (x.ndim > 2 and math.prod(x.shape[2:]) != n) or (x.ndim == 2 and n != 1) \
+            or (shape is not None and x.shape[:2] != shape):
         want = f"({shape[0]}, {shape[1]}, {n})" if shape else f"(samples, T, {n})"
         raise ValueError(f"{where}: spikes must have shape {want}, got {x.shape}")
-    return x.reshape(x.shape[0], x.shape[1], n)
+    return (x.reshape(x.shape[0], x.shape[1], n) != 0).view(np.uint8)
 
 
-def count_traffic(net: IntNetwork, mapping: Mapping, layer_spikes, input_spikes) -> Traffic:
+def count_traffic(net, mapping: Mapping, group_spikes, input_spikes=None) -> Traffic:
     """Count spikes, messages, synaptic ops, hops and link loads of recorded spikes on ``mapping``.
 
     Parameters
     ----------
-    net : IntNetwork
-        The network ``mapping`` was made for.
+    net : IntGraph or IntNetwork
+        The graph ``mapping`` was made for.
     mapping : Mapping
         From ``map_network(net, profile)``.
-    layer_spikes : list of array
-        Per layer, ``(S, T, N_l)`` 0/1 spikes (``simulate(..., record=True).spikes``).
-    input_spikes : array
-        ``(S, T, *input_shape)`` 0/1 input spikes, emitted by the host location.
+    group_spikes : dict or list
+        Group name -> ``(S, T, N)`` spikes of every group with neurons (``GraphResult.spikes``); for a
+        chain, the list of per-layer spikes (``SimResult.spikes``).
+    input_spikes : array or dict, optional
+        ``(S, T, *shape)`` spikes or graded payloads of the inputs without neurons (a dict by input
+        name when there are several); nonzero entries are events sent from the host.
 
     Returns
     -------
     Traffic
     """
-    if mapping.input_shape != net.input_shape or \
-            tuple(p.shape for p in mapping.layers) != tuple(net.shapes[1:]):
-        raise ValueError("the mapping was made for a network of other shapes; map this network first")
-    L = len(net.layers)
-    if len(layer_spikes) != L:
-        raise ValueError(f"expected spikes of {L} layers, got {len(layer_spikes)}")
-    x = _as_spikes(input_spikes, math.prod(net.input_shape), "input")
-    S, T = x.shape[:2]
-    pops = [x] + [_as_spikes(s, p.neurons, f"layer {l} ({p.label})", (S, T))
-                  for l, (s, p) in enumerate(zip(layer_spikes, mapping.layers))]
-    host, n_loc = mapping.host, mapping.n_cores + 1
+    graph = as_graph(net)
+    plans = {p.label: p for p in mapping.layers}
+    if set(plans) != set(graph.groups()) or any(tuple(graph.shapes[n]) != plans[n].shape for n in plans):
+        raise ValueError("the mapping was made for a graph of other groups or shapes; map this graph first")
+    if isinstance(group_spikes, (list, tuple)):
+        names = [n for n in graph.groups()]
+        if len(group_spikes) != len(names):
+            raise ValueError(f"expected spikes of {len(names)} layers, got {len(group_spikes)}")
+        group_spikes = dict(zip(names, group_spikes))
+    hosts = list(mapping.hosts)
+    if input_spikes is not None and not isinstance(input_spikes, dict):
+        if len(hosts) != 1:
+            raise ValueError(f"the graph has {len(hosts)} inputs without neurons ({hosts}): give input spikes as a "
+                             "dict name -> array")
+        input_spikes = {hosts[0]: input_spikes}
+    input_spikes = dict(input_spikes or {})
+    missing = [n for n in hosts if n not in input_spikes] + [n for n in plans if n not in group_spikes]
+    if missing:
+        raise ValueError(f"no spikes given for {missing}")
+    labels = tuple(hosts) + tuple(p.label for p in mapping.layers)
+    first = input_spikes[hosts[0]] if hosts else group_spikes[mapping.layers[0].label]
+    S, T = np.shape(first)[:2]
+    pops = {n: _as_events(input_spikes[n], math.prod(mapping.hosts[n]), f"input {n!r}", (S, T)) for n in hosts}
+    pops.update({n: _as_events(group_spikes[n], plans[n].neurons, f"group {n!r}", (S, T)) for n in plans})
+    n_loc = mapping.n_cores + 1
+    core_of = {n: mapping.core_of(n) if n in plans else np.full(math.prod(mapping.hosts[n]), mapping.host)
+               for n in labels}
     X, Y = mapping.locations()
     cols = mapping.profile.mesh[0]
-    hop = np.abs(X[:, None] - X[None]) + np.abs(Y[:, None] - Y[None])  # (loc, loc)
-    crossing = np.abs(np.floor_divide(X, cols)[:, None] - np.floor_divide(X, cols)[None])
-    sources = [[(host, 0, x.shape[2])]] + [[(f.core, f.start, f.stop) for f in p.fragments] for p in mapping.layers]
+    chip_col = np.floor_divide(X, cols)
 
     def zeros(*shape):
         return np.zeros(shape, dtype=np.int64)
-    spikes, messages, synops = zeros(T, L + 1), zeros(T, L + 1), zeros(T, L)
+    P = len(labels)
+    spikes, messages, synops = zeros(T, P), zeros(T, P), zeros(T, P)
     core_spikes, core_out, core_in = zeros(T, n_loc), zeros(T, n_loc), zeros(T, n_loc)
     core_synops = zeros(S, T, n_loc)  # per sample: the step latency needs each sample's busiest core
     hops, crossings, longest = zeros(T), zeros(T), zeros(S, T)
-    pairs = zeros(T, n_loc, n_loc)  # messages per step from location a to location b
-    for i, s in enumerate(pops):
-        spikes[:, i] = s.sum(axis=(0, 2), dtype=np.int64)
-        for core, a, b in sources[i]:
-            core_spikes[:, core] += s[..., a:b].sum(axis=(0, 2), dtype=np.int64)
-    for l, syn in enumerate(_synapses(net)):
-        dst = list(mapping.layers[l].cores)
-        D = np.zeros((syn.n_in, len(dst)), dtype=np.int64)  # acting synapses presynaptic -> each core
-        for f in mapping.layers[l].fragments:
-            D[:, dst.index(f.core)] += syn.counts(f.start, f.stop)
-        s = pops[l].reshape(S * T, -1).astype(np.float32)  # (S*T, N) 0/1, presynaptic spikes
-        received = _spike_products(s, D).reshape(S, T, -1)  # (S, T, K)
-        core_synops[..., dst] += received
-        synops[:, l] = received.sum(axis=(0, 2))
-        reach = D > 0
-        for core, a, b in sources[l]:
-            m = _spike_products(s[:, a:b], reach[a:b]).reshape(S, T, -1)  # (S, T, K) messages core -> dst
-            total = m.sum(0)  # (T, K)
-            core_out[:, core] += total.sum(-1)
-            core_in[:, dst] += total
-            messages[:, l] += total.sum(-1)
-            pairs[:, core, dst] += total
-            hops += total @ hop[core, dst]
-            crossings += total @ crossing[core, dst]
-            longest = np.maximum(longest, np.where(m > 0, hop[core, dst], 0).max(-1))
+    pairs = {}
+    index = {n: i for i, n in enumerate(labels)}
+    for n, s in pops.items():
+        spikes[:, index[n]] = s.sum(axis=(0, 2), dtype=np.int64)
+        per_core = np.zeros((S * T, n_loc), dtype=np.int64)
+        flat = s.reshape(S * T, -1)
+        for c in np.unique(core_of[n]):
+            per_core[:, c] = flat[:, core_of[n] == c].sum(1, dtype=np.int64)
+        core_spikes += per_core.reshape(S, T, n_loc).sum(0)
+    for pr in (_Projection(q, graph) for q in graph.projections()):
+        src = pops[pr.src].reshape(S * T, -1)
+        for f in plans[pr.dst].fragments:
+            box, counts = pr.counts(f.box)
+            idx = _box_index(box, pr.src_shape)
+            keep = counts > 0
+            if not keep.any():
+                continue
+            idx, counts = idx[keep], counts[keep]
+            src_cores, inv = np.unique(core_of[pr.src][idx], return_inverse=True)
+            onehot = np.zeros((idx.size, src_cores.size + 1), dtype=np.int64)
+            onehot[np.arange(idx.size), inv] = 1
+            onehot[:, -1] = counts
+            prod = _spike_products(src[:, idx].astype(np.float32), onehot).reshape(S, T, -1)
+            received = prod[..., -1]  # (S, T) synaptic ops on core f.core
+            core_synops[..., f.core] += received
+            synops[:, index[pr.dst]] += received.sum(0)
+            for k, a in enumerate(src_cores):
+                m = prod[..., k]  # (S, T) messages from location a to core f.core
+                total = m.sum(0)
+                if not total.any():
+                    continue
+                d = int(abs(X[a] - X[f.core]) + abs(Y[a] - Y[f.core]))
+                core_out[:, a] += total
+                core_in[:, f.core] += total
+                messages[:, index[pr.src]] += total
+                pairs[(int(a), f.core)] = pairs.get((int(a), f.core), 0) + total
+                hops += total * d
+                crossings += total * int(abs(chip_col[a] - chip_col[f.core]))
+                longest = np.maximum(longest, np.where(m > 0, d, 0))
     p = mapping.profile
     neurons = np.array([c.neurons for c in mapping.cores] + [0])
     busy = core_synops * p.time_synop_ns.value + neurons * p.time_neuron_update_ns.value  # (S, T, loc)
     latency = p.time_step_overhead_ns.value + busy.max(-1) + longest * p.time_hop_ns.value
-    links = _link_loads(pairs, X + 1, Y, mapping.n_chips * cols + 1, p.mesh[1])
-    return Traffic(mapping=mapping, labels=("input",) + tuple(pl.label for pl in mapping.layers), samples=S,
-                   steps=T, spikes=spikes, messages=messages, synops=synops, core_spikes=core_spikes,
-                   core_messages_out=core_out, core_messages_in=core_in,
+    links = _link_loads(pairs, X + 1, Y, mapping.n_chips * cols + 1, p.mesh[1], T)
+    return Traffic(mapping=mapping, labels=labels, samples=S, steps=T, spikes=spikes, messages=messages,
+                   synops=synops, core_spikes=core_spikes, core_messages_out=core_out, core_messages_in=core_in,
                    core_synops=core_synops.sum(0), hops=hops, chip_crossings=crossings, links=links,
                    latency_ns=latency)

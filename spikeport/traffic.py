@@ -78,7 +78,7 @@ def run_traffic(net, x, profile, out_dir, timing: str = "hardware", description:
     summary["input"].update(description=description or f"input of shape {shape}", timing=timing,
                             protocol={k: v for k, v in protocol.items() if k != "input_bias"}
                             | {"input_bias": protocol.get("input_bias") is not None})
-    summary["neurobench"] = neurobench_metrics(net, rec, x).summary()
+    summary["neurobench"] = neurobench_metrics(graph, rec, x).summary()
     summary["files"] = ["summary.json", "per_step.csv", "cores.txt", "report.md", "report.html", *PLOTS.values()]
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "cores.txt").write_text(mapping.table() + "\n")
@@ -302,13 +302,15 @@ def _cores(cores: list) -> str:
 # --- command line ------------------------------------------------------------------------------
 
 def _cmd_traffic(args) -> int:
+    from spikeport.cli import _protocol
     from spikeport.pipeline import encode_split, load_network
 
     loaded = load_network(args.network)
+    protocol = _protocol(args, loaded)
     if args.input:
         x = cliargs.load_input_spikes(args.input)
-        description = f"{args.input}: input spikes of shape {list(x.shape)}"
-    else:
+        description = f"{args.input}: input of shape {list(x.shape)}"
+    elif args.dataset:
         from spikeport.train.config import Config
 
         cfg = loaded.cfg or Config()
@@ -317,13 +319,19 @@ def _cmd_traffic(args) -> int:
         x, _ = encode_split(cfg, args.samples, args.data_dir)
         description = (f"{args.dataset} test split: first {x.shape[0]} samples, T = {x.shape[1]}, "
                        f"encoder {cfg.data.encoder}")
-    net = loaded.net if isinstance(loaded.net, IntNetwork) else loaded.net.to_chain("spikeport traffic (the chip model)")
-    summary = run_traffic(net, x, args.profile, args.out, timing=args.timing, description=description)
+    elif args.input_bias:
+        x, description = None, f"{args.input_bias}: input bias, {args.steps} steps per sample"
+    else:
+        raise ValueError("give --input, --dataset or --input-bias")
+    summary = run_traffic(loaded.net, x, args.profile, args.out, timing=args.timing, description=description,
+                          **protocol)
     per = summary["per_inference"]
+    print(Path(args.out, "cores.txt").read_text(), end="")
     print(f"{summary['profile']['name']}: {summary['mapping']['cores_used']} cores on "
           f"{summary['mapping']['chips_used']} chip(s); per inference {per['spikes']:.0f} spikes, "
           f"{per['messages']:.0f} messages, {per['synaptic_ops']:.0f} synaptic ops, "
-          f"{per['energy_pj']['total'] / 1e6:.4g} uJ, {per['latency_ns'] / 1e3:.4g} us -> {args.out}")
+          f"{per['energy_pj']['dynamic'] / 1e6:.4g} uJ dynamic ({per['energy_pj']['total'] / 1e6:.4g} uJ total), "
+          f"{per['latency_ns'] / 1e3:.4g} us -> {args.out}")
     return 0
 
 
@@ -331,10 +339,16 @@ def add_traffic_parser(subparsers) -> None:
     """Register ``spikeport traffic`` on an ``argparse`` subparsers object."""
     t = subparsers.add_parser("traffic", help="map the integer network onto chip cores and count spike traffic")
     t.add_argument("network", help="training run directory or integer network file (.npz)")
-    source = t.add_mutually_exclusive_group(required=True)
+    source = t.add_mutually_exclusive_group()
     source.add_argument("--input", type=cliargs.input_file,
-                        help="input spikes .npy of shape (samples, T, *input_shape), 0/1")
+                        help="input .npy of shape (samples, T, *input_shape): 0/1 spikes or graded integers")
     source.add_argument("--dataset", help="encode this dataset's test split")
+    t.add_argument("--input-bias", type=cliargs.input_file,
+                   help="bias mantissas (samples, *input_shape) of the input neuron group (netx's Input block)")
+    t.add_argument("--steps", type=cliargs.positive_int, help="time steps per sample with --input-bias alone")
+    t.add_argument("--reset-interval", type=cliargs.positive_int,
+                   help="run the samples as one stream with netx's periodic reset every N steps")
+    t.add_argument("--reset-offset", type=int, default=0, help="netx's reset_offset (phase of the periodic reset)")
     t.add_argument("--samples", type=cliargs.positive_int, default=100, help="dataset samples (default 100)")
     t.add_argument("--T", type=cliargs.positive_int, help="time steps per sample for --dataset (default: the run's)")
     t.add_argument("--data-dir", help="dataset folder")

@@ -1,8 +1,10 @@
-"""Tests for sim.chip (profiles, mapper, traffic counts) and spikeport.traffic (report files, CLI).
+"""Tests for sim.chip (profiles, mapping rules, traffic counts) and spikeport.traffic (report files, CLI).
 
-Expected values are worked out by hand in each test (core counts from the limits, hop counts on a
-2 x 2 mesh) or counted independently with explicit loops over the synapses (fan-out, destination
-cores) and compared with what ``count_traffic`` finds in simulator-recorded spikes.
+Expected values are worked out by hand in each test (core counts and synaptic words from the
+rules and limits, hop counts on a 2 x 2 mesh) or counted independently with explicit loops over
+the synapses (fan-out, destination cores) and compared with what ``count_traffic`` finds in
+simulator-recorded spikes, on graphs with convolution, pooling, merges, recurrence and an input
+group with neurons.
 """
 import argparse
 import csv
@@ -13,25 +15,26 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from spikeport.sim.chip import (COEFFICIENT_UNITS, STRUCTURE, ChipProfile, Coefficient, builtin_profiles, count_traffic,
-                      load_profile, map_network)
+from spikeport.sim.chip import (COEFFICIENT_UNITS, RULES, STRUCTURE, ChipProfile, Coefficient, builtin_profiles,
+                                count_traffic, load_profile, map_network, weight_bits)
+from spikeport.sim.graph import Input, IntGraph, NeuronGroup, Output
 from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
-from spikeport.sim.simulator import simulate
+from spikeport.sim.simulator import prepare_inputs, simulate
 from spikeport.traffic import PLOTS, add_traffic_parser, run_traffic
 
 BIG = 10 ** 9  # a limit that never binds
 
 
-def _profile(**changes) -> ChipProfile:
-    """Loihi 1 with some limits changed (the profile revalidates itself)."""
-    return replace(load_profile("loihi1"), **changes)
+def _profile(base="loihi1", **changes) -> ChipProfile:
+    """A built-in profile with some limits changed (the profile revalidates itself)."""
+    return replace(load_profile(base), **changes)
 
 
-def _small_mesh(**changes) -> ChipProfile:
+def _small_mesh(base="loihi1", **changes) -> ChipProfile:
     """2 x 2 cores per chip, generous limits unless changed."""
-    base = dict(cores_per_chip=4, mesh=(2, 2), max_chips=4, neurons_per_core=BIG,
-                synaptic_memory_bits_per_core=BIG, axons_in_per_core=BIG, axons_out_per_core=BIG)
-    return _profile(**{**base, **changes})
+    limits = dict(cores_per_chip=4, mesh=(2, 2), max_chips=4, neurons_per_core=BIG,
+                  synaptic_memory_words_per_core=BIG, axons_in_per_core=BIG, axons_out_per_core=BIG)
+    return _profile(base, **{**limits, **changes})
 
 
 def _dense_net(sizes, names=None, weight=2):
@@ -42,155 +45,159 @@ def _dense_net(sizes, names=None, weight=2):
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))))
 
 
-def _runs(mapping, layer):
-    return [(f.core, f.stop - f.start) for f in mapping.layers[layer].fragments]
+def _sizes(mapping, group):
+    return [f.neurons for f in mapping.plan(group).fragments]
 
 
-# ------------------------------------------------------------------------------------ mapper
+# ------------------------------------------------------------------------------------ mapping
 
-def test_layer_that_fits_one_core():
-    net = _dense_net([20, 30])
-    m = map_network(net, "loihi1")
-    assert m.n_cores == 1 and m.n_chips == 1
-    core = m.cores[0]
-    assert (core.chip, core.x, core.y) == (0, 0, 0)
-    assert core.neurons == 30
-    assert core.memory_bits == 30 * 20 * 8  # fan-in x num_weight_bits per neuron
-    assert core.axons_in == 20 and core.axons_out == 0  # the output layer sends nowhere
-
-
-def test_layer_split_by_neuron_limit_is_balanced_and_row_major():
-    m = map_network(_dense_net([10, 50]), _profile(neurons_per_core=16, cores_per_chip=8, mesh=(4, 2)))
-    n_cores = math.ceil(50 / 16)
-    assert m.n_cores == n_cores
-    assert [n for _, n in _runs(m, 0)] == [13, 13, 12, 12]  # 50 = 13 + 13 + 12 + 12
-    assert [(c.x, c.y) for c in m.cores] == [(0, 0), (1, 0), (2, 0), (3, 0)]
-    assert np.array_equal(m.core_of(0), np.repeat(np.arange(4), [13, 13, 12, 12]))
+def test_dense_layer_needs_several_cores_by_synapse_count():
+    # Loihi 2: a dense synapse takes 8 weight bits + 8 bits overhead = 16 bits, 4 per 64-bit word.
+    # 784 -> 128 on one core: 784 axons x ceil(128 / 4) = 25,088 words > 12,000 -> ratio 2.09 -> 3 cores
+    # of 43, 43, 42 neurons: 784 x ceil(43 / 4) = 8,624 words each (lava-dl's MNIST net: 3 cores)
+    net = _dense_net([784, 128, 64, 10])
+    m = map_network(net, "loihi2")
+    assert _sizes(m, "layer0") == [43, 43, 42]
+    assert [m.cores[c].synapse_words for c in m.plan("layer0").cores] == [784 * 11, 784 * 11, 784 * 11]
+    assert [m.cores[c].synapse_words for c in m.plan("layer1").cores] == [128 * 16]
+    assert [m.cores[c].synapse_words for c in m.plan("layer2").cores] == [64 * 3]
+    assert m.n_cores == 5 and all(c.axons_in == n for c, n in zip(m.cores, [784] * 3 + [128, 64]))
+    # one group per core: the three groups would fit one core by neurons, they never share
+    assert [c.layers for c in m.cores] == [("layer0",)] * 3 + [("layer1",), ("layer2",)]
 
 
-def test_layer_split_by_synaptic_memory():
-    # 100 inputs x 8 bits = 800 bits per neuron; 8192 bits hold 10 neurons; 50 neurons -> 5 cores
-    m = map_network(_dense_net([100, 50]), _profile(synaptic_memory_bits_per_core=8192))
-    per_core = 8192 // (100 * 8)
-    assert m.n_cores == math.ceil(50 / per_core) == 5
-    assert all(c.neurons == per_core and c.memory_bits == per_core * 800 for c in m.cores)
+def test_ratio_rule_multiplies_the_split_like_intels_compiler():
+    # PilotNet's first dense layer (2,560 -> 100): 2,560 x 25 = 64,000 words -> x ceil(5.33) = 6 cores of
+    # 17 neurons: 2,560 x ceil(17 / 4) = 12,800 > 12,000 -> x ceil(1.07) = 2 -> 12 cores (Intel: 12)
+    net = _dense_net([2560, 100])
+    m = map_network(net, "loihi2")
+    assert m.n_cores == 12 and sorted(set(_sizes(m, "layer0"))) == [8, 9]
+    assert max(c.synapse_words for c in m.cores) == 2560 * 3
 
 
-def test_conv_memory_counts_the_kernel_per_neuron():
-    # conv 2 -> 3 channels, 3 x 3 kernel: 18 synapses x 9 bits = 162 bits per neuron (no sharing)
-    net = IntNetwork((2, 6, 6), (Layer(Conv2d(np.ones((3, 2, 3, 3), dtype=int)), Neurons(), name="c"),))
-    m = map_network(net, _profile(synaptic_memory_bits_per_core=1000))
-    per_core = 1000 // (2 * 3 * 3 * 9)
-    assert m.layers[0].neurons == 3 * 4 * 4
-    assert m.n_cores == math.ceil(48 / per_core)
-    assert max(c.memory_bits for c in m.cores) <= 1000
+def test_layer_split_by_axon_count():
+    # Loihi 1 rules (no kernel sharing, balanced runs): conv 3 x 3 on a (1, 3, 12) map -> (1, 1, 10).
+    # One core reads all 3 x 12 = 36 inputs > 20 axons: ratio 1.8 -> 2 runs of 5 columns read 3 x 7 = 21
+    # > 20 -> ratio 1.05 -> 4 runs of 3, 3, 2, 2 columns read 3 x 5, 3 x 5, 3 x 4, 3 x 4 inputs
+    w = np.full((1, 1, 3, 3), 2)
+    net = IntNetwork((1, 3, 12), (Layer(Conv2d(w), Neurons(vth=1), name="conv"),))
+    m = map_network(net, _small_mesh(axons_in_per_core=20))
+    assert _sizes(m, "layer0") == [3, 3, 2, 2]
+    assert [c.axons_in for c in m.cores] == [15, 15, 12, 12]
+    assert [f.box for f in m.plan("layer0").fragments] == [(0, 1, 0, 1, 0, 3), (0, 1, 0, 1, 3, 6),
+                                                          (0, 1, 0, 1, 6, 8), (0, 1, 0, 1, 8, 10)]
 
 
-def test_two_small_layers_pack_onto_one_core():
-    m = map_network(_dense_net([10, 6, 4]), "loihi1")
-    assert m.n_cores == 1
-    core = m.cores[0]
-    assert core.layers == (0, 1) and core.neurons == 6 + 4
-    assert core.memory_bits == 6 * 10 * 8 + 4 * 6 * 8
-    assert core.axons_in == 10 + 6  # the input neurons, then layer 0's neurons
-    assert core.axons_out == 6      # each layer-0 neuron sends to one core (its own)
+def test_dense_input_beyond_the_axon_limit_names_the_group_and_limit():
+    with pytest.raises(ValueError, match=r"group 'layer0'.*100 against axons_in_per_core = 50"):
+        map_network(_dense_net([100, 4]), _small_mesh(axons_in_per_core=50))
 
 
-def test_packing_stops_at_the_memory_limit():
-    # layer 0 takes 6 x 10 x 8 = 480 bits; adding layer 1 (4 x 6 x 8 = 192) would exceed 600
-    m = map_network(_dense_net([10, 6, 4]), _profile(synaptic_memory_bits_per_core=600))
-    assert m.n_cores == 2
-    assert [c.layers for c in m.cores] == [(0,), (1,)]
-    assert m.cores[0].axons_out == 6  # every layer-0 neuron reaches the one layer-1 core
+def test_feature_maps_take_power_of_two_column_slices_with_shared_kernels():
+    # Loihi 2: (3, 10, 40) -> conv 3 -> 24 channels, 3 x 3, padding 1 -> (24, 10, 40); 240 neurons per
+    # column; 100 neurons... limit 1,000: widths 32 (7,680), 16, 8 (1,920) do not fit, 4 (960) does ->
+    # 10 slices of 4 columns. The kernel is stored once per core: 3 x 9 x ceil(24 x 8 / 64) = 81 words
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, (24, 3, 3, 3))
+    w[0, 0, 0, 0] = 127  # 7 magnitude bits + sign = 8 bits
+    graph = IntGraph({"in": Input((3, 10, 40)), "c": Conv2d(w, padding=(1, 1)), "g": NeuronGroup((24, 10, 40)),
+                      "o": Output()}, (("in", "c"), ("c", "g"), ("g", "o")))
+    m = map_network(graph, _small_mesh("loihi2", neurons_per_core=1000, max_chips=8))
+    assert weight_bits(w) == 8
+    assert [f.box for f in m.plan("g").fragments] == [(0, 24, 0, 10, x, x + 4) for x in range(0, 40, 4)]
+    assert all(c.synapse_words == 81 and c.neurons == 960 for c in m.cores)
+    assert all(c.axons_in == 1 for c in m.cores)  # one source: the host
+    # without sharing (Loihi 1 rule) every neuron keeps its own 27 x 8-bit kernel
+    m1 = map_network(graph, _small_mesh("loihi1", neurons_per_core=1000, max_chips=8))
+    assert m1.cores[0].synapse_words == math.ceil(m1.cores[0].neurons * 27 * 8 / 64)
+
+
+def test_weight_bits_follow_lavas_rule():
+    assert weight_bits([[2, 4, -6]]) == 3  # common factor 2 into the exponent, 3 -> 2 bits + sign
+    assert weight_bits([[1, 3]]) == 2 and weight_bits([[0, 0]]) == 1 and weight_bits([[-128, 64]]) == 3
+
+
+def test_output_axon_limit_splits_the_sending_group():
+    # fc1 (40 neurons, 10 per core) takes 4 cores; each fc0 neuron reaches all 4: 10 x 4 = 40 output axons
+    # on one core > 20 -> fc0 is cut into 2 cores of 5 neurons (20 axons each)
+    m = map_network(_dense_net([3, 10, 40]), _small_mesh(neurons_per_core=10, axons_out_per_core=20))
+    assert _sizes(m, "layer0") == [5, 5] and _sizes(m, "layer1") == [10] * 4
+    assert [m.cores[c].axons_out for c in m.plan("layer0").cores] == [20, 20]
 
 
 def test_network_spans_chips_and_raises_beyond_max_chips():
-    net = _dense_net([5, 40], names=["wide"])
-    m = map_network(net, _small_mesh(neurons_per_core=8, max_chips=2))
-    assert m.n_cores == 40 // 8 and m.n_chips == 2
-    assert [(c.chip, c.x, c.y) for c in m.cores] == [(0, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (1, 0, 0)]
-    with pytest.raises(ValueError, match=r"layer 0 \(wide\).*max_chips x cores_per_chip = 1 x 4"):
-        map_network(net, _small_mesh(neurons_per_core=8, max_chips=1))
+    m = map_network(_dense_net([4, 10]), _small_mesh(neurons_per_core=2, max_chips=2))
+    assert m.n_cores == 5 and m.n_chips == 2 and (m.cores[4].chip, m.cores[4].x, m.cores[4].y) == (1, 0, 0)
+    with pytest.raises(ValueError, match=r"group 'layer0' does not fit.*8 cores"):
+        map_network(_dense_net([4, 20]), _small_mesh(neurons_per_core=2, max_chips=2))
 
 
-def test_neuron_whose_fan_in_cannot_fit_names_the_layer_and_limit():
-    net = _dense_net([8, 200, 3], names=["hidden", "big"])  # "big" has 200 x 8 = 1600 bits per neuron
-    with pytest.raises(ValueError, match=r"layer 1 \(big\).*1600 bits.*synaptic_memory_bits_per_core = 1000"):
-        map_network(net, _profile(synaptic_memory_bits_per_core=1000))
-    with pytest.raises(ValueError, match=r"layer 1 \(big\).*200 presynaptic.*axons_in_per_core = 100"):
-        map_network(net, _profile(axons_in_per_core=100))
-
-
-def test_input_axon_limit_splits_a_conv_layer():
-    # 1 x 16 input, 1 x 3 kernel: a run of m consecutive outputs reads m + 2 inputs, so 6 axons allow
-    # runs of 4. The cap shrinks by the overshoot: 14 (16 axons) -> int(14 * 6 / 16) = 5 (runs 5, 5, 4
-    # read 7 axons) -> min(5 - 1, int(5 * 6 / 7)) = 4, i.e. runs of 4, 4, 3, 3
-    net = IntNetwork((1, 1, 16), (Layer(Conv2d(np.ones((1, 1, 1, 3), dtype=int)), Neurons(), name="row"),))
-    m = map_network(net, _profile(axons_in_per_core=6))
-    sizes = [n for _, n in _runs(m, 0)]
-    assert sizes == [4, 4, 3, 3]
-    assert [c.axons_in for c in m.cores] == [n + 2 for n in sizes]
-
-
-def test_output_axon_limit_splits_the_sending_layer():
-    # layer 1 (24 neurons, 8 per core) needs 3 cores; every layer-0 neuron reaches all 3, so 8
-    # layer-0 neurons need 24 output axons: with a limit of 12 (overshoot 2), layer 0 is split into
-    # 2 runs of 4
-    net = _dense_net([4, 8, 24])
-    m = map_network(net, _profile(neurons_per_core=8, axons_out_per_core=12))
-    assert _runs(m, 0) == [(0, 4), (1, 4)]
-    assert _runs(m, 1) == [(2, 8), (3, 8), (4, 8)]
-    assert [c.axons_out for c in m.cores] == [4 * 3, 4 * 3, 0, 0, 0]
-    assert [c.axons_in for c in m.cores] == [4, 4, 8, 8, 8]
+def test_input_group_with_neurons_takes_cores_and_the_table_prints_intels_columns():
+    graph = IntGraph({"in": Input((2, 4, 4), Neurons(vth=5)), "c": Conv2d(np.full((3, 2, 3, 3), 2)),
+                      "g": NeuronGroup((3, 2, 2)), "o": Output()}, (("in", "c"), ("c", "g"), ("g", "o")))
+    m = map_network(graph, "loihi2")
+    assert [p.label for p in m.layers] == ["in", "g"] and m.hosts == {}
+    assert m.cores[0].synapse_words == 0 and m.cores[0].neurons == 32
+    table = m.table()
+    assert "| AxonIn |NeuronGr| Neurons|Synapses| AxonMap| AxonMem|  Cores |" in table
+    rows = m.table_rows()
+    assert rows[1]["synapses"] == 2 * 9 * 1 and rows[1]["cores"] == len(m.plan("g").cores)
 
 
 # ----------------------------------------------------------------------------------- traffic
 
-def _conv_pool_dense_net():
-    """conv (stride 2, padding 1) -> sum pool -> dense, with even weights (no Lava truncation) and zeros."""
+def _graph_with_everything():
+    """Input group with neurons -> conv (stride 2, padding 1) -> sum pool -> dense -> out, with a merge
+    into the dense group from the conv map and a recurrent dense projection on it; even weights
+    (no Lava truncation) and some zeros."""
     rng = np.random.default_rng(3)
     w_conv = rng.integers(-1, 4, (3, 2, 3, 3)) * 2
     w_conv[0, 1] = 0  # a whole (output, input) channel pair without synapses
     w_fc = rng.integers(-2, 4, (5, 12)) * 2
-    return IntNetwork((2, 7, 7), (
-        Layer(Conv2d(w_conv, stride=(2, 2), padding=(1, 1)), Neurons(vth=1), name="conv"),
-        Layer(SumPool2d(2), Neurons(vth=1), name="pool"),
-        Layer(Dense(w_fc), Neurons(vth=1), name="fc"),
-    ))
+    w_skip = rng.integers(-1, 2, (5, 48)) * 2
+    w_rec = rng.integers(-2, 3, (5, 5)) * 2
+    nodes = {"in": Input((2, 7, 7), Neurons(vth=3, du=4095, dv=0)),
+             "conv_w": Conv2d(w_conv, stride=(2, 2), padding=(1, 1)), "conv": NeuronGroup((3, 4, 4), Neurons(vth=1)),
+             "pool_w": SumPool2d(2), "pool": NeuronGroup((3, 2, 2), Neurons(vth=1)),
+             "fc_w": Dense(w_fc), "skip_w": Dense(w_skip), "rec_w": Dense(w_rec),
+             "fc": NeuronGroup((5,), Neurons(vth=1)), "out": Output()}
+    edges = (("in", "conv_w"), ("conv_w", "conv"), ("conv", "pool_w"), ("pool_w", "pool"), ("pool", "fc_w"),
+             ("fc_w", "fc"), ("conv", "skip_w"), ("skip_w", "fc"), ("fc", "rec_w"), ("rec_w", "fc"), ("fc", "out"))
+    return IntGraph(nodes, edges)
 
 
-def _fan_out_by_loops(net, mapping):
-    """Per synaptic layer: for every presynaptic neuron, its list of (postsynaptic neuron, core)
-    over synapses with a nonzero weight, enumerated synapse by synapse."""
+def _targets_by_loops(graph, mapping):
+    """Per projection: for every presynaptic neuron, its list of (postsynaptic neuron, core) over
+    synapses with a nonzero weight, enumerated synapse by synapse."""
     out = []
-    for l, layer in enumerate(net.layers):
-        in_shape, out_shape = net.shapes[l], net.shapes[l + 1]
-        core = mapping.core_of(l).reshape(out_shape)
+    for p in graph.projections():
+        in_shape, out_shape = graph.shapes[p.src], graph.shapes[p.dst]
+        core = mapping.core_of(p.dst).reshape(out_shape)
         targets = [[] for _ in range(math.prod(in_shape))]
-        syn = layer.synapse
-        if isinstance(syn, Dense):
-            w = np.asarray(syn.weight)
+        op = p.op
+        if isinstance(op, Dense):
+            w = np.asarray(op.weight)
             for j in range(w.shape[0]):
                 for n in range(w.shape[1]):
                     if w[j, n] != 0:
-                        targets[n].append((j, core[j]))
+                        targets[n].append((j, core.reshape(-1)[j]))
         else:
             c_in, h, wd = in_shape
-            if isinstance(syn, SumPool2d):
-                k = syn.kernel
+            if isinstance(op, SumPool2d):
+                k = op.kernel
                 w = np.zeros((c_in, c_in, k, k), dtype=int)
                 for c in range(c_in):
                     w[c, c] = 1
                 stride, pad = (k, k), (0, 0)
             else:
-                w, stride, pad = np.asarray(syn.weight), syn.stride, syn.padding
-            for o, p, q in np.ndindex(*out_shape):
+                w, stride, pad = np.asarray(op.weight), op.stride, op.padding
+            for o, r, q in np.ndindex(*out_shape):
                 for c, di, dj in np.ndindex(c_in, w.shape[2], w.shape[3]):
-                    i, j = p * stride[0] - pad[0] + di, q * stride[1] - pad[1] + dj
+                    i, j = r * stride[0] - pad[0] + di, q * stride[1] - pad[1] + dj
                     if 0 <= i < h and 0 <= j < wd and w[o, c, di, dj] != 0:
-                        post = np.ravel_multi_index((o, p, q), out_shape)
-                        targets[np.ravel_multi_index((c, i, j), in_shape)].append((post, core[o, p, q]))
-        out.append(targets)
+                        post = np.ravel_multi_index((o, r, q), out_shape)
+                        targets[np.ravel_multi_index((c, i, j), in_shape)].append((post, core[o, r, q]))
+        out.append((p, targets))
     return out
 
 
@@ -219,47 +226,72 @@ def _route(src, dst):
     return links
 
 
-def test_traffic_counts_equal_direct_counts_of_simulated_spikes():
-    net = _conv_pool_dense_net()
-    rng = np.random.default_rng(4)
-    x = (rng.random((3, 8, 2, 7, 7)) < 0.3).astype(np.int8)
-    rec = simulate(net, x, timing="hardware", record=True)
-    mapping = map_network(net, _small_mesh(neurons_per_core=6, cores_per_chip=9, mesh=(3, 3)))
-    assert mapping.n_cores == 8 + 2 + 1 and mapping.n_chips == 2  # 48, 12 and 5 neurons, 6 per core
-    traffic = count_traffic(net, mapping, rec.spikes, x)
-    pops = [x.reshape(3, 8, -1)] + list(rec.spikes)
-    assert all(p.sum() > 0 for p in pops)  # every layer spikes, so every count is exercised
-
-    for i, s in enumerate(pops):
-        assert np.array_equal(traffic.spikes[:, i], s.sum(axis=(0, 2)))
-
-    targets = _fan_out_by_loops(net, mapping)
-    host = mapping.n_cores
-    sources = [np.full(pops[0].shape[2], host)] + [mapping.core_of(l) for l in range(len(net.layers))]
-    total_hops = np.zeros(8, dtype=np.int64)
+def _check_against_loops(graph, mapping, traffic, pops, T):
+    index = {n: i for i, n in enumerate(traffic.labels)}
+    for n, s in pops.items():
+        assert np.array_equal(traffic.spikes[:, index[n]], (s != 0).sum(axis=(0, 2)))
+    synops = np.zeros_like(traffic.synops)
+    messages = np.zeros_like(traffic.messages)
+    total_hops = np.zeros(T, dtype=np.int64)
     links = {d: np.zeros_like(v) for d, v in traffic.links.items()}
-    for l, tg in enumerate(targets):
-        per_step = pops[l].sum(0).astype(np.int64)  # (T, N) spikes of each presynaptic neuron
-        fan_out = np.array([len(t) for t in tg])
+    for p, tg in _targets_by_loops(graph, mapping):
+        src_core = mapping.core_of(p.src)
+        per_step = (pops[p.src] != 0).sum(0).astype(np.int64)  # (T, N) events of each presynaptic neuron
         dests = [sorted({c for _, c in t}) for t in tg]
-        n_msgs = np.array([len(d) for d in dests])
-        hops = np.array([sum(abs(np.subtract(_global_xy(src, mapping), _global_xy(d, mapping))).sum()
-                             for d in ds) for src, ds in zip(sources[l], dests)])
-        assert np.array_equal(traffic.synops[:, l], per_step @ fan_out)
-        assert np.array_equal(traffic.messages[:, l], per_step @ n_msgs)
-        total_hops += per_step @ hops
-        for n, (src, ds) in enumerate(zip(sources[l], dests)):
+        synops[:, index[p.dst]] += per_step @ np.array([len(t) for t in tg])
+        messages[:, index[p.src]] += per_step @ np.array([len(d) for d in dests])
+        total_hops += per_step @ np.array([sum(abs(np.subtract(_global_xy(a, mapping), _global_xy(d, mapping))).sum()
+                                               for d in ds) for a, ds in zip(src_core, dests)])
+        for n, (a, ds) in enumerate(zip(src_core, dests)):
             for d in ds:
-                for direction, i, j in _route(_global_xy(src, mapping), _global_xy(d, mapping)):
+                for direction, i, j in _route(_global_xy(a, mapping), _global_xy(d, mapping)):
                     links[direction][:, i, j] += per_step[:, n]
+    assert np.array_equal(traffic.synops, synops)
+    assert np.array_equal(traffic.messages, messages)
     assert np.array_equal(traffic.hops, total_hops)
     for direction, v in links.items():
         assert np.array_equal(traffic.links[direction], v), direction
-    assert not traffic.messages[:, -1].any()  # output spikes are not routed
-    # per-core views add up to the per-layer ones
     assert traffic.core_synops.sum() == traffic.synops.sum()
     assert traffic.core_messages_out.sum() == traffic.core_messages_in.sum() == traffic.messages.sum()
     assert traffic.core_spikes.sum() == traffic.spikes.sum()
+
+
+@pytest.mark.parametrize("profile", ["loihi1", "loihi2"])
+def test_traffic_counts_equal_direct_counts_on_a_graph_with_merge_and_recurrence(profile):
+    graph = _graph_with_everything()
+    rng = np.random.default_rng(4)
+    x = (rng.random((3, 8, 2, 7, 7)) < 0.3).astype(np.int8)
+    rec = simulate(graph, x, record=True)
+    mapping = map_network(graph, _small_mesh(profile, neurons_per_core=12, cores_per_chip=9, mesh=(3, 3)))
+    assert mapping.n_chips >= 2
+    traffic = count_traffic(graph, mapping, rec.spikes)
+    pops = dict(rec.spikes)
+    assert all(s.sum() > 0 for s in pops.values())  # every group spikes, so every count is exercised
+    _check_against_loops(graph, mapping, traffic, pops, 8)
+    assert traffic.messages[:, traffic.labels.index("fc")].sum() > 0  # the recurrent projection sends
+
+
+@pytest.mark.parametrize("protocol", ["graded", "bias", "stream"])
+def test_every_input_protocol_counts_its_events(protocol):
+    """Graded payloads from the host (nonzero = an event), --input-bias driving the input group,
+    and a reset-interval stream: counts still equal the loop counts."""
+    rng = np.random.default_rng(5)
+    if protocol == "graded":
+        graph = IntGraph({"in": Input((12,)), "d": Dense(rng.integers(-2, 3, (20, 12)) * 2),
+                          "g": NeuronGroup((20,), Neurons(vth=4)), "o": Output()},
+                         (("in", "d"), ("d", "g"), ("g", "o")))
+        kw = {"x": rng.integers(-3, 4, (2, 6, 12)) * (rng.random((2, 6, 12)) < 0.3)}
+    else:
+        graph = _graph_with_everything()
+        kw = {"input_bias": rng.integers(0, 200, (2, 2, 7, 7)), "steps": 6} if protocol == "bias" else \
+            {"x": (rng.random((2, 6, 2, 7, 7)) < 0.9).astype(np.int8), "reset_interval": 5}
+    rec = simulate(graph, record=True, **kw)
+    xs, _, _ = prepare_inputs(graph, kw.get("x"), kw.get("input_bias"), kw.get("steps"), kw.get("reset_interval"))
+    mapping = map_network(graph, _small_mesh("loihi2", neurons_per_core=12, cores_per_chip=9, mesh=(3, 3)))
+    traffic = count_traffic(graph, mapping, rec.spikes, {n: xs[n] for n in mapping.hosts} or None)
+    pops = dict(rec.spikes) | {n: xs[n] for n in mapping.hosts}
+    assert sum(s.astype(bool).sum() for s in pops.values()) > 0
+    _check_against_loops(graph, mapping, traffic, pops, 6)
 
 
 def test_odd_mixed_sign_weight_that_lava_truncates_makes_no_synaptic_op():
@@ -274,19 +306,18 @@ def test_hops_links_energy_and_latency_on_a_hand_worked_2x2_mesh():
     # one neuron per core: layer 0 (4 neurons) fills chip 0's 2 x 2 mesh, layer 1 (1 neuron) sits on
     # chip 1 at (0, 0), i.e. global (2, 0); the host is at (-1, 0)
     net = _dense_net([1, 4, 1])
-    m = map_network(net, _small_mesh(neurons_per_core=1, max_chips=2))
+    static = Coefficient(50.0, "test value")
+    m = map_network(net, _small_mesh(neurons_per_core=1, max_chips=2, static_power_mw=static))
     assert [(c.chip, c.x, c.y) for c in m.cores] == [(0, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (1, 0, 0)]
     x = np.array([[[1], [0], [0]]], dtype=np.int8)  # the input spikes at t = 0
     layer0 = np.array([[[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]], dtype=np.int8)  # core 2, at (0, 1), at t = 1
     layer1 = np.zeros((1, 3, 1), dtype=np.int8)
     t = count_traffic(net, m, [layer0, layer1], x)
-    # t = 0: host -> (0,0), (1,0), (0,1), (1,1): 1 + 2 + 2 + 3 hops; t = 1: (0,1) -> (2,0): 2 + 1 hops;
-    # t = 2: nothing
+    # t = 0: host -> (0,0), (1,0), (0,1), (1,1): 1 + 2 + 2 + 3 hops; t = 1: (0,1) -> (2,0): 2 + 1 hops
     assert t.messages.sum(1).tolist() == [4, 1, 0]
     assert t.hops.tolist() == [8, 3, 0]
     assert t.chip_crossings.tolist() == [4, 1, 0]  # host -> chip 0 four times; chip 0 -> chip 1 once
     assert t.synops.sum(1).tolist() == [4, 1, 0]
-    # link loads, X then Y; keys (direction, row or column index as in the arrays, host column = 0)
     expected = {
         0: {("+x", 0, 0): 4, ("+x", 0, 1): 2, ("+y", 0, 1): 1, ("+y", 0, 2): 1},
         1: {("+x", 1, 1): 1, ("+x", 1, 2): 1, ("-y", 0, 3): 1},
@@ -302,22 +333,24 @@ def test_hops_links_energy_and_latency_on_a_hand_worked_2x2_mesh():
     assert t.busiest_link() == {"direction": "+x", "from": "host", "to": "chip 0 (x=0, y=0)",
                                 "messages_total": 4, "messages_per_inference": 4.0}
     p = m.profile
-    energy = (5 * p.energy_synop_pj.value + 5 * 3 * p.energy_neuron_update_pj.value
-              + 5 * p.energy_message_pj.value + 11 * p.energy_hop_pj.value)
-    assert t.summary()["per_inference"]["energy_pj"]["total"] == pytest.approx(energy)
-    # a step: barrier + the busiest core (1 synop at most, 1 neuron each) + the longest route (3 hops)
+    dynamic = (5 * p.energy_synop_pj.value + 5 * 3 * p.energy_neuron_update_pj.value
+               + 5 * p.energy_message_pj.value + 11 * p.energy_hop_pj.value)
     busy = p.time_step_overhead_ns.value + p.time_neuron_update_ns.value
     want = [busy + p.time_synop_ns.value + 3 * p.time_hop_ns.value] * 2 + [busy]
     assert t.latency_ns[0].tolist() == pytest.approx(want)
+    energy = t.summary()["per_inference"]["energy_pj"]
+    assert energy["dynamic"] == pytest.approx(dynamic)
+    assert energy["static"] == pytest.approx(50.0 * 2 * sum(want))  # mW x chips x ns = pJ
+    assert energy["total"] == pytest.approx(dynamic + 50.0 * 2 * sum(want))
 
 
 def test_count_traffic_rejects_spikes_of_the_wrong_shape():
     net = _dense_net([3, 2])
     m = map_network(net, "loihi2")
     x = np.zeros((1, 4, 3), dtype=np.int8)
-    with pytest.raises(ValueError, match=r"layer 0 \(fc0\).*\(1, 4, 2\)"):
+    with pytest.raises(ValueError, match=r"group 'layer0'.*\(1, 4, 2\)"):
         count_traffic(net, m, [np.zeros((1, 5, 2), dtype=np.int8)], x)
-    with pytest.raises(ValueError, match="other shapes"):
+    with pytest.raises(ValueError, match="other groups or shapes"):
         count_traffic(_dense_net([3, 4]), m, [np.zeros((1, 4, 4), dtype=np.int8)], x)
 
 
@@ -328,13 +361,13 @@ def test_builtin_profiles_carry_the_chip_facts_and_a_source_for_every_number():
     l1, l2 = load_profile("loihi1"), load_profile("loihi2")
     assert (l1.cores_per_chip, l1.neurons_per_core, l1.axons_in_per_core, l1.axons_out_per_core) == \
         (128, 1024, 4096, 4096)
-    assert (l2.cores_per_chip, l2.neurons_per_core) == (128, 8192)
-    assert l1.synaptic_memory_bits_per_core == l2.synaptic_memory_bits_per_core == 128 * 1024 * 8
+    assert l1.synaptic_memory_words_per_core * l1.synapse_word_bits == 128 * 1024 * 8
+    assert l2.synaptic_memory_words_per_core == 12000 and "SynMem" in l2.source("synaptic_memory_words_per_core")
+    assert l2.shared_conv_kernels and l2.spatial_tiles and not l1.shared_conv_kernels
     for prof in (l1, l2):
-        assert all(prof.source(k).strip() for k in STRUCTURE + tuple(COEFFICIENT_UNITS))
-    assert "ASSUMPTION" in l2.source("axons_in_per_core") and "ASSUMPTION" in l2.source("axons_out_per_core")
+        assert all(prof.source(k).strip() for k in STRUCTURE + RULES + tuple(COEFFICIENT_UNITS))
+    assert "ASSUMPTION" in l2.source("axons_in_per_core") and "INFERRED" in l2.source("neurons_per_core")
     assert "NOT verified" in l1.source("energy_synop_pj")
-    assert all("PLACEHOLDER" in c.source for c in l2.coefficients().values())
 
 
 def test_profile_json_round_trip(tmp_path):
@@ -360,7 +393,9 @@ def _edited_profile(edit) -> str:
     pytest.param(_edited_profile(lambda d: d["structure"].update(typo={"value": 1, "source": "x"})),
                  r"unknown \['typo'\]", id="unknown-entry"),
     pytest.param(_edited_profile(lambda d: d["structure"]["neurons_per_core"].update(value=-5)),
-                 "neurons_per_core must be a positive integer, got -5", id="negative-limit"),
+                 "neurons_per_core must be an integer >= 1, got -5", id="negative-limit"),
+    pytest.param(_edited_profile(lambda d: d["rules"]["spatial_tiles"].update(value="yes")),
+                 "spatial_tiles must be true or false, got 'yes'", id="bad-rule"),
     pytest.param(_edited_profile(lambda d: d["structure"]["mesh"].update(value=[4, 4])), "mesh 4 x 4 has 16 nodes",
                  id="mesh-mismatch"),
     pytest.param(_edited_profile(lambda d: d["coefficients"]["time_hop_ns"].update(source=" ")),
@@ -393,21 +428,22 @@ def _tiny_net():
     ))
 
 
-def _check_outputs(out, T, summary):
+def _check_outputs(out, T, summary, group="layer0"):
     assert json.loads((out / "summary.json").read_text()) == summary
     for key in ("profile", "input", "mapping", "per_inference", "layers", "cores", "busiest_link", "traffic_policy"):
         assert key in summary
     with open(out / "per_step.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == T and [int(r["t"]) for r in rows] == list(range(T))
-    assert sum(float(r["spikes_conv"]) for r in rows) == pytest.approx(summary["layers"][1]["spikes"])
+    layer = next(entry for entry in summary["layers"] if entry["label"] == group)
+    assert sum(float(r[f"spikes_{group}"]) for r in rows) == pytest.approx(layer["spikes"])
     for name in PLOTS.values():
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    assert "| AxonIn |NeuronGr|" in (out / "cores.txt").read_text()
     report = (out / "report.md").read_text()
     for key, entry in summary["profile"]["coefficients"].items():
         assert f"| {key} | {entry['value']} |" in report and entry["source"] in report
-    assert all(f"]({name})" in report for name in PLOTS.values())
 
 
 def test_run_traffic_writes_summary_csv_plots_and_report(tmp_path):
@@ -432,6 +468,22 @@ def test_traffic_command_with_an_input_file(tmp_path, capsys):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     _check_outputs(tmp_path / "out", T, summary)
     assert summary["profile"]["name"] == "loihi2"
-    assert "loihi2: 1 cores" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| AxonIn |NeuronGr|" in out and f"loihi2: {summary['mapping']['cores_used']} cores" in out
     with pytest.raises(SystemExit):  # --input and --dataset are exclusive
         parser.parse_args(["traffic", "n.npz", "--input", "x.npy", "--dataset", "digits", "--out", "o"])
+
+
+def test_traffic_command_on_a_graph_driven_by_input_bias_in_a_stream(tmp_path, capsys):
+    graph = _graph_with_everything()
+    graph.save(tmp_path / "g.npz")
+    np.save(tmp_path / "bias.npy", np.random.default_rng(10).integers(0, 200, (2, 2, 7, 7)))
+    parser = argparse.ArgumentParser()
+    add_traffic_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["traffic", str(tmp_path / "g.npz"), "--input-bias", str(tmp_path / "bias.npy"),
+                              "--steps", "6", "--reset-interval", "6", "--out", str(tmp_path / "out")])
+    assert args.func(args) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    _check_outputs(tmp_path / "out", 6, summary, group="fc")
+    assert summary["input"]["protocol"] == {"steps": 6, "reset_interval": 6, "reset_offset": 0, "input_bias": True}
+    assert [r["group"] for r in summary["mapping"]["table"]] == ["in", "conv", "pool", "fc"]
