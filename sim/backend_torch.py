@@ -1,12 +1,14 @@
 """The simulator's torch backend: ``simulate(..., backend="torch", device=...)``.
 
-The same integer arithmetic as the numpy simulator (``sim.simulator``), on torch tensors, so a
-batch runs on a GPU: synaptic products in the exact float dtype the numpy side chose
-(``_exact_dtype``: float32 only where every sum stays below ``2**24``, else float64), neuron
-state in float64 holding integers (exact below ``2**53``), the same wraps, saturation, reset and
-timing. Exactness of the products needs IEEE float32 matmuls: TF32 and reduced-precision modes
-are switched off for the run (``_ieee_matmul``), and convolutions are unfold + matmul (an exact
-sum of products), never cuDNN's FFT / Winograd algorithms, which round.
+The numpy simulator's arithmetic run on torch tensors, so that a batch runs on a GPU: the neuron
+step (``neuron_step``) and each operator's shift and wraps (``_Synapse.finish``) are the numpy
+code itself, given torch's functions (``TORCH``, an ``ArrayOps``); only the products, window
+gathers and the time loop of a component are written here. Products use the exact float dtype
+the numpy side chose (``_exact_dtype``: float32 only where every sum stays below ``2**24``, else
+float64), always dense (the sparse CSR path is numpy's); neuron state is float64 holding integers
+(exact below ``2**53``). Exact products need IEEE float32 matmuls: TF32 and reduced-precision
+modes are switched off for the run (``_ieee_matmul``), and convolutions are unfold + matmul (an
+exact sum of products), never cuDNN's FFT / Winograd algorithms, which round.
 
 Imported only when the torch backend is asked for: ``sim`` itself stays numpy-only.
 """
@@ -19,9 +21,11 @@ import torch
 import torch.nn.functional as TF
 
 from . import formats as F
-from .simulator import NeuronConstants, _GraphRun, layer_bounds
+from .simulator import ArrayOps, NeuronConstants, _GraphRun, layer_bounds, neuron_step
 
 _ACT = 2.0 ** F.ACT_SHIFT
+TORCH = ArrayOps(torch.mul, torch.trunc, torch.floor, torch.remainder, torch.clamp, torch.le, torch.logical_not,
+                 lambda a: a.double())
 
 
 def device_of(device) -> torch.device:
@@ -50,11 +54,6 @@ def _ieee_matmul():
         torch.backends.cudnn.allow_tf32 = old[1]
 
 
-def _wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
-    half = 2.0 ** (bits - 1)
-    return torch.remainder(x + half, 2.0 * half) - half
-
-
 class _TorchSynapse:
     """A numpy ``_Synapse`` (its prepared weight, dtype and kind) evaluated with torch."""
 
@@ -64,27 +63,21 @@ class _TorchSynapse:
         self.w = None if syn.kind == "pool" else torch.from_numpy(syn.w).to(device)
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
+        """``(M, *in)`` spikes or payloads -> ``(M, N)`` ``a << 6``; the products here, the shift
+        and wraps by the numpy operator's own ``finish``."""
         syn, m = self.np, s.shape[0]
         if self.kind == "dense":
-            a = s.reshape(m, -1).to(self.w.dtype) @ self.w
-            if syn.wrap32:  # int32 sum, int32 shift (Lava's Dense), then the neuron's << 6
-                a = _wrap(a.double(), 32)
-                a = _wrap(a * 2.0 ** syn.exp, 32) if syn.exp >= 0 else torch.floor(a / 2.0 ** -syn.exp)
-                return a * _ACT
-            if syn.exp >= 0:
-                return a.double()
-            return torch.floor(a.double() / 2.0 ** -syn.exp) * _ACT  # arithmetic right shift
+            return syn.finish(s.reshape(m, -1).to(self.w.dtype) @ self.w, TORCH)
         if self.kind == "pool":
             c, oh, ow = syn.out_shape
             k = syn.k
             x = s.reshape(m, *syn.in_shape)[:, :, :oh * k, :ow * k].double()
-            a = x.reshape(m, c, oh, k, ow, k).sum(dim=(3, 5))
-            return _wrap(a, F.CONV_BITS).reshape(m, -1) * _ACT
+            return syn.finish(x.reshape(m, c, oh, k, ow, k).sum(dim=(3, 5)).reshape(m, -1), TORCH)
         c, h, w = syn.in_shape
         x = s.reshape(m, c, h, w).to(self.w.dtype)
         cols = TF.unfold(x, (syn.kh, syn.kw), padding=syn.padding, stride=syn.stride)  # (m, C*kh*kw, oh*ow)
-        a = (cols.transpose(1, 2) @ self.w).double()  # (m, oh*ow, C_out)
-        return _wrap(a.transpose(1, 2).reshape(m, -1), F.CONV_BITS) * _ACT
+        a = cols.transpose(1, 2) @ self.w  # (m, oh*ow, C_out)
+        return syn.finish(a.transpose(1, 2).reshape(m, -1), TORCH)
 
     def bound(self, in_max: float = 1.0) -> float:
         return self.np.bound(in_max)
@@ -121,30 +114,6 @@ def _torch_synapse(syn, device):
     return _TorchDelayed(syn, device) if hasattr(syn, "parts") else _TorchSynapse(syn, device)
 
 
-def neuron_step(u, v, a64, c: dict, spikes, wrap32=True, wrap24=True, saturate=True):
-    """``sim.simulator.neuron_step`` on float64 tensors (``c``: the constants as tensors)."""
-    if c["no_current"] and not (wrap32 or wrap24):
-        u = a64
-    elif c["no_current"]:
-        u.copy_(a64)
-    else:
-        u.mul_(c["cu"]).trunc_().add_(a64)
-    if wrap32:
-        u.copy_(_wrap(u, 32))
-    if wrap24:
-        u.sub_((u > F.UV_MAX).to(u.dtype), alpha=2.0 ** F.UV_BITS)
-        u.add_((u <= -F.UV_MAX).to(u.dtype), alpha=2.0 ** F.UV_BITS)
-    v.mul_(c["cv"]).trunc_().add_(u).add_(c["bias"])
-    if wrap32:
-        v.copy_(_wrap(v, 32))
-    if saturate:
-        v.clamp_(-(F.UV_MAX - 1), F.UV_MAX - 1)
-    keep = v <= c["vth"]
-    v.mul_(keep)
-    torch.logical_not(keep, out=spikes)
-    return u
-
-
 class TorchGraphRun(_GraphRun):
     """``_GraphRun`` on torch tensors: takes and returns numpy arrays, computes on ``device``."""
 
@@ -155,7 +124,8 @@ class TorchGraphRun(_GraphRun):
         self.syns = {k: _torch_synapse(s, device) for k, s in syns.items()}
 
     def _t(self, arr, dtype=None) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(arr), dtype=dtype, device=self.device)
+        """A numpy array on the device (strided views travel as they are: no host-side copy)."""
+        return torch.as_tensor(arr).to(device=self.device, dtype=dtype)
 
     def __call__(self, xb: dict, T: int, B: int, bias) -> dict:
         with _ieee_matmul(), torch.no_grad():
@@ -179,9 +149,8 @@ class TorchGraphRun(_GraphRun):
             total = torch.zeros((T, B, self.g.size(n)), dtype=torch.float64, device=self.device)
         return total, self.timing == "hardware"
 
-    def _tconsts(self, c: NeuronConstants) -> dict:
-        return {"cu": self._t(c.cu), "cv": self._t(c.cv), "bias": self._t(c.bias), "vth": self._t(c.vth),
-                "no_current": c.no_current}
+    def _tconsts(self, c: NeuronConstants) -> NeuronConstants:
+        return NeuronConstants(self._t(c.cu), self._t(c.cv), self._t(c.bias), self._t(c.vth), c.no_current)
 
     def _component(self, comp, xb, spikes, us, vs, T, B, bias):
         internal = [p for n in comp for p in self.into.get(n, []) if p.src in comp]
@@ -214,7 +183,7 @@ class TorchGraphRun(_GraphRun):
                 a, late = ext[n]
                 at = (a[t - 1] if t else idle[n]) if late else a[t]
                 if internal and t:  # what the component's groups sent at t - 1 (always one step late)
-                    at = at.clone()
+                    at = at.to(torch.float64, copy=True)  # float32 input plus recurrent input: float64
                     for p in internal:
                         if p.dst != n:
                             continue
@@ -227,9 +196,9 @@ class TorchGraphRun(_GraphRun):
                     u[n].zero_()
                     v[n].zero_()
                 c = tc[n]
-                if c["bias"].ndim == 3:
-                    c = dict(c, bias=c["bias"][t])
-                ut = neuron_step(u[n], v[n], at, c, out[n][t], *flags[n])
+                if c.bias.ndim == 3:
+                    c = NeuronConstants(c.cu, c.cv, c.bias[t], c.vth, c.no_current)
+                ut = neuron_step(u[n], v[n], at, c, out[n][t], *flags[n], ops=TORCH)
                 if self.record:
                     us[n][t] = ut.to(torch.int32)
                     vs[n][t] = v[n].to(torch.int32)

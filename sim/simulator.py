@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -73,14 +73,33 @@ class NeuronConstants:
                    no_current=bool(np.all(cu == 0)))
 
 
-def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
+@dataclass(frozen=True)
+class ArrayOps:
+    """The array functions the integer arithmetic uses, so that it is written once for numpy
+    (``NUMPY``) and torch (``sim.backend_torch.TORCH``): elementwise, ``out=`` where in place."""
+
+    multiply: Callable
+    trunc: Callable
+    floor: Callable
+    mod: Callable          # floored modulo (numpy ``mod``, torch ``remainder``)
+    clip: Callable
+    less_equal: Callable
+    logical_not: Callable
+    f64: Callable          # the values as float64 (no copy when they already are)
+
+
+NUMPY = ArrayOps(np.multiply, np.trunc, np.floor, np.mod, np.clip, np.less_equal, np.logical_not,
+                 lambda a: a.astype(np.float64, copy=False))
+
+
+def _wrap(x: np.ndarray, bits: int, ops: ArrayOps = NUMPY) -> np.ndarray:
     """Two's-complement wrap of integer-valued floats into ``bits`` signed bits (a modulo)."""
     half = 2.0 ** (bits - 1)
-    return np.mod(x + half, 2.0 * half) - half
+    return ops.mod(x + half, 2.0 * half) - half
 
 
 def neuron_step(u: np.ndarray, v: np.ndarray, a64: np.ndarray, c: NeuronConstants, spikes: np.ndarray,
-                wrap32: bool = True, wrap24: bool = True, saturate: bool = True) -> np.ndarray:
+                wrap32: bool = True, wrap24: bool = True, saturate: bool = True, ops: ArrayOps = NUMPY) -> np.ndarray:
     """Advance ``v`` (a float64 array holding integers) in place by one step, write the spikes into
     the bool array ``spikes`` and return the new ``u``: ``u`` itself, updated in place, or -- for a
     neuron without synaptic current (every ``du = 4095``) whose input cannot wrap -- ``a64``.
@@ -89,18 +108,19 @@ def neuron_step(u: np.ndarray, v: np.ndarray, a64: np.ndarray, c: NeuronConstant
     and ``v + u + bias`` wrap at 32 bits. The flags let the caller skip operations that it has
     proven cannot change anything for this layer and input (``layer_bounds``): ``wrap32`` (no
     input reaches ``2**24``), ``wrap24`` (``|u|`` never exceeds ``2**23``), ``saturate`` (``|v|``
-    never exceeds ``2**23 - 1``). With all flags set the step is the full arithmetic.
+    never exceeds ``2**23 - 1``). With all flags set the step is the full arithmetic. ``ops``: the
+    array library (numpy arrays, or torch tensors with ``sim.backend_torch.TORCH``).
     """
     if c.no_current and not (wrap32 or wrap24):
         u = a64  # u = 0 * u + a64: nothing to compute
     elif c.no_current:
-        np.copyto(u, a64)
+        u[...] = a64
     else:
-        np.multiply(u, c.cu, out=u)
-        np.trunc(u, out=u)
+        ops.multiply(u, c.cu, out=u)
+        ops.trunc(u, out=u)
         u += a64
     if wrap32:
-        u[...] = _wrap(u, 32)
+        u[...] = _wrap(u, 32, ops)
     if wrap24:
         hi = u > F.UV_MAX
         if hi.any():
@@ -108,17 +128,17 @@ def neuron_step(u: np.ndarray, v: np.ndarray, a64: np.ndarray, c: NeuronConstant
         lo = u <= -F.UV_MAX
         if lo.any():
             u[lo] += 2.0 ** F.UV_BITS
-    np.multiply(v, c.cv, out=v)
-    np.trunc(v, out=v)
+    ops.multiply(v, c.cv, out=v)
+    ops.trunc(v, out=v)
     v += u
     v += c.bias
     if wrap32:
-        v[...] = _wrap(v, 32)
+        v[...] = _wrap(v, 32, ops)
     if saturate:
-        np.clip(v, -(F.UV_MAX - 1), F.UV_MAX - 1, out=v)
-    keep = np.less_equal(v, c.vth)  # no spike; multiplying by it resets the spiking neurons to 0
-    np.multiply(v, keep, out=v)      # (3x faster than a masked copy in numpy)
-    np.logical_not(keep, out=spikes)
+        ops.clip(v, -(F.UV_MAX - 1), F.UV_MAX - 1, out=v)
+    keep = ops.less_equal(v, c.vth)  # no spike; multiplying by it resets the spiking neurons to 0
+    ops.multiply(v, keep, out=v)      # (3x faster than a masked copy in numpy)
+    ops.logical_not(keep, out=spikes)
     return u
 
 
@@ -275,22 +295,13 @@ class _Synapse:
 
     def __call__(self, s: np.ndarray) -> np.ndarray:
         m = s.shape[0]
-        act = 2.0 ** F.ACT_SHIFT
         if self.kind == "dense":
-            a = _product(s.reshape(m, -1), self.w, self.products)
-            if self.wrap32:  # int32 sum, int32 shift (Lava's Dense), then the neuron's << 6
-                a = _wrap(a.astype(np.float64), 32)
-                a = _wrap(a * 2.0 ** self.exp, 32) if self.exp >= 0 else np.floor(a / 2.0 ** -self.exp)
-                return a * act
-            if self.exp >= 0:
-                return a
-            return np.floor(a.astype(np.float64) / 2.0 ** -self.exp) * act  # arithmetic right shift
+            return self.finish(_product(s.reshape(m, -1), self.w, self.products))
         if self.kind == "pool":
             c, oh, ow = self.out_shape
             k = self.k
             x = s.reshape(m, *self.in_shape)[:, :, :oh * k, :ow * k]
-            a = x.reshape(m, c, oh, k, ow, k).sum(axis=(3, 5), dtype=np.float64)
-            return _wrap(a, F.CONV_BITS).reshape(m, -1) * act
+            return self.finish(x.reshape(m, c, oh, k, ow, k).sum(axis=(3, 5), dtype=np.float64).reshape(m, -1))
         c, h, w = self.in_shape
         x = s.reshape(m, c, h, w).astype(self.dtype, copy=False)
         ph, pw = self.padding
@@ -300,9 +311,23 @@ class _Synapse:
         win = win[:, :, ::self.stride[0], ::self.stride[1]]  # (m, C, oh, ow, kh, kw)
         _, oh, ow = self.out_shape
         cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(m * oh * ow, -1)
-        a = _product(cols, self.w, self.products).astype(np.float64)  # (m*oh*ow, C_out)
-        a = a.reshape(m, oh, ow, -1).transpose(0, 3, 1, 2).reshape(m, -1)
-        return _wrap(a, F.CONV_BITS) * act
+        a = _product(cols, self.w, self.products)  # (m*oh*ow, C_out)
+        return self.finish(a.reshape(m, oh, ow, -1).transpose(0, 3, 1, 2).reshape(m, -1))
+
+    def finish(self, a, ops: ArrayOps = NUMPY):
+        """The operator's integer sums ``(M, N)`` (``self.dtype``, or float64 for pooling) ->
+        ``a << 6``: Dense shifts by ``weight_exp`` (int32 wrap where sums can reach ``2**31``);
+        Conv and sum pooling wrap into 24 bits (Lava's Conv, ``signed_clamp``) before the << 6."""
+        act = 2.0 ** F.ACT_SHIFT
+        if self.kind != "dense":
+            return _wrap(ops.f64(a), F.CONV_BITS, ops) * act
+        if self.wrap32:  # int32 sum, int32 shift (Lava's Dense), then the neuron's << 6
+            a = _wrap(ops.f64(a), 32, ops)
+            a = _wrap(a * 2.0 ** self.exp, 32, ops) if self.exp >= 0 else ops.floor(a / 2.0 ** -self.exp)
+            return a * act
+        if self.exp >= 0:  # exponent and << 6 already folded into the weights
+            return a
+        return ops.floor(ops.f64(a) / 2.0 ** -self.exp) * act  # arithmetic right shift
 
     def bound(self, in_max: float = 1.0) -> float:
         """Largest ``|a << 6|`` this operator can deliver (for ``layer_bounds`` of recurrent groups)."""
@@ -584,7 +609,8 @@ def simulate_graph(graph, x=None, timing: str = "hardware", record: bool = False
     if S == 0 or T == 0:
         return GraphResult(outputs, *((rec["spikes"], rec["u"], rec["v"]) if record else ()))
     # payloads reach synapses only from inputs without neurons (an input group sends 0/1 spikes)
-    in_max = {n: int(np.abs(v).max()) if v.size else 1 for n, v in xs.items() if graph.neurons(n) is None}
+    in_max = {n: int(np.abs(v).max()) if v.size and v.dtype != np.uint8 else 1  # uint8: 0/1 spikes (check_payload)
+              for n, v in xs.items() if graph.neurons(n) is None}
     syns = {}
     for p in graph.projections():
         syns[id(p)] = _synapse(p.op, graph.shapes[p.src], graph.shapes[p.dst], f"node {p.name!r}",
@@ -716,7 +742,7 @@ class _GraphRun:
                 a, late = ext[n]
                 at = (a[t - 1] if t else idle[n]) if late else a[t]
                 if internal and t:  # what the component's groups sent at t - 1 (always one step late)
-                    at = at.copy()
+                    at = at.astype(np.float64)  # a copy; float64: a float32 input plus recurrent input can pass 2**24
                     for p in internal:
                         if p.dst != n:
                             continue
