@@ -602,29 +602,32 @@ def _pow2_floor(n: int) -> int:
     return 1 << (int(n).bit_length() - 1)
 
 
-def _tilings(shape3: tuple, p: ChipProfile):
+def _tilings(shape3: tuple, p: ChipProfile, kc: int = 1):
     """Candidate tilings of a ``(C, H, W)`` group, coarsest first (module docstring, rule 2).
 
-    Yields lists of boxes. Power-of-two slices are tried in order; ratio splits take the worst
-    usage ratio of the previous candidate through ``send``."""
+    Yields lists of boxes; the worst usage ratio of each candidate comes back through ``send``.
+    With ``spatial_tiles``, ``kc`` balanced channel runs (set beforehand from the kernel memory,
+    which no spatial cut reduces) are each cut into power-of-two column slices, then row slices."""
     C, H, W = shape3
     if p.spatial_tiles and H * W > 1:
+        runs = _balanced(C, kc)
         width = _pow2_floor(W)
         while width >= 1:
-            ratio = yield [(0, C, 0, H, x, min(x + width, W)) for x in range(0, W, width)]
+            ratio = yield [(a, b, 0, H, x, min(x + width, W)) for a, b in runs for x in range(0, W, width)]
             if ratio <= 1:
                 return
             width //= 2
         height = _pow2_floor(H)
         while height >= 1:
-            ratio = yield [(0, C, y, min(y + height, H), x, x + 1) for x in range(W) for y in range(0, H, height)]
+            ratio = yield [(a, b, y, min(y + height, H), x, x + 1) for a, b in runs for x in range(W)
+                           for y in range(0, H, height)]
             if ratio <= 1:
                 return
             height //= 2
-        k = 1
+        k = kc
         while True:
             k *= max(2, math.ceil(ratio))
-            ratio = yield [(a, b, y, y + 1, x, x + 1) for x in range(W) for y in range(H) for a, b in _balanced(C, k)]
+            ratio = yield [(a, b, y, y + 1, x, x + 1) for a, b in _balanced(C, k) for x in range(W) for y in range(H)]
             if ratio <= 1:
                 return
     k, ratio = 1, None
@@ -681,7 +684,15 @@ def map_network(net, profile, _extra_split: dict | None = None) -> Mapping:
 
 def _fit_group(name: str, shape3: tuple, incoming: list, p: ChipProfile, core_of: dict, extra: int) -> list:
     limits = np.array([p.neurons_per_core, p.synaptic_memory_words_per_core, p.axons_in_per_core], dtype=float)
-    gen = _tilings(shape3, p)
+    kc, (C, H, W) = 1, shape3
+    if p.spatial_tiles and H * W > 1:  # channel runs whose kernels fit, judged on one-neuron-wide tiles
+        while kc < C:
+            use = np.array([_usage((a, b, 0, 1, 0, 1), incoming, p, core_of) for a, b in _balanced(C, kc)], float)
+            ratio = float((use[:, 1:] / limits[1:]).max())
+            if ratio <= 1:
+                break
+            kc = min(C, kc * max(2, math.ceil(ratio)))
+    gen = _tilings(shape3, p, kc)
     boxes = next(gen)
     while True:
         use = np.array([_usage(b, incoming, p, core_of) for b in boxes], dtype=float)  # (tiles, 3)
