@@ -195,11 +195,12 @@ def _check_conv_int32(weight: np.ndarray, where: str) -> None:
 # adds its weight row) costs a scan of the ``M K`` entries plus ``nnz N`` additions. Both are exact:
 # every term and partial sum is an integer below the dtype's exact bound (``_exact_dtype``), so
 # the order of the additions does not matter. ``products="auto"`` picks the cheaper by this model,
-# per call, from the measured number of nonzeros. Constants: seconds per unit, measured with
-# ``bench/sim_vs_lava.py --sparse-sweep`` (single thread, float32, 2-core x86-64 VM; M = 5120,
-# K = 784 or 800, N = 10 or 800): BLAS 0.016 ns per multiply-add, scan 1 ns per entry, sparse
-# 0.1 ns per added weight. So with N = 800 the sparse form wins below ~14% activity; with N = 10
-# (scan cost > whole product) never.
+# per call, from the measured number of nonzeros. Constants: seconds per unit, measured on the
+# 2-core x86-64 VM, one thread, float32, idle (M = 5120, K = 784 or 800, N = 10 or 800; the sparse
+# section of ``bench/sim_vs_lava.py`` sweeps the same products and fits them again): BLAS 0.016 ns
+# per multiply-add, scan 1 ns per entry, sparse 0.1 ns per added weight. So with N = 800 the
+# sparse form wins below ~15% activity; with N = 10 (the scan costs more than the whole dense
+# product) never. Only the cost depends on the choice, never the result.
 PRODUCTS = ("auto", "dense", "sparse")
 _DENSE_MADD_S = 0.016e-9
 _SPARSE_SCAN_S = 1.0e-9
