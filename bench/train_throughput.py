@@ -331,6 +331,108 @@ BUILDERS = {"floor": build_floor, "spikeport": build_spikeport, "snntorch": buil
 
 
 # ---------------------------------------------------------------------------------------------
+# GPU contenders (the GPU section; run when torch sees a CUDA device). Same workload, all on the
+# arctan surrogate: SpikingJelly's fused CUDA/Triton LIF kernels accept only its built-in
+# surrogates (spikingjelly/_ops/surrogate.py, _SURROGATE_IDS), and its ATan(alpha=2),
+# h(x) = alpha/2 / (1 + (pi/2 alpha x)^2) (activation_based/surrogate.py, atan_backward), is
+# 1 / (1 + (pi x)^2): spikeport's "arctan" with a = 1 (train/surrogates.py) and snnTorch's
+# surrogate.atan(alpha=2) (snntorch/surrogate.py, ATan.backward), so every contender computes the
+# same gradient.
+
+GPU_CONTENDERS = ("floor", "spikeport", "spikeport-reference", "snntorch", "spikingjelly",
+                  "spikingjelly-compile", "lavadl")
+ATAN_ALPHA = 2.0
+
+
+def _spikeport_gpu(backend: str):
+    def build():
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))
+        os.environ["SPIKEPORT_NEURON_BACKEND"] = backend  # this worker process only
+        try:
+            from spikeport.train.losses import LossSpec
+            from spikeport.train.network import NeuronSpec, build_network
+            from spikeport.train.neurons import resolve_backend
+        except ImportError as e:
+            raise NotInstalled(str(e))
+        import torch
+        net = build_network(f"{N_IN}-{N_HID}-{N_OUT}", NeuronSpec(model="lif", decay=DECAY, v_threshold=V_TH,
+                                                                   surrogate="arctan", surrogate_width=1.0))
+
+        def describe(device):
+            got = resolve_backend(torch.zeros(1, 1, device=device))
+            return {"triton": "fused Triton kernels (train/triton_kernels.py)",
+                    "reference": "torch time loop (neuron_sequence reference)"}[got] + ", arctan a=1"
+        return net, LossSpec("rate_mse"), None, {}, {"backend": describe}
+    return build
+
+
+def build_snntorch_gpu():
+    try:
+        import snntorch as snn
+        from snntorch import surrogate
+    except Exception as e:
+        raise NotInstalled(f"{type(e).__name__}: {e}")
+    import torch
+    from torch import nn
+    sg = surrogate.atan(alpha=ATAN_ALPHA)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(N_IN, N_HID)
+            self.lif1 = snn.Leaky(beta=DECAY, threshold=V_TH, reset_mechanism="zero", spike_grad=sg)
+            self.fc2 = nn.Linear(N_HID, N_OUT)
+            self.lif2 = snn.Leaky(beta=DECAY, threshold=V_TH, reset_mechanism="zero", spike_grad=sg)
+
+        def forward(self, x):
+            mem1, mem2, out = self.lif1.init_leaky(), self.lif2.init_leaky(), []
+            for t in range(x.shape[0]):
+                spk1, mem1 = self.lif1(self.fc1(x[t]), mem1)
+                spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+                out.append(spk2)
+            return torch.stack(out)
+
+    return Net(), rate_mse, None, {"snntorch": getattr(snn, "__version__", "?")}, \
+        {"backend": "Leaky, Python step loop, atan alpha=2"}
+
+
+def _spikingjelly_gpu(compile_: bool):
+    def build():
+        try:
+            from spikingjelly.activation_based import functional, layer, neuron, surrogate
+        except Exception as e:
+            raise NotInstalled(f"{type(e).__name__}: {e}")
+        from torch import nn
+
+        def lif():
+            return neuron.LIFNode(tau=1.0 / (1.0 - DECAY), decay_input=False, v_threshold=V_TH, v_reset=0.0,
+                                  surrogate_function=surrogate.ATan(alpha=ATAN_ALPHA), detach_reset=False,
+                                  step_mode="m")
+
+        net = nn.Sequential(layer.Linear(N_IN, N_HID, step_mode="m"), lif(),
+                            layer.Linear(N_HID, N_OUT, step_mode="m"), lif())
+        functional.set_step_mode(net, "m")
+
+        def describe(device):  # what SpikingJelly binds on this device (native CUDA > Triton > torch)
+            try:
+                d = functional.neuron_implementation("lif", device, execution="compile" if compile_ else "eager")
+                impl = d["implementation"] + (f" (unavailable: {', '.join(d['unavailable'])})"
+                                              if d.get("unavailable") else "")
+            except Exception as e:
+                impl = f"? ({type(e).__name__}: {e})"
+            return f"{impl}, {'torch.compile' if compile_ else 'eager'}, ATan alpha=2"
+        return net, rate_mse, functional.reset_net, {"spikingjelly": _dist_version("spikingjelly")}, \
+            {"backend": describe, "compile": compile_, "prime": compile_}
+    return build
+
+
+GPU_BUILDERS = {"floor": build_floor, "spikeport": _spikeport_gpu("auto"),
+                "spikeport-reference": _spikeport_gpu("reference"), "snntorch": build_snntorch_gpu,
+                "spikingjelly": _spikingjelly_gpu(False), "spikingjelly-compile": _spikingjelly_gpu(True)}
+
+
+# ---------------------------------------------------------------------------------------------
 # Data.
 
 
@@ -362,8 +464,12 @@ def run_one(name: str, args, builders=None) -> dict:
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(getattr(args, "device", "cpu"))
+    cuda = device.type == "cuda"
     rec = {"contender": name, "torch": torch.__version__, "python": platform.python_version(),
-           "threads": torch.get_num_threads(), "T": args.T, "batch": args.batch}
+           "threads": torch.get_num_threads(), "T": args.T, "batch": args.batch, "device": str(device)}
+    if cuda:
+        rec["gpu"] = torch.cuda.get_device_name(device)
     try:
         torch.manual_seed(args.seed)
         model, loss_fn, after_iter, versions, options = (builders or BUILDERS)[name]()
@@ -371,10 +477,14 @@ def run_one(name: str, args, builders=None) -> dict:
         rec.update(status="not installed", detail=str(e))
         return rec
     rec["versions"] = versions
-    rec["backend"] = options.get("backend", "")
+    model.to(device)
     model.train()
+    if options.get("compile"):  # after .to(device): compile the module that runs
+        model = torch.compile(model)
+    rec["backend"] = options["backend"](device) if callable(options.get("backend")) else options.get("backend", "")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     xs, ys = make_pool(args.pool, args.T, args.batch, args.seed)
+    xs, ys = [x.to(device) for x in xs], [y.to(device) for y in ys]
     if options.get("layout") is not None:
         xs = [options["layout"](x) for x in xs]
     rec["params"] = sum(p.numel() for p in model.parameters())
@@ -396,10 +506,32 @@ def run_one(name: str, args, builders=None) -> dict:
         opt.zero_grad(set_to_none=True)
         if after_iter is not None:
             after_iter(model)
+        if cuda:
+            torch.cuda.synchronize(device)
         rec["setup_s"] = time.perf_counter() - t_prime
 
     import gc
     gc.collect()
+    if cuda:  # GPU memory: peak allocated by the tensors of the timed iterations, over what setup holds
+        for i in range(args.warmup):
+            iteration(i)
+        torch.cuda.synchronize(device)
+        gpu0 = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        n, t0 = 0, time.perf_counter()
+        while True:
+            loss = iteration(n)
+            n += 1
+            if n >= args.min_iters and time.perf_counter() - t0 >= args.seconds:
+                torch.cuda.synchronize(device)  # the queued work is part of the time
+                break
+        elapsed = time.perf_counter() - t0
+        peak = torch.cuda.max_memory_allocated(device)
+        rec.update(status="ok", iters=n, seconds=elapsed, samples_per_s=n * args.batch / elapsed,
+                   ms_per_iter=1000 * elapsed / n, peak_mb=max(0, peak - gpu0) / 2**20,
+                   peak_method="torch.cuda.max_memory_allocated - memory_allocated after warmup",
+                   final_loss=float(loss.detach()), other_cpu_cores=None)
+        return rec
     rss0 = _status_kb("VmRSS")
     hwm_reset = rss0 is not None and _reset_peak_rss()
     maxrss_setup = _maxrss_kb()
@@ -429,7 +561,7 @@ def run_one(name: str, args, builders=None) -> dict:
             method += f" (setup peak was already {(maxrss_setup - rss0) / 1024:.1f} MB above)"
     rec.update(status="ok", iters=n, seconds=elapsed, samples_per_s=n * args.batch / elapsed,
                ms_per_iter=1000 * elapsed / n, rss_setup_mb=rss0 / 1024, peak_mb=max(0, peak - rss0) / 1024,
-               peak_method=method, final_loss=float(loss), other_cpu_cores=other)
+               peak_method=method, final_loss=float(loss.detach()), other_cpu_cores=other)
     return rec
 
 
@@ -569,6 +701,8 @@ def _worker_cmd(name: str, args) -> list:
         common += ["--threads", str(args.threads)]
     if name == "lavadl":
         return [_lava_python(), str(LAVADL_SCRIPT)] + common
+    if getattr(args, "device", "cpu") != "cpu":
+        common += ["--device", args.device]
     return [sys.executable, os.path.abspath(__file__), "--only", name] + common
 
 
@@ -606,40 +740,9 @@ def _cpu_name() -> str:
     return platform.processor() or "?"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=6.0, help="timed seconds per contender and round")
-    ap.add_argument("--warmup", type=int, default=10, help="untimed iterations first")
-    ap.add_argument("--min-iters", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the median is reported")
-    ap.add_argument("--T", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--pool", type=int, default=8, help="pre-encoded batches, cycled")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--max-other", type=float, default=0.1,
-                    help="a round during which other processes used more CPU cores than this is retried")
-    ap.add_argument("--retries", type=int, default=3, help="retries of a disturbed round")
-    ap.add_argument("--retry-wait", type=float, default=15.0, help="seconds to wait before a retry")
-    ap.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
-    ap.add_argument("--json", metavar="PATH", help="write all results as JSON")
-    ap.add_argument("--only", choices=tuple(BUILDERS), help=argparse.SUPPRESS)  # worker mode
-    ap.add_argument("--check", action="store_true",
-                    help="compare the peers' spikes and gradients with spikeport's on shared weights (--contenders), then exit")
-    args = ap.parse_args(argv)
-
-    if args.check:
-        check(args)
-        return 0
-    if args.only:
-        print(RESULT_TAG + json.dumps(run_one(args.only, args)), flush=True)
-        return 0
-
+def cpu_section(args, names) -> dict:
+    """The CPU table (every contender in ``names``); returns what --json writes for it."""
     import torch
-    names = [n.strip() for n in args.contenders.split(",") if n.strip()]
-    bad = [n for n in names if n not in CONTENDERS]
-    if bad:
-        ap.error(f"unknown contender(s) {bad}; choose from {CONTENDERS}")
     runs = {n: [] for n in names}
     for r in range(args.repeats):
         for n in names:
@@ -723,14 +826,146 @@ def main(argv=None) -> int:
     else:
         print("spikeport / floor = n/a (goal >= 0.90)")
 
+    return {"date": date, "torch": torch.__version__, "threads": threads, "cpu": _cpu_name(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "settings": {k: getattr(args, k) for k in ("seconds", "warmup", "repeats", "T", "batch", "pool",
+                                                       "seed", "threads", "max_other", "retries")},
+            "summary": summary, "runs": runs}
+
+
+def gpu_section(args) -> dict:
+    """The GPU table (``GPU_CONTENDERS``, one table per batch size of ``--gpu-batches``), or a line
+    saying why it did not run. Returns what --json writes for it."""
+    import torch
+    if not torch.cuda.is_available():
+        print("# GPU section")
+        print("no CUDA device: GPU section not run")
+        return {"status": "no CUDA device"}
+    names = [n.strip() for n in args.gpu_contenders.split(",") if n.strip()]
+    bad = [n for n in names if n not in GPU_CONTENDERS]
+    if bad:
+        raise SystemExit(f"unknown GPU contender(s) {bad}; choose from {GPU_CONTENDERS}")
+    date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    try:
+        import triton
+        tv = triton.__version__
+    except Exception as e:  # spikeport then runs its reference loop on the GPU
+        tv = f"not importable ({type(e).__name__})"
+    print(f"# GPU section  {date}")
+    print(f"# {torch.cuda.get_device_name(0)}, torch {torch.__version__} (CUDA {torch.version.cuda}), triton {tv}, "
+          f"python {platform.python_version()}")
+    print(f"# 784-800-10, T={args.T}, rate-MSE, Adam, arctan surrogate (ATan alpha = 2 for the peers); median of "
+          f"{args.repeats} round(s) x {args.gpu_seconds:g} s; peak MB = torch.cuda.max_memory_allocated over "
+          f"the timed iterations minus what is allocated after warmup")
+    out = {"date": date, "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": tv,
+           "tables": {}}
+    for batch in (int(b) for b in args.gpu_batches.split(",")):
+        wargs = argparse.Namespace(**{**vars(args), "batch": batch, "seconds": args.gpu_seconds, "device": "cuda"})
+        runs = {n: [] for n in names}
+        for _ in range(args.repeats):
+            for n in names:
+                if runs[n] and runs[n][-1]["status"] != "ok":
+                    continue
+                if n == "lavadl":  # bench/_lavadl_throughput.py times slayer on the CPU only
+                    res = ({"contender": n, "status": "not installed", "detail": "no Lava runtime"}
+                           if _lava_python() is None else
+                           {"contender": n, "status": "not run", "detail": "the lava-dl harness measures on CPU"})
+                else:
+                    res = _spawn(n, wargs)
+                msg = (f"{res['samples_per_s']:.0f} samples/s, peak {res['peak_mb']:.1f} MB"
+                       if res["status"] == "ok" else f"{res['status']} {res.get('detail', '')}")
+                print(f"  GPU batch {batch}  {n:<21s} {msg}", file=sys.stderr, flush=True)
+                runs[n].append(res)
+        summary = {}
+        for n in names:
+            ok = [x for x in runs[n] if x["status"] == "ok"]
+            if ok:
+                summary[n] = {"status": "ok", "samples_per_s": statistics.median(x["samples_per_s"] for x in ok),
+                              "ms_per_iter": statistics.median(x["ms_per_iter"] for x in ok),
+                              "peak_mb": statistics.median(x["peak_mb"] for x in ok), "rounds": len(ok),
+                              "backend": ok[0].get("backend", ""), "versions": ok[0].get("versions", {})}
+                if "setup_s" in ok[0]:
+                    summary[n]["setup_s"] = [round(x["setup_s"], 1) for x in ok]
+            else:
+                summary[n] = {"status": runs[n][-1]["status"], "detail": runs[n][-1].get("detail", "")}
+        floor = summary.get("floor", {}).get("samples_per_s")
+        for s in summary.values():
+            if s["status"] == "ok" and floor:
+                s["ratio_to_floor"] = s["samples_per_s"] / floor
+        print(f"## GPU, batch {batch}")
+        print(f"{'contender':<21s}{'samples/s':>11s}{'ms/iter':>10s}{'ratio to floor':>16s}{'peak GPU MB':>13s}")
+        for n, s in summary.items():
+            if s["status"] == "ok":
+                ratio = f"{s['ratio_to_floor']:.2f}" if "ratio_to_floor" in s else "-"
+                print(f"{n:<21s}{s['samples_per_s']:>11.0f}{s['ms_per_iter']:>10.2f}{ratio:>16s}{s['peak_mb']:>13.1f}")
+            else:
+                print(f"{n:<21s}{s['status']:>11s}   ({s['detail']})")
+        for n, s in summary.items():
+            if s["status"] == "ok":
+                setup = f"; compile/setup {', '.join(map(str, s['setup_s']))} s" if "setup_s" in s else ""
+                vers = ", ".join(f"{k} {v}" for k, v in s["versions"].items())
+                print(f"#   {n}: {s['backend']}" + (f" ({vers})" if vers else "") + setup)
+        sj = [s["samples_per_s"] for k, s in summary.items() if k.startswith("spikingjelly") and s["status"] == "ok"]
+        sp = summary.get("spikeport", {})
+        if sp.get("status") == "ok" and sj:
+            print(f"spikeport / fastest SpikingJelly = {sp['samples_per_s'] / max(sj):.2f} (goal >= 1.5)")
+        else:
+            print("spikeport / fastest SpikingJelly = n/a (goal >= 1.5)")
+        out["tables"][str(batch)] = {"summary": summary, "runs": runs}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=6.0, help="timed seconds per contender and round")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed iterations first")
+    ap.add_argument("--min-iters", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the median is reported")
+    ap.add_argument("--T", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--pool", type=int, default=8, help="pre-encoded batches, cycled")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--max-other", type=float, default=0.1,
+                    help="a round during which other processes used more CPU cores than this is retried")
+    ap.add_argument("--retries", type=int, default=3, help="retries of a disturbed round")
+    ap.add_argument("--retry-wait", type=float, default=15.0, help="seconds to wait before a retry")
+    ap.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
+    ap.add_argument("--json", metavar="PATH", help="write all results as JSON")
+    ap.add_argument("--sections", default="cpu,gpu",
+                    help="cpu, gpu or both (the GPU section runs when torch sees a CUDA device)")
+    ap.add_argument("--gpu-contenders", default=",".join(GPU_CONTENDERS), help="comma-separated subset")
+    ap.add_argument("--gpu-batches", default="64,1024", help="batch sizes of the GPU section, one table each")
+    ap.add_argument("--gpu-seconds", type=float, default=3.0, help="timed seconds per GPU contender and round")
+    ap.add_argument("--only", choices=tuple(set(BUILDERS) | set(GPU_BUILDERS)), help=argparse.SUPPRESS)  # worker
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help=argparse.SUPPRESS)  # worker
+    ap.add_argument("--check", action="store_true",
+                    help="compare the peers' spikes and gradients with spikeport's on shared weights (--contenders), then exit")
+    args = ap.parse_args(argv)
+
+    if args.check:
+        check(args)
+        return 0
+    if args.only:
+        print(RESULT_TAG + json.dumps(run_one(args.only, args, GPU_BUILDERS if args.device == "cuda" else BUILDERS)),
+              flush=True)
+        return 0
+
+    sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    if not sections or set(sections) - {"cpu", "gpu"}:
+        ap.error(f"--sections takes cpu, gpu or both, got {args.sections!r}")
+    result = {}
+    if "cpu" in sections:
+        names = [n.strip() for n in args.contenders.split(",") if n.strip()]
+        bad = [n for n in names if n not in CONTENDERS]
+        if bad:
+            ap.error(f"unknown contender(s) {bad}; choose from {CONTENDERS}")
+        result = cpu_section(args, names)
+    if "gpu" in sections:
+        result["gpu"] = gpu_section(args)
     if args.json:
-        out = {"date": date, "torch": torch.__version__, "threads": threads, "cpu": _cpu_name(),
-               "cpu_count": os.cpu_count(), "python": platform.python_version(),
-               "settings": {k: getattr(args, k) for k in ("seconds", "warmup", "repeats", "T", "batch", "pool",
-                                                          "seed", "threads", "max_other", "retries")},
-               "summary": summary, "runs": runs}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
 
 

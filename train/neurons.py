@@ -36,6 +36,7 @@ buffers, so it costs a few elementwise kernels per step.
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import os
 from typing import NamedTuple, Optional
@@ -243,7 +244,7 @@ BACKEND_ENV = "SPIKEPORT_NEURON_BACKEND"
 @functools.lru_cache(maxsize=None)
 def _triton_importable() -> bool:
     try:
-        import triton  # noqa: F401
+        importlib.import_module("triton")
     except Exception:  # ImportError, or a broken install (no compiler, no driver)
         return False
     return True

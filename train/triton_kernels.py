@@ -254,7 +254,6 @@ class TritonNeuronSequence(torch.autograd.Function):
         if w_rec is None:
             launch(x, M, 0, T)
         else:  # a[t] = x[t] + o[t-1] @ w_rec.T, one step per launch
-            n = x.shape[-1]
             a = torch.empty_like(x[0])                            # (B, N)
             wt = w_rec.to(x.dtype).t()
             launch(x, M, 0, 1)
