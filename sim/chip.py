@@ -74,8 +74,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph import Input, IntGraph, as_graph, group_neurons
-from .network import Conv2d, Dense, SumPool2d
+from .graph import IntGraph, as_graph
+from .network import Dense, SumPool2d
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
@@ -442,8 +442,9 @@ class _Projection:
         c_tile = tile[1] - tile[0]
         taps = self.kernel[0] * self.kernel[1]
         if p.shared_conv_kernels:
-            c_seen = c_tile if self.depthwise else self.src_shape[0]
-            return (c_seen * taps * -(-self.bits // wb)) if self.depthwise else c_seen * taps * -(-c_tile * self.bits // wb)
+            if self.depthwise:  # each channel its own k x k kernel: one row of one weight per (channel, tap)
+                return c_tile * taps * -(-self.bits // wb)
+            return self.src_shape[0] * taps * -(-c_tile * self.bits // wb)  # a row of C_tile weights per (C_in, tap)
         return -(-n * self.fan_in * self.bits // wb)
 
 
@@ -553,7 +554,8 @@ class Mapping:
             rows.append({"group": p.label, "kind": p.kind, "axons_in": max(c.axons_in for c in cs),
                          "neuron_groups": 1, "neurons": max(c.neurons for c in cs),
                          "synapses": max(c.synapse_words for c in cs),
-                         "synaptic_memory": max(c.synapse_words for c in cs) / self.profile.synaptic_memory_words_per_core,
+                         "synaptic_memory": max(c.synapse_words for c in cs)
+                         / self.profile.synaptic_memory_words_per_core,
                          "axon_map": max(c.axons_out for c in cs), "cores": len(cs)})
         return rows
 

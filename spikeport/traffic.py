@@ -6,6 +6,7 @@
 
 - ``summary.json``: ``Traffic.summary()`` plus the input description and the files written;
 - ``per_step.csv``: one row per time step, means per inference;
+- ``cores.txt``: the per-core table in the columns of Intel's Loihi 2 compiler (``Mapping.table``);
 - ``occupancy.png``, ``traffic.png``, ``spikes_per_layer.png``, ``raster.png``;
 - ``report.md``: the profile with every number's source, the input, the mapping, the totals,
   NeuroBench's metrics (``sim.metrics``; also the ``neurobench`` block of ``summary.json``) and
