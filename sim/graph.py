@@ -438,17 +438,27 @@ class Graph:
     def depths(self) -> dict:
         """Pipeline depth of each group: 0 for groups fed only by inputs (or input groups), else 1 +
         the deepest group feeding it from an earlier component (netx's layer index when the graph
-        is a netx chain; recurrent edges inside a component do not count)."""
+        is a netx chain; recurrent edges inside a component do not count). A group that no input
+        reaches (a constant source such as the NIR reader's ``bias_unit``) counts like an input:
+        it adds no stage to the groups it feeds."""
         comp_of = {}
         comps = self.components()
         for i, comp in enumerate(comps):
             for n in comp:
                 comp_of[n] = i
+        driven, todo = set(self.inputs()), list(self.inputs())
+        while todo:
+            n = todo.pop()
+            for p in self._projections:
+                if p.src == n and p.dst not in driven:
+                    driven.add(p.dst)
+                    todo.append(p.dst)
         depth = {}
         for comp in comps:
             for n in comp:
                 feeders = [p.src for p in self._projections if p.dst == n and comp_of[p.src] != comp_of[n]]
-                group_feeders = [depth[s] for s in feeders if group_neurons(self.nodes[s]) is not None]
+                group_feeders = [depth[s] for s in feeders
+                                 if group_neurons(self.nodes[s]) is not None and s in driven]
                 depth[n] = 1 + max(group_feeders) if group_feeders else 0
         return depth
 

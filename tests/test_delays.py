@@ -187,3 +187,15 @@ def test_nir_delay_nodes_from_other_writers_fold_into_synapses():
     bad = nir.NIRGraph(nodes={**g.nodes, "d": nir.Delay(delay=np.array([0.0, 1.5e-3, 0.0]))}, edges=g.edges)
     with pytest.raises(ValueError, match=r"'d' \(Delay\): a delay of 1.5 steps"):
         nir_to_float_graph(bad, 1e-3)
+
+
+def test_a_constant_source_group_adds_no_pipeline_stage():
+    """The NIR reader's bias unit (a group no input reaches) must not shift netx's reset phase of the
+    groups it feeds (``depths``)."""
+    nodes = {"in": Input((2,)), "w": Dense(np.ones((3, 2), dtype=int)),
+             "unit": NeuronGroup((1,), Neurons(du=4095, dv=4095, vth=1, bias_mant=100, bias_exp=6)),
+             "wb": Dense(np.ones((3, 1), dtype=int)),
+             "h": NeuronGroup((3,), Neurons(du=100, dv=100, vth=10)), "w2": Dense(np.ones((2, 3), dtype=int)),
+             "o": NeuronGroup((2,), Neurons(du=100, dv=100, vth=10)), "y": Output()}
+    g = IntGraph(nodes, [("in", "w"), ("w", "h"), ("unit", "wb"), ("wb", "h"), ("h", "w2"), ("w2", "o"), ("o", "y")])
+    assert g.depths() == {"in": 0, "unit": 0, "h": 0, "o": 1}
