@@ -368,6 +368,7 @@ def test_builtin_profiles_carry_the_chip_facts_and_a_source_for_every_number():
         assert all(prof.source(k).strip() for k in STRUCTURE + RULES + tuple(COEFFICIENT_UNITS))
     assert "ASSUMPTION" in l2.source("axons_in_per_core") and "INFERRED" in l2.source("neurons_per_core")
     assert "NOT verified" in l1.source("energy_synop_pj")
+    assert l2.static_power_mw.value == pytest.approx(352.063) and "Static Power" in l2.source("static_power_mw")
 
 
 def test_profile_json_round_trip(tmp_path):
