@@ -10,6 +10,7 @@ Sources (all figures below are copied from them, nothing else is claimed):
   chip; 2.414157 mJ total and 1.385611 mJ dynamic energy per inference;
 - PilotNet LIF board measurement in ``/work/shared/LOIHI.md`` (lava-dl PilotNet benchmark):
   408.9 inferences/s, 0.679 W total, 1.66 mJ per inference;
+- PilotNet SDNN, Intel's compiler table in lava-dl ``pilotnet_sdnn/benchmark.ipynb``;
 - lava-dl MNIST tutorial network 784-128-64-10 (``tutorials/lava/lib/dl/netx/mnist``), compiler
   placement as quoted in issue 11: 5 cores (3 + 1 + 1), synaptic memory 78%, 17%, 2% per core.
 
@@ -46,17 +47,29 @@ PILOTNET_TOTAL_CORES = 74
 PILOTNET_CONVS = ((24, (2, 2), (0, 0), 8), (36, (2, 2), (0, 0), 7), (48, (2, 2), (0, 0), 6),
                   (64, (2, 1), (1, 0), 5), (64, (1, 1), (0, 0), 5))
 PILOTNET_DENSE = (100, 50, 10, 1)
+# PilotNet SDNN (lava-dl pilotnet_sdnn/benchmark.ipynb, netx ``skip_layers=1``: the input is encoded on
+# the host, not a neuron group): same layers, conv4 6-bit (its row: 48 x 9 x 6 = 2,592 words)
+SDNN_SOURCE = "lava-dl pilotnet_sdnn/benchmark.ipynb (Intel Loihi 2 compiler table)"
+PILOTNET_SDNN_INTEL = (("conv1", 2, 3072, 81, 253, 25), ("conv2", 2, 2160, 864, 113, 13),
+                       ("conv3", 2, 2688, 1620, 112, 3), ("conv4", 1, 2048, 2592, 29, 3),
+                       ("conv5", 1, 2048, 2880, 1280, 2), ("fc1", 2560, 8, 7253, 8, 12),
+                       ("fc2", 100, 50, 1500, 50, 1), ("fc3", 50, 10, 150, 10, 1), ("fc4", 10, 1, 10, 1, 1))
+PILOTNET_SDNN_TOTAL_CORES = 61
 BOARD = {"LOIHI.md (lava-dl PilotNet benchmark)": {"inferences_per_s": 408.9, "watts": 0.679, "mj": 1.66},
          PN_SOURCE + ", power profiler": {"inferences_per_s": 342.29, "watts": 0.826347, "mj": 2.414157,
                                           "dynamic_watts": 0.474284, "dynamic_mj": 1.385611}}
 MNIST_ISSUE = {"cores": (3, 1, 1), "memory_pct": (78, 17, 2)}
 
 
-def pilotnet(seed: int = 0) -> IntGraph:
+def pilotnet(seed: int = 0, sdnn: bool = False) -> IntGraph:
+    """PilotNet as Intel's tables show it: LIF with the input layer as a neuron group, or (``sdnn``)
+    with the input on the host and conv4 at 6 bits. The SDNN's sigma-delta neurons are modelled as
+    CUBA groups: only the placement is compared."""
     rng = np.random.default_rng(seed)
     shape = (3, 66, 200)
-    nodes, edges, prev = {"input": Input(shape, Neurons(vth=4))}, [], "input"
-    for i, (c_out, stride, pad, bits) in enumerate(PILOTNET_CONVS):
+    nodes, edges, prev = {"input": Input(shape, None if sdnn else Neurons(vth=4))}, [], "input"
+    convs = [c if not (sdnn and i == 3) else c[:3] + (6,) for i, c in enumerate(PILOTNET_CONVS)]
+    for i, (c_out, stride, pad, bits) in enumerate(convs):
         m = (1 << (bits - 1)) - 1
         w = rng.integers(-m, m + 1, (c_out, shape[0], 3, 3))
         w.flat[0] = m  # the full magnitude: exactly `bits` bits with the sign
@@ -115,6 +128,21 @@ def main() -> int:
               "sparse encoding of its trained weights, here the dense 2,560 x 3); axons in of convolution cores "
               "(Intel 1-2, here the source cores touched, 2-3 for stride-2 slices); axon map (Intel's encoding "
               "is more compact than one axon per neuron and destination core); AxonMem is not modelled.", ""]
+    # --- PilotNet SDNN per-core table
+    ms = map_network(pilotnet(sdnn=True), p)
+    ours_s = {r["group"]: r for r in ms.table_rows()}
+    lines += ["## PilotNet SDNN: Intel's Loihi 2 compiler table vs spikeport's mapping", "",
+              f"Source: {SDNN_SOURCE}. The input is encoded on the host (netx `skip_layers=1`); sigma-delta "
+              "neurons are placed as CUBA groups here.", "",
+              "| layer | cores (Intel / ours / ratio) | neurons per core | synapse words per core |", "|---|---|---|---|"]
+    for name, _axin, neu, syn, _amap, cores in PILOTNET_SDNN_INTEL:
+        r = ours_s[name]
+        lines.append(f"| {name} | {cores} / {r['cores']} / {_ratio(r['cores'], cores)} | {neu} / {r['neurons']} | "
+                     f"{syn} / {r['synapses']} ({_ratio(r['synapses'], syn)}) |")
+    lines += [f"| **total** | **{PILOTNET_SDNN_TOTAL_CORES} / {ms.n_cores} / "
+              f"{_ratio(ms.n_cores, PILOTNET_SDNN_TOTAL_CORES)}** | | |", "",
+              "fc2's words differ (Intel 1,500 = 100 x 15, here 100 x 13): the SDNN's dense synapses take more "
+              "than the 16 bits of the LIF network's.", ""]
     # --- MNIST
     mm = map_network(mnist(), p)
     rows = mm.table_rows()

@@ -32,3 +32,13 @@ def test_lava_dl_mnist_takes_three_one_and_one_cores():
     rows = m.table_rows()
     assert [r["cores"] for r in rows] == list(cal.MNIST_ISSUE["cores"])
     assert round(100 * rows[1]["synaptic_memory"]) == 17 and round(100 * rows[2]["synaptic_memory"]) == 2
+
+
+def test_pilotnet_sdnn_with_the_input_on_the_host_takes_intels_61_cores():
+    m = map_network(cal.pilotnet(sdnn=True), "loihi2")
+    rows = {r["group"]: r for r in m.table_rows()}
+    assert m.n_cores == cal.PILOTNET_SDNN_TOTAL_CORES == 61 and list(m.hosts) == ["input"]
+    for name, _axons_in, _neurons, synapses, _axon_map, cores in cal.PILOTNET_SDNN_INTEL:
+        assert rows[name]["cores"] == cores, name
+        if name.startswith("conv"):
+            assert rows[name]["synapses"] == synapses, name
