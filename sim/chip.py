@@ -24,7 +24,10 @@ per-core tables it prints (lava-dl ``tutorials/lava/lib/dl/netx/pilotnet_snn/ben
        boxes of neurons, each on one core. With the ``spatial_tiles`` rule (Loihi 2) a feature map
        is cut into slices of whole columns (all channels and rows), the slice width the largest
        power of two <= W that fits every limit; if one column does not fit, into row slices of one
-       column (power-of-two heights), then channel runs. Otherwise (and for flat groups) the group
+       column (power-of-two heights), then channel runs. When even a one-neuron tile's kernel
+       exceeds the synaptic memory (a kernel costs the same whatever the slice), the channels are
+       first cut into runs by the ratio rule below and each run is sliced (an ASSUMPTION: Intel's
+       tables show no such case). Otherwise (and for flat groups) the group
        is cut along channels, then rows, then columns, into ``k`` balanced runs (sizes differ by at
        most one), starting at ``k = 1`` and multiplying ``k`` by ``ceil(worst usage / limit)``
        until every tile fits (Intel's compiler: a dense layer needing 61,440 of 12,000 synaptic
