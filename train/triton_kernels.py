@@ -146,20 +146,24 @@ def _backward_kernel(g_ptr, rec_ptr, v_ptr, o_ptr, i_ptr, gi_ptr, gv_state, gi_s
     th = tl.load(th_ptr + p * S_TH, mask=mask, other=0.0)
     c0 = tl.load(sg_ptr)
     c1 = tl.load(sg_ptr + 1)
-    zero = tl.zeros([BLOCK], dtype=dm.dtype)
-    # dL/dv[t_hi], dL/da[t_hi], and the per-neuron partial sums of the parameter gradients
-    gv_next = zero if INIT else tl.load(gv_state + offs, mask=mask, other=0.0)
     if CUBA:
         ds = tl.load(dsyn_ptr + p * S_SYN, mask=mask, other=0.0)
-        gi_next = zero if INIT else tl.load(gi_state + offs, mask=mask, other=0.0)
-    if NEED_MEM:
-        s_mem = zero if INIT else tl.load(acc_mem + offs, mask=mask, other=0.0)
-    if NEED_SYN:
-        s_syn = zero if INIT else tl.load(acc_syn + offs, mask=mask, other=0.0)
-    if NEED_TH:
-        s_th = zero if INIT else tl.load(acc_th + offs, mask=mask, other=0.0)
-    if NEED_BIAS:
-        s_bias = zero if INIT else tl.load(acc_bias + offs, mask=mask, other=0.0)
+    # dL/dv[t_hi], dL/da[t_hi], and the per-neuron partial sums of the parameter gradients
+    if INIT:
+        zero = tl.zeros([BLOCK], dtype=dm.dtype)
+        gv_next = zero
+        gi_next = zero
+        s_mem = zero
+        s_syn = zero
+        s_th = zero
+        s_bias = zero
+    else:  # unused buffers are loaded too (each is a valid pointer of M elements): simpler than more branches
+        gv_next = tl.load(gv_state + offs, mask=mask, other=0.0)
+        gi_next = tl.load(gi_state + offs, mask=mask, other=0.0)
+        s_mem = tl.load(acc_mem + offs, mask=mask, other=0.0)
+        s_syn = tl.load(acc_syn + offs, mask=mask, other=0.0)
+        s_th = tl.load(acc_th + offs, mask=mask, other=0.0)
+        s_bias = tl.load(acc_bias + offs, mask=mask, other=0.0)
     for k in range(n_steps):
         t = (t_hi - 1 - k).to(tl.int64)
         vt = tl.load(v_ptr + t * M + offs, mask=mask, other=0.0)
