@@ -488,3 +488,23 @@ def test_traffic_command_on_a_graph_driven_by_input_bias_in_a_stream(tmp_path, c
     _check_outputs(tmp_path / "out", 6, summary, group="fc")
     assert summary["input"]["protocol"] == {"steps": 6, "reset_interval": 6, "reset_offset": 0, "input_bias": True}
     assert [r["group"] for r in summary["mapping"]["table"]] == ["in", "conv", "pool", "fc"]
+
+
+def test_composed_pool_then_conv_projection_counts_like_its_synapses():
+    # SumPool2d -> Conv2d with no neurons between is ONE projection (sim/graph.py compose): a conv with
+    # a 4 x 4 kernel and stride 2; its traffic is counted per kernel like any convolution
+    rng = np.random.default_rng(11)
+    graph = IntGraph({"in": Input((1, 8, 8)), "c1": Conv2d(rng.integers(0, 3, (2, 1, 3, 3)) * 2, padding=(1, 1)),
+                      "g1": NeuronGroup((2, 8, 8), Neurons(vth=1)), "pool": SumPool2d(2),
+                      "c2": Conv2d(rng.integers(-1, 3, (3, 2, 2, 2)) * 2), "g2": NeuronGroup((3, 3, 3), Neurons(vth=1)),
+                      "o": Output()},
+                     (("in", "c1"), ("c1", "g1"), ("g1", "pool"), ("pool", "c2"), ("c2", "g2"), ("g2", "o")))
+    (p1, p2) = graph.projections()
+    assert isinstance(p2.op, Conv2d) and np.shape(p2.op.weight)[2:] == (4, 4)
+    x = (rng.random((2, 6, 1, 8, 8)) < 0.4).astype(np.int8)
+    rec = simulate(graph, x, record=True)
+    mapping = map_network(graph, _small_mesh("loihi2", neurons_per_core=40, cores_per_chip=9, mesh=(3, 3)))
+    traffic = count_traffic(graph, mapping, rec.spikes, x)
+    pops = dict(rec.spikes) | {"in": x.reshape(2, 6, -1)}
+    assert rec.spikes["g1"].sum() > 0
+    _check_against_loops(graph, mapping, traffic, pops, 6)
