@@ -237,6 +237,111 @@ class _NeuronSequence(torch.autograd.Function):
         return GI, g_syn, g_mem, g_th, g_bias, g_rec, None, None
 
 
+# ---------------------------------------------------------------------------------------------
+# Host side of the kernel time loops (Triton on CUDA: train.triton_kernels; C on CPU: train.native).
+# Both kernels have the same contract: the forward runs steps t0 .. t0+n-1 from the state buffers
+# (r, i) or from rest (init), writing V, O (and I); the backward runs steps t_hi-1 down to t_hi-n,
+# writing the input gradient GI and per-neuron sums of the parameter gradients. This code prepares
+# the buffers, interleaves the recurrent matmuls, and reduces the sums to the parameters' shapes.
+
+
+def _flat_param(p, feat, like):
+    """(tensor, stride) for a kernel: a shared value as is (stride 0), else the parameter expanded to
+    the feature shape, flat and contiguous (stride 1), in the input's dtype."""
+    if p is None:
+        return like, 0  # unused pointer
+    p = p.to(like.dtype)
+    if p.numel() == 1:
+        return p.reshape(1), 0
+    return torch.broadcast_to(p, feat).contiguous().reshape(-1), 1
+
+
+def kernel_sequence(name: str, forward_launch, backward_launch) -> type:
+    """An autograd Function with ``_NeuronSequence``'s interface and results whose time loops are
+    ``forward_launch`` / ``backward_launch`` (see the contract above)."""
+
+    class KernelSequence(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, decay_syn, decay_mem, v_threshold, bias, w_rec, surrogate, detach_reset):
+            x = x.contiguous()                                        # (T, B, *F)
+            T, feat = x.shape[0], tuple(x.shape[2:])
+            M, nf = x[0].numel(), max(1, math.prod(feat))
+            cuba = decay_syn is not None
+            (dm, s_mem), (th, s_th) = _flat_param(decay_mem, feat, x), _flat_param(v_threshold, feat, x)
+            (ds, s_syn), (b, s_bias) = _flat_param(decay_syn, feat, x), _flat_param(bias, feat, x)
+            save_i = cuba and ctx.needs_input_grad[1]
+            V, O = torch.empty_like(x), torch.empty_like(x)           # (T, B, *F) membrane, spikes
+            I = torch.empty_like(x) if save_i else None               # (T, B, *F) current, for dL/d decay_syn
+            r_state, i_state = x.new_empty(M), x.new_empty(M)         # state between launches
+
+            def launch(src, step, t0, n):
+                forward_launch(src, step, V, O, V if I is None else I, r_state, i_state, ds, dm, th, b, M, nf,
+                               t0, n, cuba=cuba, has_bias=bias is not None, save_i=save_i, init=t0 == 0,
+                               strides=(s_syn, s_mem, s_th, s_bias))
+
+            if w_rec is None:
+                launch(x, M, 0, T)
+            else:  # a[t] = x[t] + o[t-1] @ w_rec.T, one step per launch
+                a = torch.empty_like(x[0])                            # (B, N)
+                wt = w_rec.to(x.dtype).t()
+                launch(x, M, 0, 1)
+                for t in range(1, T):
+                    torch.addmm(x[t], O[t - 1], wt, out=a)
+                    launch(a, 0, t, 1)
+            ctx.save_for_backward(V, O, I, decay_syn, decay_mem, v_threshold, bias, w_rec)
+            ctx.surrogate, ctx.detach_reset = surrogate, detach_reset
+            return O
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            V, O, I, decay_syn, decay_mem, v_threshold, bias, w_rec = ctx.saved_tensors
+            need = ctx.needs_input_grad
+            g = grad_out.to(V.dtype).contiguous()                     # (T, B, *F)
+            T, feat = V.shape[0], tuple(V.shape[2:])
+            M, nf = V[0].numel(), max(1, math.prod(feat))
+            cuba = decay_syn is not None
+            (dm, s_mem), (th, s_th) = _flat_param(decay_mem, feat, V), _flat_param(v_threshold, feat, V)
+            ds, s_syn = _flat_param(decay_syn, feat, V)
+            GI = torch.empty_like(V)                                  # dL/da[t]: the input's gradient
+            gv_state, gi_state = V.new_empty(M), V.new_empty(M)
+            want = {"mem": need[2], "syn": cuba and need[1], "th": need[3], "bias": need[4] and bias is not None}
+            acc = {k: (V.new_empty(M) if w else gv_state) for k, w in want.items()}  # per-neuron sums over t
+
+            def launch(rec, t_hi, n):
+                backward_launch(g, gv_state if rec is None else rec, V, O, V if I is None else I, GI, gv_state,
+                                gi_state, acc["mem"], acc["syn"], acc["th"], acc["bias"], ds, dm, th, ctx.surrogate,
+                                M, nf, t_hi, n, cuba=cuba, has_rec=rec is not None, detach=bool(ctx.detach_reset),
+                                need_mem=want["mem"], need_syn=want["syn"], need_th=want["th"],
+                                need_bias=want["bias"], init=t_hi == T, strides=(s_syn, s_mem, s_th))
+
+            if w_rec is None:
+                launch(None, T, T)
+            else:  # dL/do[t-1] gets dL/da[t] @ w_rec: one step per launch
+                w = w_rec.to(V.dtype)
+                rec = torch.empty_like(V[0])                          # (B, N)
+                launch(None, T, 1)
+                for t in range(T - 1, 0, -1):
+                    torch.mm(GI[t], w, out=rec)
+                    launch(rec, t, 1)
+
+            def reduce(k, like, sign=1.0):  # per-neuron sums (B, *F) -> the parameter's shape
+                total = acc[k].view(V.shape[1:]).sum(0)
+                return _reduce_to((total * sign if sign != 1.0 else total)[None, None], like).to(like.dtype)
+
+            g_syn = reduce("syn", decay_syn) if want["syn"] else None
+            g_mem = reduce("mem", decay_mem) if want["mem"] else None
+            g_th = reduce("th", v_threshold, -1.0) if want["th"] else None
+            g_bias = reduce("bias", bias) if want["bias"] else None
+            g_rec = None
+            if need[5]:  # a[t] = x[t] + o[t-1] w_rec^T  =>  dL/dw_rec = sum_t dL/da[t]^T o[t-1]
+                n = V.shape[-1]
+                g_rec = (GI[1:].reshape(-1, n).t() @ O[:-1].reshape(-1, n)).to(w_rec.dtype)
+            return GI, g_syn, g_mem, g_th, g_bias, g_rec, None, None
+
+    KernelSequence.__name__ = KernelSequence.__qualname__ = name
+    return KernelSequence
+
+
 BACKENDS = ("auto", "reference", "triton")
 BACKEND_ENV = "SPIKEPORT_NEURON_BACKEND"
 

@@ -42,7 +42,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .neurons import _reduce_to
+from .neurons import kernel_sequence
 from .surrogates import Surrogate
 
 # Surrogate shapes by kernel code; order matches the dispatch in _surrogate below.
@@ -214,17 +214,6 @@ def _block(m: int) -> int:
     return max(128, min(1024, triton.next_power_of_2(max(1, m // 2048))))
 
 
-def _flat_param(p, feat, like):
-    """(tensor, stride) for the kernels: a shared value as is (stride 0), else the parameter
-    expanded to the feature shape, flat and contiguous (stride 1), in the input's dtype."""
-    if p is None:
-        return like, 0  # unused pointer
-    p = p.to(like.dtype)
-    if p.numel() == 1:
-        return p.reshape(1), 0
-    return torch.broadcast_to(p, feat).contiguous().reshape(-1), 1
-
-
 @functools.lru_cache(maxsize=64)
 def _sg_tensor(s: Surrogate, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The surrogate's two constants on the device, made once (a host-to-device copy per call would
@@ -232,89 +221,26 @@ def _sg_tensor(s: Surrogate, dtype: torch.dtype, device: torch.device) -> torch.
     return torch.tensor(_sg_consts(s), dtype=dtype, device=device)
 
 
-class TritonNeuronSequence(torch.autograd.Function):
-    """Same interface and results as ``neurons._NeuronSequence``, computed by the kernels above."""
+def _forward_launch(src, step, V, O, I, r_state, i_state, ds, dm, th, b, M, nf, t0, n, *, cuba, has_bias,
+                    save_i, init, strides):
+    BLOCK = _block(M)
+    s_syn, s_mem, s_th, s_bias = strides
+    _forward_kernel[(triton.cdiv(M, BLOCK),)](
+        src, step, V, O, I, r_state, i_state, ds, dm, th, b, M, nf, t0, n, CUBA=cuba, HAS_BIAS=has_bias,
+        SAVE_I=save_i, INIT=init, S_SYN=s_syn, S_MEM=s_mem, S_TH=s_th, S_BIAS=s_bias, BLOCK=BLOCK)
 
-    @staticmethod
-    def forward(ctx, x, decay_syn, decay_mem, v_threshold, bias, w_rec, surrogate, detach_reset):
-        x = x.contiguous()                                        # (T, B, *F)
-        T, feat = x.shape[0], tuple(x.shape[2:])
-        M, nf = x[0].numel(), max(1, math.prod(feat))
-        cuba = decay_syn is not None
-        (dm, s_mem), (th, s_th) = _flat_param(decay_mem, feat, x), _flat_param(v_threshold, feat, x)
-        (ds, s_syn), (b, s_bias) = _flat_param(decay_syn, feat, x), _flat_param(bias, feat, x)
-        save_i = cuba and ctx.needs_input_grad[1]
-        V, O = torch.empty_like(x), torch.empty_like(x)           # (T, B, *F) membrane, spikes
-        I = torch.empty_like(x) if save_i else None               # (T, B, *F) current, for dL/d decay_syn
-        r_state, i_state = x.new_empty(M), x.new_empty(M)         # state between launches
-        BLOCK = _block(M)
-        grid = (triton.cdiv(M, BLOCK),)
 
-        def launch(src, step, t0, n):
-            _forward_kernel[grid](src, step, V, O, I if save_i else V, r_state, i_state, ds, dm, th, b,
-                                  M, nf, t0, n, CUBA=cuba, HAS_BIAS=bias is not None, SAVE_I=save_i,
-                                  INIT=t0 == 0, S_SYN=s_syn, S_MEM=s_mem, S_TH=s_th, S_BIAS=s_bias, BLOCK=BLOCK)
+def _backward_launch(g, rec, V, O, I, GI, gv_state, gi_state, acc_mem, acc_syn, acc_th, acc_bias, ds, dm, th,
+                     surrogate, M, nf, t_hi, n, *, cuba, has_rec, detach, need_mem, need_syn, need_th, need_bias,
+                     init, strides):
+    BLOCK = _block(M)
+    s_syn, s_mem, s_th = strides
+    _backward_kernel[(triton.cdiv(M, BLOCK),)](
+        g, rec, V, O, I, GI, gv_state, gi_state, acc_mem, acc_syn, acc_th, acc_bias, ds, dm, th,
+        _sg_tensor(surrogate, V.dtype, V.device), M, nf, t_hi, n, CUBA=cuba, HAS_REC=has_rec, DETACH=detach,
+        SG=SG_CODES[surrogate.name], NEED_MEM=need_mem, NEED_SYN=need_syn, NEED_TH=need_th, NEED_BIAS=need_bias,
+        INIT=init, S_SYN=s_syn, S_MEM=s_mem, S_TH=s_th, BLOCK=BLOCK)
 
-        if w_rec is None:
-            launch(x, M, 0, T)
-        else:  # a[t] = x[t] + o[t-1] @ w_rec.T, one step per launch
-            a = torch.empty_like(x[0])                            # (B, N)
-            wt = w_rec.to(x.dtype).t()
-            launch(x, M, 0, 1)
-            for t in range(1, T):
-                torch.addmm(x[t], O[t - 1], wt, out=a)
-                launch(a, 0, t, 1)
-        ctx.save_for_backward(V, O, I, decay_syn, decay_mem, v_threshold, bias, w_rec)
-        ctx.surrogate, ctx.detach_reset = surrogate, detach_reset
-        return O
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        V, O, I, decay_syn, decay_mem, v_threshold, bias, w_rec = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        g = grad_out.to(V.dtype).contiguous()                     # (T, B, *F)
-        T, feat = V.shape[0], tuple(V.shape[2:])
-        M, nf = V[0].numel(), max(1, math.prod(feat))
-        cuba = decay_syn is not None
-        (dm, s_mem), (th, s_th) = _flat_param(decay_mem, feat, V), _flat_param(v_threshold, feat, V)
-        ds, s_syn = _flat_param(decay_syn, feat, V)
-        sg = _sg_tensor(ctx.surrogate, V.dtype, V.device)
-        GI = torch.empty_like(V)                                  # dL/da[t]: the input's gradient
-        gv_state, gi_state = V.new_empty(M), V.new_empty(M)
-        want = {"mem": need[2], "syn": cuba and need[1], "th": need[3], "bias": need[4] and bias is not None}
-        acc = {k: (V.new_empty(M) if w else gv_state) for k, w in want.items()}  # per-neuron sums over t
-        BLOCK = _block(M)
-        grid = (triton.cdiv(M, BLOCK),)
-
-        def launch(rec, t_hi, n):
-            _backward_kernel[grid](g, gv_state if rec is None else rec, V, O, V if I is None else I, GI,
-                                   gv_state, gi_state, acc["mem"], acc["syn"], acc["th"], acc["bias"],
-                                   ds, dm, th, sg, M, nf, t_hi, n,
-                                   CUBA=cuba, HAS_REC=rec is not None, DETACH=bool(ctx.detach_reset),
-                                   SG=SG_CODES[ctx.surrogate.name], NEED_MEM=want["mem"], NEED_SYN=want["syn"],
-                                   NEED_TH=want["th"], NEED_BIAS=want["bias"], INIT=t_hi == T,
-                                   S_SYN=s_syn, S_MEM=s_mem, S_TH=s_th, BLOCK=BLOCK)
-
-        if w_rec is None:
-            launch(None, T, T)
-        else:  # dL/do[t-1] gets dL/da[t] @ w_rec: one step per launch
-            w = w_rec.to(V.dtype)
-            rec = torch.empty_like(V[0])                          # (B, N)
-            launch(None, T, 1)
-            for t in range(T - 1, 0, -1):
-                torch.mm(GI[t], w, out=rec)
-                launch(rec, t, 1)
-
-        def reduce(k, like, sign=1.0):  # per-neuron sums (B, *F) -> the parameter's shape
-            total = acc[k].view(V.shape[1:]).sum(0)
-            return _reduce_to((total * sign if sign != 1.0 else total)[None, None], like).to(like.dtype)
-
-        g_syn = reduce("syn", decay_syn) if want["syn"] else None
-        g_mem = reduce("mem", decay_mem) if want["mem"] else None
-        g_th = reduce("th", v_threshold, -1.0) if want["th"] else None
-        g_bias = reduce("bias", bias) if want["bias"] else None
-        g_rec = None
-        if need[5]:  # a[t] = x[t] + o[t-1] w_rec^T  =>  dL/dw_rec = sum_t dL/da[t]^T o[t-1]
-            n = V.shape[-1]
-            g_rec = (GI[1:].reshape(-1, n).t() @ O[:-1].reshape(-1, n)).to(w_rec.dtype)
-        return GI, g_syn, g_mem, g_th, g_bias, g_rec, None, None
+# Same interface and results as ``neurons._NeuronSequence``, computed by the kernels above.
+TritonNeuronSequence = kernel_sequence("TritonNeuronSequence", _forward_launch, _backward_launch)
