@@ -169,7 +169,7 @@ def test_qat_export_nir_round_trip_simulator_and_lava(tmp_path):
 def test_digits_skip_preset_learns(tmp_path):
     """The preset trains (QAT, synaptic delay) well above chance (10%) in a few epochs; measured
     accuracies with and without the skip: README, "The integer graph"."""
-    cfg = make_config("digits-skip", overrides={"optim.epochs": 3, "optim.seed": 1})
+    cfg = make_config("digits-skip", overrides={"optim.epochs": 2, "optim.seed": 1})
     assert cfg.quant.qat and "skip" in [k for k, *_ in plan_network(cfg.network)]
     metrics = train(cfg, tmp_path / "run", progress=False, log=lambda *_: None,
                     fake_quant=lambda m: attach_fake_quant(m))

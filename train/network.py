@@ -20,8 +20,9 @@ layer ``j`` (flattened in C order when it is a feature map) to its input current
     x_k[t] = W_k s_{k-1}[t] + sum_j W_skip_j s_j[t]      (then the neuron update of layer k)
 
 so ``784-400-400-400+1-10`` is a residual-style MLP whose third layer also hears the first. ``j``
-must be an earlier layer and not the one that already feeds the layer (``+k-1`` would only split
-one weight matrix in two); skips enter dense layers only. With ``synaptic_delay`` every synaptic
+must be an earlier layer and not the one that already feeds layer ``k`` (``j = k - 1`` would only
+split one weight matrix in two); skips enter dense layers only, and read their source's spikes as
+its neurons emit them (a dropout after the source acts on the main path only). With ``synaptic_delay`` every synaptic
 hop delivers one step later, the skip as well: ``x_k[t]`` above is built from the spikes of step
 ``t - 1``, as Loihi delivers every synapse (``sim.graph``). The skip weights live in
 ``SpikingNetwork.skips`` (``train.layers.Skip``), the main chain is unchanged (``blocks()``).
