@@ -9,7 +9,7 @@ import torch
 
 from spikeport.export.nir import read_graph, read_nir, write_nir
 from spikeport.export.qat import edge_exponent
-from spikeport.export.quantize import attach_fake_quant, quantize_network
+from spikeport.export.quantize import QuantSpec, attach_fake_quant, quantize_network
 from spikeport.sim.graph import IntGraph
 from spikeport.sim.simulator import simulate
 from spikeport.targets.lava import run_lava
@@ -138,6 +138,7 @@ def test_qat_export_nir_round_trip_simulator_and_lava(tmp_path):
     e_in = net.nodes["layer2_skip_input"].weight_exp
     assert rep["skips"]["layer2_skip_input"]["weight_exp"] == e_in < e_group
     assert max(net.nodes["layer2_synapse"].weight_exp, net.nodes["layer2_skip_layer0"].weight_exp) == e_group
+    assert_fake_skips_are_the_integers(model, net, report)
     # QAT values are the exported integers: the integer network in hardware timing is the
     # fake-quantized float model (synaptic delay), step by step
     x = spikes(4, (16, 20, 6))
@@ -164,6 +165,36 @@ def test_qat_export_nir_round_trip_simulator_and_lava(tmp_path):
         assert hw.spikes[name].any(), name
         assert np.count_nonzero(lava.v[name] != hw.v[name]) == 0, name
         assert np.count_nonzero(lava.spikes[name] != hw.spikes[name]) == 0, name
+
+
+def assert_fake_skips_are_the_integers(model, net, report):
+    """The skip weights the QAT forward uses are the exported integers in the group's unit."""
+    names = {"layer2_skip_layer0": 0, "layer2_skip_input": 1}
+    fakes = model.fake_quant.skip_weights(2)
+    for name, k in names.items():
+        node = net.nodes[name]
+        ints = node.effective_weight() * 2.0 ** node.weight_exp / report[2]["scale"]
+        assert np.allclose(fakes[k].detach().double().numpy(), ints, rtol=1e-6, atol=0)
+        assert not np.allclose(model.skips[k].weight.detach().double().numpy(), ints, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("options", [dict(shared_exponent=True), dict(num_weight_bits=4, rounding="floor")])
+def test_reduced_precision_qat_equals_the_integers(options):
+    """Other quantizer options keep QAT values == exported integers on merged groups; with
+    ``shared_exponent`` every edge, skips included, carries the network's one exponent."""
+    model = skip_model(5, "lif", delay=False)
+    spec = QuantSpec(**options)
+    attach_fake_quant(model, spec)
+    net, report = quantize_network(model, spec)
+    exps = {n: node.weight_exp for n, node in net.nodes.items() if hasattr(node, "weight_exp")}
+    if spec.shared_exponent:
+        assert len(set(exps.values())) == 1 and {r["weight_exp"] for r in report} == set(exps.values())
+    assert_fake_skips_are_the_integers(model, net, report)
+    x = spikes(6, (16, 20, 6))
+    with torch.no_grad():
+        fq = model(torch.as_tensor(x, dtype=torch.float32).transpose(0, 1)).transpose(0, 1).numpy()
+    ours = simulate(net, x, timing="ideal")
+    assert ours.output.any() and (ours.output == fq).mean() >= 0.99
 
 
 def test_digits_skip_preset_learns(tmp_path):
