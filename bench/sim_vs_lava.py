@@ -192,14 +192,17 @@ def sparse_section(net, x: np.ndarray, args, res, floor, out: dict) -> None:
                   f"{ts * 1e3:7.2f} ms; auto picks {'sparse' if sim.use_sparse(m, k, n, nnz) else 'dense'}, "
                   f"faster was {'sparse' if ts < td else 'dense'}")
     r = np.array(rows, dtype=np.float64)
-    # least squares on relative errors: dense = c_d M K N; sparse = c_scan M K + c_add nnz N
-    c_d = float(np.linalg.lstsq((r[:, 0] * r[:, 1] * r[:, 2] / r[:, 4])[:, None], np.ones(len(r)), rcond=None)[0][0])
-    a = np.stack([r[:, 0] * r[:, 1], r[:, 3] * r[:, 2]], axis=1) / r[:, 5:6]
-    c_scan, c_add = (float(c) for c in np.linalg.lstsq(a, np.ones(len(r)), rcond=None)[0])
-    out["sparse_fit_ns"] = {"dense_madd": c_d * 1e9, "scan": c_scan * 1e9, "sparse_add": c_add * 1e9}
-    print(f"  fitted: dense {c_d * 1e9:.4f} ns per multiply-add, sparse scan {c_scan * 1e9:.3f} ns per entry + "
-          f"{c_add * 1e9:.3f} ns per added weight (sim.simulator uses {sim._DENSE_MADD_S * 1e9:.4f}, "
-          f"{sim._SPARSE_SCAN_S * 1e9:.3f}, {sim._SPARSE_ADD_S * 1e9:.3f})")
+    mk, nnz, n_out = r[:, 0] * r[:, 1], r[:, 3], r[:, 2]
+    # least squares on relative errors: dense = c_entry M K + c_madd M K N;
+    # sparse = c_scan M K + c_nnz nnz + c_add nnz N (the model of sim.simulator.use_sparse)
+    fit = [np.linalg.lstsq(np.stack(cols, axis=1) / t[:, None], np.ones(len(r)), rcond=None)[0] * 1e9
+           for cols, t in (([mk, mk * n_out], r[:, 4]), ([mk, nnz, nnz * n_out], r[:, 5]))]
+    model = [sim._DENSE_ENTRY_S, sim._DENSE_MADD_S, sim._SPARSE_SCAN_S, sim._SPARSE_NNZ_S, sim._SPARSE_ADD_S]
+    out["sparse_fit_ns"] = dict(zip(("dense_entry", "dense_madd", "scan", "nnz", "sparse_add"),
+                                    [float(c) for c in (*fit[0], *fit[1])]))
+    print("  fitted (ns): dense " + ", ".join(f"{c:.4g}" for c in fit[0]) + " per entry, multiply-add; sparse "
+          + ", ".join(f"{c:.4g}" for c in fit[1]) + " per entry, nonzero, added weight (sim.simulator uses "
+          + ", ".join(f"{c * 1e9:.4g}" for c in model) + ")")
 
 
 def torch_section(net, x: np.ndarray, args, res, steady_ms: float, out: dict) -> int:

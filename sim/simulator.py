@@ -190,21 +190,24 @@ def _check_conv_int32(weight: np.ndarray, where: str) -> None:
 
 
 # --- sparse or dense products ---------------------------------------------------------------
-# ``s @ w`` for an ``(M, K)`` spike (or payload) matrix: dense BLAS costs ``M K N`` multiply-adds;
-# the sparse form (a CSR matrix of the nonzero inputs, scipy's ``csr_matvecs``: each active input
-# adds its weight row) costs a scan of the ``M K`` entries plus ``nnz N`` additions. Both are exact:
-# every term and partial sum is an integer below the dtype's exact bound (``_exact_dtype``), so
-# the order of the additions does not matter. ``products="auto"`` picks the cheaper by this model,
-# per call, from the measured number of nonzeros. Constants: seconds per unit, measured on the
-# 2-core x86-64 VM, one thread, float32, idle (M = 5120, K = 784 or 800, N = 10 or 800; the sparse
-# section of ``bench/sim_vs_lava.py`` sweeps the same products and fits them again): BLAS 0.016 ns
-# per multiply-add, scan 1 ns per entry, sparse 0.1 ns per added weight. So with N = 800 the
-# sparse form wins below ~15% activity; with N = 10 (the scan costs more than the whole dense
-# product) never. Only the cost depends on the choice, never the result.
+# ``s @ w`` for an ``(M, K)`` spike (or payload) matrix: dense BLAS casts the ``M K`` inputs to
+# float and does ``M K N`` multiply-adds; the sparse form (a CSR matrix of the nonzero inputs,
+# scipy's ``csr_matvecs``: each active input adds its weight row) scans the ``M K`` entries, builds
+# the index per nonzero and does ``nnz N`` additions. Both are exact: every term and partial sum
+# is an integer below the dtype's exact bound (``_exact_dtype``), so the order of the additions
+# does not matter. ``products="auto"`` picks the cheaper by this model, per call, from the counted
+# nonzeros. Constants (seconds per unit) fitted by least squares (relative error) to 15 timed
+# products on the 2-core x86-64 VM, one thread, float32, load average ~7 (M = 5120; K x N = 784 x
+# 800, 800 x 10, 800 x 200; activity 1-40%), where the model picked the faster form in all 15;
+# the sparse section of ``bench/sim_vs_lava.py`` times and fits the same products again. With
+# N = 800 the sparse form wins below ~17% activity; with N = 10 almost never. Only the cost
+# depends on the choice, never the result.
 PRODUCTS = ("auto", "dense", "sparse")
-_DENSE_MADD_S = 0.016e-9
-_SPARSE_SCAN_S = 1.0e-9
-_SPARSE_ADD_S = 0.1e-9
+_DENSE_ENTRY_S = 0.31e-9     # per input entry: the cast to float
+_DENSE_MADD_S = 0.0153e-9    # per multiply-add of float32 BLAS
+_SPARSE_SCAN_S = 0.33e-9     # per input entry: the nonzero scan
+_SPARSE_NNZ_S = 4.4e-9       # per nonzero: column index, value, CSR row overhead
+_SPARSE_ADD_S = 0.082e-9     # per added weight (nonzero x output)
 
 
 def _scipy_sparse():
@@ -218,7 +221,8 @@ def _scipy_sparse():
 def use_sparse(m: int, k: int, n: int, nnz: int) -> bool:
     """Whether the sparse product of an ``(m, k)`` input with ``nnz`` nonzeros by a ``(k, n)``
     weight is predicted cheaper than the dense one (the cost model above)."""
-    return m * k * _SPARSE_SCAN_S + nnz * n * _SPARSE_ADD_S < m * k * n * _DENSE_MADD_S
+    sparse = m * k * _SPARSE_SCAN_S + nnz * (_SPARSE_NNZ_S + n * _SPARSE_ADD_S)
+    return sparse < m * k * (_DENSE_ENTRY_S + n * _DENSE_MADD_S)
 
 
 def sparse_product(s: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -230,11 +234,11 @@ def sparse_product(s: np.ndarray, w: np.ndarray) -> np.ndarray:
         raise ValueError("products='sparse' needs scipy (pip install scipy), which is not installed")
     m, k = s.shape
     flat = np.ascontiguousarray(s).reshape(-1)
-    idx = np.flatnonzero(flat)
+    idx = np.flatnonzero(flat != 0)  # of a bool mask: numpy's fast path (7x faster than of uint8)
     itype = np.int32 if max(idx.size, k) < 2 ** 31 else np.int64
-    cols = (idx % k).astype(itype)
-    indptr = np.searchsorted(idx, np.arange(0, m * k + 1, k)).astype(itype)
-    a = sparse.csr_array((flat[idx].astype(w.dtype), cols, indptr), shape=(m, k))
+    indptr = np.searchsorted(idx, np.arange(0, m * k + 1, k))  # (m + 1,) row starts
+    cols = (idx - np.repeat(np.arange(0, m * k, k), np.diff(indptr))).astype(itype)  # idx % k, 3x faster
+    a = sparse.csr_array((flat[idx].astype(w.dtype), cols, indptr.astype(itype)), shape=(m, k))
     return np.asarray(a @ w)
 
 
