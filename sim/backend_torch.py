@@ -124,12 +124,14 @@ class TorchGraphRun(_GraphRun):
         self.syns = {k: _torch_synapse(s, device) for k, s in syns.items()}
 
     def _t(self, arr, dtype=None) -> torch.Tensor:
-        """A numpy array on the device (strided views travel as they are: no host-side copy)."""
         return torch.as_tensor(arr).to(device=self.device, dtype=dtype)
 
     def __call__(self, xb: dict, T: int, B: int, bias) -> dict:
+        # xb: (T, B, N) views of (B, T, N) arrays; those travel as they are (no host-side copy)
+        # and are transposed on the device
+        seqs = {n: self._t(np.ascontiguousarray(x.transpose(1, 0, 2))).permute(1, 0, 2) for n, x in xb.items()}
         with _ieee_matmul(), torch.no_grad():
-            res = super().__call__({n: self._t(x) for n, x in xb.items()}, T, B, bias)
+            res = super().__call__(seqs, T, B, bias)
         return {k: {n: a.cpu().numpy() for n, a in d.items()} for k, d in res.items()}
 
     def _external(self, n, comp, spikes, T, B, direct):
