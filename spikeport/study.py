@@ -400,11 +400,16 @@ def connect_ray(address: str, workers: Optional[int] = None):
     with ``workers`` CPUs, default all; ``auto``; ``HOST:PORT``; ``ray://HOST:PORT``), and whether
     this call started the connection (then the caller shuts it down). A runtime already
     initialised in this process is used as it is."""
+    import signal
+    import threading
+
     ray = _import_ray()
     if ray.is_initialized():
         return ray, False
     if address != "local" and address != "auto":
         _check_reachable(address)
+    main_thread = threading.current_thread() is threading.main_thread()
+    term = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         if address == "local":
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
@@ -412,6 +417,11 @@ def connect_ray(address: str, workers: Optional[int] = None):
             ray.init(address=address, log_to_driver=False)
     except ConnectionError as err:
         raise ValueError(f"cannot reach the Ray cluster at {address!r}: {' '.join(str(err).split())}") from None
+    finally:
+        # Ray's core worker installs a SIGTERM handler that aborts the process; keep ours (`kill`
+        # stops the sweep like Ctrl-C: pending tasks cancelled, finished points kept)
+        if callable(term):
+            signal.signal(signal.SIGTERM, term)
     return ray, True
 
 
@@ -423,8 +433,8 @@ def _run_ray(tasks: list, ray_address: str, workers: Optional[int], finished, on
         remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
         pending = [remote.remote(task) for task in tasks]
         try:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
+            while pending:  # with a timeout, so that a signal is handled within a second
+                ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
                 for ref in ready:
                     finished(ray.get(ref))
         except BaseException:
