@@ -427,3 +427,36 @@ def test_recurrent_weights_need_flat_features():
         neuron_sequence(torch.zeros(4, 2, 3, 2, 2), 0.5, 0.5, w_rec=torch.zeros(12, 12))
     with pytest.raises(ValueError, match="flat features"):
         LIF((3, 1, 1), recurrent=True)
+
+
+# ----------------------------------------------------------------- backends (the C loop is the CPU default)
+
+
+def test_cpu_default_is_the_native_loop_and_env_forces_the_reference(monkeypatch):
+    from spikeport.train.neurons import resolve_backend
+    monkeypatch.delenv("SPIKEPORT_NEURON_BACKEND", raising=False)
+    x = torch.rand(6, 2, 5, dtype=F64)
+    assert resolve_backend(x) == "native"
+    monkeypatch.setenv("SPIKEPORT_NEURON_BACKEND", "reference")
+    assert resolve_backend(x) == "reference"
+    ref = neuron_sequence(x, 0.5, 0.4, surrogate=Surrogate("sigmoid"))
+    monkeypatch.delenv("SPIKEPORT_NEURON_BACKEND")
+    assert torch.equal(neuron_sequence(x, 0.5, 0.4, surrogate=Surrogate("sigmoid")), ref)
+
+
+def test_native_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
+    from spikeport.train import native
+    monkeypatch.setenv("SPIKEPORT_CACHE", str(tmp_path))
+    lib = native.build()
+    assert lib.parent == tmp_path / "native" and lib.exists()
+    stamp = lib.stat().st_mtime_ns
+    assert native.build() == lib and lib.stat().st_mtime_ns == stamp  # cached: not rebuilt
+    assert [p.name for p in lib.parent.iterdir()] == [lib.name]  # no temporary files left
+
+
+def test_native_build_names_a_missing_compiler(monkeypatch, tmp_path):
+    from spikeport.train import native
+    monkeypatch.setenv("SPIKEPORT_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises(RuntimeError, match="no-such-cc"):
+        native.build()

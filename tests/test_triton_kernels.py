@@ -1,6 +1,7 @@
-"""The fused Triton neuron kernels (train.triton_kernels) against the torch reference loop and against
-autograd through the step functions: spikes, and gradients of the input, the decays, the threshold,
-the bias and the recurrent weights, for LIF and CUBA, every surrogate, with and without recurrence.
+"""The fused neuron kernels, Triton (train.triton_kernels) and C (train.native), against the torch
+reference loop and against autograd through the step functions: spikes, and gradients of the input,
+the decays, the threshold, the bias and the recurrent weights, for LIF and CUBA, every surrogate,
+with and without recurrence.
 
 Without a GPU the kernels run under Triton's interpreter (numpy, on CPU). ``TRITON_INTERPRET=1`` has
 to be set before triton is imported, so the kernels run in a child process (this file run as a
@@ -151,8 +152,8 @@ def triton_results(tmp_path_factory):
 
 def test_child_ran_where_asked(triton_results):
     assert triton_results["@device"] == DEVICE
-    # 'auto' chooses the Triton kernels for CUDA tensors, the reference loop for CPU tensors
-    assert triton_results["@auto"] == ("triton" if DEVICE == "cuda" else "reference")
+    # 'auto' chooses the Triton kernels for CUDA tensors, the C loop for CPU tensors
+    assert triton_results["@auto"] == ("triton" if DEVICE == "cuda" else "native")
     assert set(triton_results) - {"@auto", "@device"} == set(CASES)
 
 
@@ -177,6 +178,31 @@ def test_triton_equals_reference_and_steps(triton_results, key):
         torch.testing.assert_close(got["grads"][k], g_s[k], rtol=tol, atol=tol, msg=f"{k} vs step functions")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("key", list(CASES))
+def test_native_equals_reference_and_steps(key, threads):
+    """The C loop, in-process (with 2 threads the batch rows are split between two calls)."""
+    c = _build(key)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out_n, g_n = _run(c, _sequence("native"))
+    finally:
+        torch.set_num_threads(before)
+    out_r, g_r = _run(c, _sequence("reference"))
+    out_s, g_s = _run(c, _steps)
+    assert torch.equal(out_n, out_r) and torch.equal(out_r, out_s)
+    assert 0 < out_r.sum() < out_r.numel()
+    tol = 1e-11 if c["x"].dtype == F64 else 2e-5
+    for k, g in g_r.items():
+        if g is None:
+            assert g_n[k] is None, k
+            continue
+        assert g_n[k].shape == g.shape and g_n[k].dtype == g.dtype and g.abs().sum() > 0, k
+        torch.testing.assert_close(g_n[k], g, rtol=tol, atol=tol, msg=f"{k} vs reference")
+        torch.testing.assert_close(g_n[k], g_s[k], rtol=tol, atol=tol, msg=f"{k} vs step functions")
+
+
 def test_recurrence_and_detach_reset_matter():
     """The recurrent and detach_reset cases test something: each changes the spikes or the gradient."""
     a = _build("lif-rectangular-rec-detach")
@@ -191,8 +217,11 @@ def test_backend_choice_and_errors(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.delenv("SPIKEPORT_NEURON_BACKEND", raising=False)
     x = torch.zeros(3, 2, 4)
-    assert resolve_backend(x) == "reference"  # CPU tensors: the torch loop
+    assert resolve_backend(x) == "native"  # CPU tensors: the C loop (this machine has a C compiler)
     assert resolve_backend(x, "reference") == "reference"
+    assert resolve_backend(x.half()) == "reference"  # the kernels take float32/float64
+    with pytest.raises(ValueError, match="'native' needs float32/float64 CPU tensors"):
+        resolve_backend(x.half(), "native")
     with pytest.raises(ValueError, match="'cupy'"):
         resolve_backend(x, "cupy")
     with pytest.raises(ValueError, match="needs float32/float64 CUDA tensors"):

@@ -342,8 +342,9 @@ def kernel_sequence(name: str, forward_launch, backward_launch) -> type:
     return KernelSequence
 
 
-BACKENDS = ("auto", "reference", "triton")
+BACKENDS = ("auto", "reference", "triton", "native")
 BACKEND_ENV = "SPIKEPORT_NEURON_BACKEND"
+_FLOATS = (torch.float32, torch.float64)
 
 
 @functools.lru_cache(maxsize=None)
@@ -355,11 +356,22 @@ def _triton_importable() -> bool:
     return True
 
 
+def _native():
+    from . import native
+    return native
+
+
 def resolve_backend(x: torch.Tensor, backend: str = "auto") -> str:
-    """The time loop that ``neuron_sequence`` runs for ``x``: ``"reference"`` (the torch loop above,
-    any device) or ``"triton"`` (``train.triton_kernels``, CUDA float32/float64 tensors, or CPU under
-    Triton's interpreter). ``"auto"`` takes ``$SPIKEPORT_NEURON_BACKEND`` when set, else Triton for
-    CUDA tensors when triton imports, else the reference."""
+    """The time loop that ``neuron_sequence`` runs for ``x``.
+
+    ``"reference"``: the torch loop of this module (any device, any float dtype).
+    ``"triton"``: ``train.triton_kernels`` (float32/float64 CUDA tensors, or CPU tensors under
+    Triton's interpreter, ``TRITON_INTERPRET=1``).
+    ``"native"``: ``train.native``, the loop in C (float32/float64 CPU tensors; compiled once per
+    machine and cached).
+    ``"auto"``: ``$SPIKEPORT_NEURON_BACKEND`` when set, else Triton for CUDA tensors when triton
+    imports, the native loop for CPU tensors when it builds, the reference otherwise.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown neuron backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
@@ -367,15 +379,21 @@ def resolve_backend(x: torch.Tensor, backend: str = "auto") -> str:
         if backend not in BACKENDS:
             raise ValueError(f"{BACKEND_ENV}={backend!r} is not a neuron backend; choose one of "
                              f"{', '.join(BACKENDS)}")
-    fits = x.dtype in (torch.float32, torch.float64) and (
-        x.is_cuda or (x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"))
+    cpu = x.device.type == "cpu" and x.dtype in _FLOATS
+    triton_fits = x.dtype in _FLOATS and (x.is_cuda or (cpu and os.environ.get("TRITON_INTERPRET") == "1"))
     if backend == "auto":
-        return "triton" if x.is_cuda and fits and _triton_importable() else "reference"
-    if backend == "triton" and not fits:
+        if x.is_cuda and triton_fits and _triton_importable():
+            return "triton"
+        return "native" if cpu and _native().available() else "reference"
+    if backend == "triton" and not triton_fits:
         raise ValueError(f"neuron backend 'triton' needs float32/float64 CUDA tensors (or TRITON_INTERPRET=1 "
                          f"on CPU), got {x.dtype} on {x.device}")
     if backend == "triton" and not _triton_importable():
         raise ValueError("neuron backend 'triton' needs the triton package, which does not import here")
+    if backend == "native" and not cpu:
+        raise ValueError(f"neuron backend 'native' needs float32/float64 CPU tensors, got {x.dtype} on {x.device}")
+    if backend == "native" and not _native().available():
+        raise ValueError(f"neuron backend 'native' is unavailable: {_native().unavailable_reason()}")
     return backend
 
 
@@ -400,8 +418,8 @@ def neuron_sequence(x: torch.Tensor, decay_mem, v_threshold, *, decay_syn=None, 
     detach_reset : bool
         Treat the reset as a constant in backward (False follows STBP: gradients flow through it).
     backend : str
-        ``"auto"`` (fused Triton kernels on CUDA, this module's loop otherwise), ``"reference"`` or
-        ``"triton"``; see ``resolve_backend``. Both compute the same equations and gradients.
+        ``"auto"`` (fused Triton kernels on CUDA, the C loop on CPU), ``"reference"``, ``"triton"`` or
+        ``"native"``; see ``resolve_backend``. All compute the same equations and gradients.
     """
     if x.dim() < 2:
         raise ValueError(f"neuron input must be (T, B, *features), got shape {tuple(x.shape)}")
@@ -412,9 +430,11 @@ def neuron_sequence(x: torch.Tensor, decay_mem, v_threshold, *, decay_syn=None, 
     def as_tensor(p):
         return p if p is None or isinstance(p, torch.Tensor) else torch.tensor(float(p), dtype=x.dtype,
                                                                               device=x.device)
-    fn = _NeuronSequence
-    if resolve_backend(x, backend) == "triton":
+    fn, which = _NeuronSequence, resolve_backend(x, backend)
+    if which == "triton":
         from .triton_kernels import TritonNeuronSequence as fn
+    elif which == "native":
+        fn = _native().NativeNeuronSequence
     return fn.apply(x, as_tensor(decay_syn), as_tensor(decay_mem), as_tensor(v_threshold),
                     as_tensor(bias), w_rec, surrogate, detach_reset)
 

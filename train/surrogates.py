@@ -136,6 +136,26 @@ class Surrogate:
         return _SHAPES_INPLACE[self.name](x, self.a)
 
 
+# The kernels' form of each shape (train/triton_kernels.py, train/native/neuron_loop.c): a code and
+# the two numbers its formula uses, computed here in double precision and passed to the kernels as
+# values of the input's dtype. The formulas are those of _SHAPES above.
+KERNEL_CODES = {"rectangular": 0, "polynomial": 1, "sigmoid": 2, "gaussian": 3, "arctan": 4, "fast_sigmoid": 5}
+
+
+def kernel_constants(s: "Surrogate") -> tuple[int, float, float]:
+    """``(code, c0, c1)`` of surrogate ``s`` for the fused kernels."""
+    a = s.a
+    c0, c1 = {
+        "rectangular": (a / 2, a),                           # 1{|x| < a/2} / a
+        "polynomial": (math.sqrt(a) / 2, a / 4),             # max(sqrt(a)/2 - a/4 |x|, 0)
+        "sigmoid": (a, a),                                   # (s - s^2) / a, s = 1 / (1 + exp(-x / a))
+        "gaussian": (2 * a, math.sqrt(2 * math.pi * a)),     # exp(-x^2 / (2a)) / sqrt(2 pi a)
+        "arctan": (math.pi / a, 0.0),                        # 1 / (1 + (pi x / a)^2)
+        "fast_sigmoid": (a, 0.0),                            # 1 / (1 + |x| / a)^2
+    }[s.name]
+    return KERNEL_CODES[s.name], c0, c1
+
+
 def get_surrogate(name: str | Surrogate, a: float = 1.0) -> Surrogate:
     """Surrogate by name (or pass one through)."""
     return name if isinstance(name, Surrogate) else Surrogate(name, float(a))

@@ -36,31 +36,13 @@ this path for CUDA tensors.
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
 import triton
 import triton.language as tl
 
 from .neurons import kernel_sequence
-from .surrogates import Surrogate
-
-# Surrogate shapes by kernel code; order matches the dispatch in _surrogate below.
-SG_CODES = {"rectangular": 0, "polynomial": 1, "sigmoid": 2, "gaussian": 3, "arctan": 4, "fast_sigmoid": 5}
-DTYPES = (torch.float32, torch.float64)
-
-
-def _sg_consts(s: Surrogate) -> tuple[float, float]:
-    """The two numbers each surrogate formula uses (``train.surrogates`` writes the formulas)."""
-    a = s.a
-    return {
-        "rectangular": (a / 2, a),                           # 1{|x| < a/2} / a
-        "polynomial": (math.sqrt(a) / 2, a / 4),             # max(sqrt(a)/2 - a/4 |x|, 0)
-        "sigmoid": (a, a),                                   # s (1 - s) / a, s = sigmoid(x / a)
-        "gaussian": (2 * a, math.sqrt(2 * math.pi * a)),     # exp(-x^2 / (2a)) / sqrt(2 pi a)
-        "arctan": (math.pi / a, 0.0),                        # 1 / (1 + (pi x / a)^2)
-        "fast_sigmoid": (a, 0.0),                            # 1 / (1 + |x| / a)^2
-    }[s.name]
+from .surrogates import KERNEL_CODES, Surrogate, kernel_constants
 
 
 @triton.jit
@@ -218,7 +200,7 @@ def _block(m: int) -> int:
 def _sg_tensor(s: Surrogate, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The surrogate's two constants on the device, made once (a host-to-device copy per call would
     synchronise)."""
-    return torch.tensor(_sg_consts(s), dtype=dtype, device=device)
+    return torch.tensor(kernel_constants(s)[1:], dtype=dtype, device=device)
 
 
 def _forward_launch(src, step, V, O, I, r_state, i_state, ds, dm, th, b, M, nf, t0, n, *, cuba, has_bias,
@@ -238,7 +220,7 @@ def _backward_launch(g, rec, V, O, I, GI, gv_state, gi_state, acc_mem, acc_syn, 
     _backward_kernel[(triton.cdiv(M, BLOCK),)](
         g, rec, V, O, I, GI, gv_state, gi_state, acc_mem, acc_syn, acc_th, acc_bias, ds, dm, th,
         _sg_tensor(surrogate, V.dtype, V.device), M, nf, t_hi, n, CUBA=cuba, HAS_REC=has_rec, DETACH=detach,
-        SG=SG_CODES[surrogate.name], NEED_MEM=need_mem, NEED_SYN=need_syn, NEED_TH=need_th, NEED_BIAS=need_bias,
+        SG=KERNEL_CODES[surrogate.name], NEED_MEM=need_mem, NEED_SYN=need_syn, NEED_TH=need_th, NEED_BIAS=need_bias,
         INIT=init, S_SYN=s_syn, S_MEM=s_mem, S_TH=s_th, BLOCK=BLOCK)
 
 
