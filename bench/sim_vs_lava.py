@@ -24,6 +24,8 @@ Prints, measured in this run:
 and checks that the simulator's output spikes equal Lava's on the samples Lava ran.
 
     python bench/sim_vs_lava.py [--data-dir ../shared/datasets/mnist] [--samples 1024] [--lava-samples 20]
+    python bench/sim_vs_lava.py --gpu-only --lava-ms 0.743   # a GPU machine without the Lava runtime:
+                                                             # the torch sections, Lava's figure given
 
 Lava runs in its own runtime through the bridge (targets/bridge.py) and is timed there
 (targets/lava_procs.LavaGraph.run): its --lava-samples samples run back to back as one stream
@@ -277,6 +279,10 @@ def main() -> int:
     ap.add_argument("--gpu-samples", type=int, default=65536, help="samples of the GPU section (the inputs tiled)")
     ap.add_argument("--gpu-batch-size", type=int, default=16384)
     ap.add_argument("--gpu-device", default="cuda", help="device of the GPU section ('cpu' runs it there, as a check)")
+    ap.add_argument("--gpu-only", action="store_true",
+                    help="only the torch sections (for a GPU machine without the Lava runtime); Lava's steady "
+                         "ms per step for the ratio then comes from --lava-ms, measured elsewhere")
+    ap.add_argument("--lava-ms", type=float, help="with --gpu-only: Lava's steady-state ms per step (measured)")
     ap.add_argument("--T", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
@@ -294,6 +300,16 @@ def main() -> int:
 
     rec = simulate(net, x[:args.batch_size], record=True)  # warm-up and activity figures
     rates = [float(s.mean()) for s in rec.spikes]
+    if args.gpu_only:
+        if args.lava_ms is None:
+            raise SystemExit("--gpu-only needs --lava-ms (Lava's steady-state ms per step, measured with Lava)")
+        print(f"firing rates per layer: {', '.join(f'{r:.3f}' for r in rates)}; Lava steady state "
+              f"{args.lava_ms} ms per step as given (--lava-ms), not measured in this run")
+        out = {"samples": S, "T": T, "input": source, "firing_rates": rates, "lava_ms_per_step_given": args.lava_ms}
+        mismatches = torch_section(net, x, args, simulate(net, x, batch_size=args.batch_size), args.lava_ms, out)
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2))
+        return 1 if mismatches else 0
     t_sim = best_of(lambda: simulate(net, x, batch_size=args.batch_size), args.repeats)
     res = simulate(net, x, record=True, batch_size=args.batch_size)
     ops = synaptic_ops(net, x, res.spikes)
