@@ -361,6 +361,16 @@ def _native():
     return native
 
 
+@functools.lru_cache(maxsize=None)
+def _native_unavailable() -> str:
+    """Why the C loop cannot run here ("" when it can): not installed, no compiler, build failed."""
+    try:
+        native = _native()
+    except ImportError as e:
+        return f"spikeport.train.native is not installed ({e})"
+    return "" if native.available() else native.unavailable_reason()
+
+
 def resolve_backend(x: torch.Tensor, backend: str = "auto") -> str:
     """The time loop that ``neuron_sequence`` runs for ``x``.
 
@@ -384,7 +394,7 @@ def resolve_backend(x: torch.Tensor, backend: str = "auto") -> str:
     if backend == "auto":
         if x.is_cuda and triton_fits and _triton_importable():
             return "triton"
-        return "native" if cpu and _native().available() else "reference"
+        return "native" if cpu and not _native_unavailable() else "reference"
     if backend == "triton" and not triton_fits:
         raise ValueError(f"neuron backend 'triton' needs float32/float64 CUDA tensors (or TRITON_INTERPRET=1 "
                          f"on CPU), got {x.dtype} on {x.device}")
@@ -392,8 +402,8 @@ def resolve_backend(x: torch.Tensor, backend: str = "auto") -> str:
         raise ValueError("neuron backend 'triton' needs the triton package, which does not import here")
     if backend == "native" and not cpu:
         raise ValueError(f"neuron backend 'native' needs float32/float64 CPU tensors, got {x.dtype} on {x.device}")
-    if backend == "native" and not _native().available():
-        raise ValueError(f"neuron backend 'native' is unavailable: {_native().unavailable_reason()}")
+    if backend == "native" and _native_unavailable():
+        raise ValueError(f"neuron backend 'native' is unavailable: {_native_unavailable()}")
     return backend
 
 
