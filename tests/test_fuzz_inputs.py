@@ -1440,7 +1440,8 @@ def netx_case(rng: random.Random, folder: Path, slayer: dict):
                 h5_replace(layers[str(k)], "shape", np.array(rng.choice([[0], [2 ** 30], [-3]])))
                 return path, False, None, f"value shape {k}"
             else:
-                h5_replace(layers[str(k)], "delay", np.ones(w.shape[:1], dtype=np.int64))
+                # negative delays: Lava's DelayDense refuses them (non-negative ones are valid synaptic delays)
+                h5_replace(layers[str(k)], "delay", -np.ones(w.shape[:1], dtype=np.int64))
                 if _netx_type(layers[str(k)]) == "conv":
                     return path, True, same, "value delay on conv"  # netx ignores conv delays (hdf5.py 527-530)
                 return path, False, None, f"value delay {k}"
