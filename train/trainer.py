@@ -273,7 +273,7 @@ def train(cfg: Config, out_dir, resume: bool = False, progress: bool = True, log
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             opt.step()
             sched.step()
-            loss_sum += float(loss) * per_rank
+            loss_sum += float(loss.detach()) * per_rank
             correct += int((cfg.loss.decode(out_spikes.detach()) == labels).sum())
             seen += per_rank
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
