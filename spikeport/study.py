@@ -62,11 +62,13 @@ Ray (``ray_address``, ``--ray local|auto|ADDRESS``)
     ``local`` starts a Ray runtime on this machine (``--workers`` CPUs, default all) for the
     sweep; ``auto`` joins the cluster this machine belongs to (``ray start`` was run here, or
     ``RAY_ADDRESS``); ``HOST:PORT`` (a head node's GCS) or ``ray://HOST:PORT`` (Ray client) joins
-    that cluster. The main process gathers results as they finish (``ray.wait``) and appends each
-    to ``points.jsonl`` as above, so a killed sweep resumes (with or without Ray). Workers read the
-    base run, the dataset and ``DIR/qat`` by absolute path: on a cluster of several machines,
-    ``DIR`` and ``--data-dir`` must be on a file system every node mounts at the same path, and
-    spikeport must be installed on every node. ``ray`` is imported only when asked for.
+    that cluster (a cluster with token authentication, Ray's default, also needs
+    ``RAY_AUTH_MODE=token`` for ``HOST:PORT``). The main process gathers results as they finish
+    (``ray.wait``) and appends each to ``points.jsonl`` as above, so a killed sweep resumes (with
+    or without Ray). Workers read the base run, the dataset and ``DIR/qat`` by absolute path: on a
+    cluster of several machines, ``DIR`` and ``--data-dir`` must be on a file system every node
+    mounts at the same path, and spikeport must be installed on every node. ``ray`` is imported
+    only when asked for.
 """
 from __future__ import annotations
 
@@ -416,7 +418,11 @@ def connect_ray(address: str, workers: Optional[int] = None):
         else:
             ray.init(address=address, log_to_driver=False)
     except ConnectionError as err:
-        raise ValueError(f"cannot reach the Ray cluster at {address!r}: {' '.join(str(err).split())}") from None
+        why = str(err)
+        if "InvalidAuthToken" in str(err.__cause__ or ""):  # the cluster asks for its token
+            why += ("; the cluster uses token authentication: set RAY_AUTH_MODE=token (the token from "
+                    "~/.ray/auth_token or RAY_AUTH_TOKEN)")
+        raise ValueError(f"cannot reach the Ray cluster at {address!r}: {' '.join(why.split())}") from None
     finally:
         # Ray's core worker installs a SIGTERM handler that aborts the process; keep ours (`kill`
         # stops the sweep like Ctrl-C: pending tasks cancelled, finished points kept)
