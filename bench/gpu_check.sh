@@ -41,11 +41,14 @@ if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 # spikeport from this checkout without installing it: the package folder plus links for the
-# top-level folders that pyproject.toml maps to spikeport.train, .sim, .export, .targets
-if ! $PY -c "import spikeport.train" 2>/dev/null; then
+# top-level folders that pyproject.toml maps to spikeport.train, .sim, .export, .targets. pytest's
+# pythonpath (pyproject: ".") would put the checkout's bare spikeport/ first: point it at the copy.
+pytest_path=()
+if ! (cd /tmp && $PY -c "import spikeport.train") 2>/dev/null; then
     rm -rf /tmp/sp && mkdir -p /tmp/sp && cp -r spikeport /tmp/sp/spikeport || exit 1
     for d in train sim export targets; do ln -s "$PWD/$d" "/tmp/sp/spikeport/$d"; done
     export PYTHONPATH=/tmp/sp${PYTHONPATH:+:$PYTHONPATH}
+    pytest_path=(-o pythonpath=/tmp/sp)
 fi
 
 $PY - <<'EOF' 2>&1 | tee "$out/gpu_env.txt"
@@ -58,7 +61,7 @@ EOF
 
 echo "== 1. Triton kernels on CUDA vs the reference (tests/test_triton_kernels.py)"
 SPIKEPORT_TRITON_DEVICE=cuda PYTHONUNBUFFERED=1 timeout "$(left)" $PY -m pytest -q -p no:cacheprovider \
-    tests/test_triton_kernels.py 2>&1 | tee "$out/gpu_tests.txt"
+    "${pytest_path[@]}" tests/test_triton_kernels.py 2>&1 | tee "$out/gpu_tests.txt"
 tests_rc=${PIPESTATUS[0]}
 
 echo "== 2. GPU section of bench/train_throughput.py"

@@ -207,8 +207,12 @@ def build_spikeport():
         from spikeport.train.network import NeuronSpec, build_network
     except ImportError as e:
         raise NotInstalled(str(e))
+    import torch
+    from spikeport.train.neurons import resolve_backend
     net = build_network(f"{N_IN}-{N_HID}-{N_OUT}", NeuronSpec(model="lif", decay=DECAY, v_threshold=V_TH))
-    return net, LossSpec("rate_mse"), None, {}, {"backend": "fused neuron_sequence (eager)"}
+    loop = {"native": "C time loop (train/native)", "reference": "torch time loop",
+            "triton": "Triton kernels"}[resolve_backend(torch.zeros(1, 1))]
+    return net, LossSpec("rate_mse"), None, {}, {"backend": f"fused neuron_sequence, {loop} (eager)"}
 
 
 def build_snntorch():
@@ -345,9 +349,7 @@ ATAN_ALPHA = 2.0
 
 
 def _spikeport_gpu(backend: str):
-    def build():
-        if str(REPO) not in sys.path:
-            sys.path.insert(0, str(REPO))
+    def build():  # spikeport installed (or on PYTHONPATH, as bench/gpu_check.sh arranges)
         os.environ["SPIKEPORT_NEURON_BACKEND"] = backend  # this worker process only
         try:
             from spikeport.train.losses import LossSpec

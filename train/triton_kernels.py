@@ -149,7 +149,7 @@ def _backward_kernel(g_ptr, rec_ptr, v_ptr, o_ptr, i_ptr, gi_ptr, gv_state, gi_s
     for k in range(n_steps):
         t = (t_hi - 1 - k).to(tl.int64)
         vt = tl.load(v_ptr + t * M + offs, mask=mask, other=0.0)
-        ot = tl.load(o_ptr + t * M + offs, mask=mask, other=0.0)
+        ot = tl.where(vt > th, 1.0, 0.0).to(vt.dtype)  # o[t] recomputed from v[t]: one read fewer
         g = tl.load(g_ptr + t * M + offs, mask=mask, other=0.0)
         if HAS_REC:
             g = g + tl.load(rec_ptr + offs, mask=mask, other=0.0)
@@ -173,8 +173,7 @@ def _backward_kernel(g_ptr, rec_ptr, v_ptr, o_ptr, i_ptr, gi_ptr, gv_state, gi_s
             prev = mask & (t > 0)                 # step t - 1 exists
             if NEED_MEM:
                 vp = tl.load(v_ptr + (t - 1) * M + offs, mask=prev, other=0.0)
-                op = tl.load(o_ptr + (t - 1) * M + offs, mask=prev, other=0.0)
-                s_mem += gv * (vp - vp * op)       # r[t-1]
+                s_mem += gv * (vp - vp * tl.where(vp > th, 1.0, 0.0).to(vp.dtype))  # r[t-1]
             if NEED_SYN:
                 s_syn += ga * tl.load(i_ptr + (t - 1) * M + offs, mask=prev, other=0.0)
     tl.store(gv_state + offs, gv_next, mask=mask)

@@ -8,6 +8,7 @@
  * Backward, steps t_hi-1 down to t_hi-n, with c = gv_next * dm:
  *     g  = grad[t] (+ rec) (- c * v unless detach);  gh = g * h(v - th)
  *     gv = gh + (c - c * o);  ga = gv + gi_next * ds (CUBA; LIF: ga = gv);  GI[t] = ga
+ * (o recomputed as v > th, bit for bit what the forward wrote, saves reading the spikes back)
  * and per-neuron sums over t of gv * r[t-1] (decay_mem), ga * i[t-1] (decay_syn), gh (threshold,
  * negated by the caller) and gv (bias). State between calls lives in the *_state buffers; `init`
  * starts from rest. Parameters are read at p * stride (stride 0: one shared value).
@@ -97,7 +98,7 @@ INLINE void backward_row_##SUF(const T *restrict G, const T *restrict rec, const
                                int64_t base, int64_t t_hi, int64_t n, const int cuba,                \
                                int has_rec, int need_mem, int need_syn, int need_th, int need_bias) {\
     for (int64_t t = t_hi - 1; t >= t_hi - n; --t) {                                                 \
-        const T *restrict Vt = V + t * M + base, *restrict Ot = O + t * M + base;                    \
+        const T *restrict Vt = V + t * M + base;                                                     \
         const T *restrict Gt = G + t * M + base;                                                     \
         T *restrict GIt = GI + t * M + base;                                                         \
         for (int64_t p = 0; p < NF; ++p) {                                                           \
@@ -107,7 +108,7 @@ INLINE void backward_row_##SUF(const T *restrict G, const T *restrict rec, const
             if (has_rec) g = g + rec[base + p];                                                      \
             g = g - carry * vt * keep;                                                               \
             T gh = g * surrogate_##SUF(vt - th[p], code, c0, c1);                                    \
-            T gv = gh + (carry - carry * Ot[p]);                                                     \
+            T gv = gh + (carry - carry * (T)(vt > th[p]));  /* o[t], recomputed: one read fewer */   \
             T ga = gv;                                                                               \
             if (cuba) {                                                                              \
                 ga = gv + gi_next[p] * ds[p];                                                        \
@@ -119,9 +120,9 @@ INLINE void backward_row_##SUF(const T *restrict G, const T *restrict rec, const
             if (need_bias) s_bias[p] += gv;                                                          \
         }                                                                                            \
         if (t > 0 && (need_mem || need_syn)) {                                                       \
-            const T *restrict Vp = Vt - M, *restrict Op = Ot - M, *restrict Ip = I + (t - 1) * M + base; \
+            const T *restrict Vp = Vt - M, *restrict Ip = I + (t - 1) * M + base;                    \
             for (int64_t p = 0; p < NF; ++p) {                                                       \
-                if (need_mem) s_mem[p] += gv_next[p] * (Vp[p] - Vp[p] * Op[p]);                      \
+                if (need_mem) s_mem[p] += gv_next[p] * (Vp[p] - Vp[p] * (T)(Vp[p] > th[p]));          \
                 if (need_syn) s_syn[p] += (cuba ? gi_next[p] : gv_next[p]) * Ip[p];                  \
             }                                                                                        \
         }                                                                                            \
