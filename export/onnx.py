@@ -1,4 +1,5 @@
-"""ONNX export of one time step of an ``IntNetwork``, integer-exact (int64 throughout).
+"""ONNX export of one time step of an ``IntNetwork`` chain or of any ``IntGraph`` (``graph_to_onnx``:
+recurrence, merges, per-synapse delays, input neurons), integer-exact (int64 throughout).
 
 The exported graph is one step of ``sim.simulator``; stepping it over a sequence reproduces
 ``simulate`` bit for bit. Per layer ``k`` (``s_-1 = s_in``), with this step's synaptic output
@@ -134,14 +135,19 @@ def _synapse(g: _Graph, s: str, syn, in_shape: tuple, out_shape: tuple) -> str:
     return _conv(g, s, syn, in_shape, out_shape)
 
 
-def _neurons(g: _Graph, k: int, a: str, neurons, out_shape: tuple) -> str:
-    """Emit one neuron step of layer ``k`` driven by ``a``; returns the int64 spike tensor name."""
+def _neurons(g: _Graph, k, a: str, neurons, out_shape: tuple, bias_mant: str | None = None) -> str:
+    """Emit one neuron step of layer ``k`` driven by ``a``; returns the int64 spike tensor name.
+    ``bias_mant``: a tensor of bias mantissas in place of the record's (an input group's per-sample
+    bias)."""
     def per_neuron(name):
         return neurons.expand(name, out_shape)
 
     k_u = g.const(F.DECAY_UNITY - (per_neuron("du") + F.DS_OFFSET))
     k_v = g.const(F.DECAY_UNITY - (per_neuron("dv") + F.DM_OFFSET))
-    bias = g.const(per_neuron("bias_mant") * 2 ** per_neuron("bias_exp"))
+    if bias_mant is None:
+        bias = g.const(per_neuron("bias_mant") * 2 ** per_neuron("bias_exp"))
+    else:
+        bias = g.op("Mul", bias_mant, g.const(2 ** per_neuron("bias_exp")))
     vth = g.const(per_neuron("vth") * 2 ** F.VTH_SHIFT)
     u = _decay(g, f"u_{k}", k_u)
     u = _wrap(g, g.op("Add", u, g.op("Mul", a, g.const(2 ** F.ACT_SHIFT))), 32)
@@ -178,6 +184,8 @@ def to_onnx(net: IntNetwork, path, timing: str = "hardware") -> onnx.ModelProto:
         raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
     if not isinstance(net, IntNetwork):
         raise ValueError(f"to_onnx needs an IntNetwork, got {type(net).__name__}")
+    if any(isinstance(layer.synapse, Dense) and layer.synapse.delay is not None for layer in net.layers):
+        raise ValueError("to_onnx's chain step model has no synaptic delays: use graph_to_onnx (write_onnx picks it)")
     g = _Graph()
     inputs = [helper.make_tensor_value_info("s_in", TensorProto.UINT8, [_BATCH, math.prod(net.input_shape)])]
     outputs = []
@@ -259,3 +267,198 @@ def run_onnx(path, x) -> SimResult:
             rec["u"][k][:, t] = stepper.state[f"u_{k}"]
             rec["v"][k][:, t] = stepper.state[f"v_{k}"]
     return SimResult(rec["spikes"][-1].copy(), rec["spikes"], rec["u"], rec["v"])
+
+
+# --- any integer graph ---------------------------------------------------------------------------
+
+def write_onnx(net, path, timing: str = "hardware") -> str:
+    """The step model of ``net``: ``to_onnx``'s chain interface (``s_in``, ``u_k``, ...; both
+    timings) for a feed-forward chain without delays, else ``graph_to_onnx`` (Lava's hardware timing
+    only). Returns ``"chain"`` or ``"graph"``."""
+    from spikeport.sim.graph import IntGraph
+
+    chain = net
+    if isinstance(net, IntGraph):
+        try:
+            chain = net.to_chain("the chain step model")
+        except ValueError:
+            chain = None
+    if chain is not None and not any(isinstance(layer.synapse, Dense) and layer.synapse.delay is not None
+                                     for layer in chain.layers):
+        to_onnx(chain, path, timing)
+        return "chain"
+    if timing != "hardware":
+        raise ValueError("the ONNX step model of a graph (recurrence, merges, delays or input neurons) is in "
+                         "Lava's hardware timing only; use --timing hardware")
+    graph_to_onnx(net, path)
+    return "graph"
+
+
+def _graph_dense(g: _Graph, s: str, w: np.ndarray, e: int, delayed: bool) -> str:
+    """One Dense (or one delay bucket of a DelayDense) on int64 payloads ``s``: Lava's int32 sum and
+    shift (``PyDenseModelBitAcc``: ``weights.dot(s)`` then ``<< e`` or ``>> -e`` in int32); a delay
+    bucket sums and shifts in int64 and wraps only where it is added into the int32 buffer."""
+    y = g.op("MatMul", s, g.const(w.T))
+    if not delayed:
+        y = _wrap(g, y, 32)
+    if e > 0:
+        y = g.op("Mul", y, g.const(2 ** e))
+        return y if delayed else _wrap(g, y, 32)
+    if e < 0:
+        step = g.const(2 ** -e)
+        y = g.op("Div", g.op("Sub", y, g.op("Mod", y, step, fmod=0)), step)
+    return y
+
+
+def graph_to_onnx(graph, path) -> onnx.ModelProto:
+    """Write one time step of any ``IntGraph`` in Lava's (hardware) timing as an ONNX model.
+
+    Interface (batch ``batch``; indices follow ``graph.groups()``, ``graph.inputs()`` and
+    ``graph.projections()``, whose names the metadata ``spikeport.graph`` lists):
+
+    - ``x_i`` (batch, N) int64: input ``i``'s payload this step (0/1 spikes or graded integers);
+      for an input with neurons it drives their ``a_in`` directly;
+    - ``b_i`` (batch, N) int64, inputs with neurons only: their ``bias_mant`` (the record's, or a
+      per-sample bias: netx's Input block driven as lava-dl drives PilotNet);
+    - state, with an ``_out`` twin among the outputs: ``u_k``, ``v_k`` per group and, per projection
+      ``p`` with largest delay ``D``, its synaptic buffer ``a_p_0 .. a_p_D`` (slot ``j`` is delivered
+      ``j`` steps from now; Lava's ``Dense.a_buff`` / ``DelayDense.a_buff``);
+    - outputs ``s_k`` (batch, N) uint8 per group.
+
+    A group's input this step is the sum of its projections' slot 0, wrapped to int32 as Lava's
+    ports add; then the neuron step of ``_neurons``. Each projection computes this step's synaptic
+    sums from its source's spikes (or an input's payload) into the shifted buffer. Every value is an
+    int64 integer (see the module docstring); stepping the model over a sequence equals
+    ``simulate(graph, timing="hardware", record=True)`` bit for bit (``run_onnx_graph`` steps it
+    with the same protocol: input bias, netx's periodic reset).
+    """
+    from spikeport.sim.graph import as_graph, max_delay
+
+    graph = as_graph(graph)
+    g = _Graph()
+    groups, ins, projs = graph.groups(), graph.inputs(), graph.projections()
+    gi = {n: k for k, n in enumerate(groups)}
+    inputs, outputs = [], []
+
+    def tensor(name, n, kind=TensorProto.INT64):
+        return helper.make_tensor_value_info(name, kind, [_BATCH, n])
+
+    sends = {}  # node -> int64 tensor it sends this step (an input's payload or a group's spikes)
+    for i, n in enumerate(ins):
+        inputs.append(tensor(f"x_{i}", graph.size(n)))
+        if graph.neurons(n) is not None:
+            inputs.append(tensor(f"b_{i}", graph.size(n)))
+        else:
+            sends[n] = f"x_{i}"
+    delivered = {n: [] for n in groups}
+    for p_i, p in enumerate(projs):
+        for j in range(max_delay(p.op) + 1):
+            inputs.append(tensor(f"a_{p_i}_{j}", graph.size(p.dst)))
+            outputs.append(tensor(f"a_{p_i}_{j}_out", graph.size(p.dst)))
+        delivered[p.dst].append(f"a_{p_i}_0")
+    for name in groups:
+        k, n = gi[name], graph.size(name)
+        inputs += [tensor(f"u_{k}", n), tensor(f"v_{k}", n)]
+        outputs += [tensor(f"s_{k}", n, TensorProto.UINT8), tensor(f"u_{k}_out", n), tensor(f"v_{k}_out", n)]
+        if name in ins:
+            a = f"x_{ins.index(name)}"
+        elif delivered[name]:
+            a = delivered[name][0]
+            for more in delivered[name][1:]:
+                a = g.op("Add", a, more)
+            a = _wrap(g, a, 32) if len(delivered[name]) > 1 else a
+        else:
+            a = g.const(np.zeros((1, n), dtype=np.int64))
+        bias = f"b_{ins.index(name)}" if name in ins else None  # an input group's bias comes in as b_i
+        sends[name] = _neurons(g, k, a, graph.neurons(name), graph.shapes[name], bias)
+    for p_i, p in enumerate(projs):
+        src = sends[p.src]
+        d = max_delay(p.op)
+        if isinstance(p.op, Dense):
+            parts = p.op.delays() if p.op.delay is not None else {0: p.op.effective_weight()}
+            sums = {k: _graph_dense(g, src, w, int(p.op.weight_exp), p.op.delay is not None) for k, w in parts.items()}
+        else:
+            sums = {0: _synapse(g, src, p.op, graph.shapes[p.src], graph.shapes[p.dst])}
+        for j in range(d + 1):
+            nxt = f"a_{p_i}_{j + 1}" if j < d else None
+            terms = [t for t in (nxt, sums.get(j)) if t is not None]
+            if not terms:
+                g.op("Mul", f"a_{p_i}_{j}", g.const(0), out=f"a_{p_i}_{j}_out")
+                continue
+            total = terms[0] if len(terms) == 1 else g.op("Add", *terms)
+            g.op("Identity", _wrap(g, total, 32), out=f"a_{p_i}_{j}_out")
+    meta = {"groups": groups, "inputs": ins, "projections": [[p.src, p.dst, p.name, max_delay(p.op)] for p in projs],
+            "shapes": {n: list(graph.shapes[n]) for n in groups + ins},
+            "with_neurons": [n for n in ins if graph.neurons(n) is not None],
+            "bias_mant": {n: graph.neurons(n).expand("bias_mant", graph.shapes[n]).reshape(-1).tolist()
+                          for n in ins if graph.neurons(n) is not None},
+            "depths": graph.depths(), "outputs": graph.outputs()}
+    model_graph = helper.make_graph(g.nodes, "spikeport_graph_step", inputs, outputs, g.initializers)
+    model = helper.make_model(model_graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
+                              producer_name="spikeport")
+    helper.set_model_props(model, {"spikeport.timing": "hardware", "spikeport.graph": json.dumps(meta)})
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return model
+
+
+def run_onnx_graph(path, x=None, input_bias=None, steps=None, reset_interval=None, reset_offset: int = 0):
+    """Step a ``graph_to_onnx`` model in onnxruntime with ``simulate``'s protocol (``x``: one array
+    or a dict input name -> ``(S, T, *shape)``; ``input_bias``, ``steps``, netx's
+    ``reset_interval``/``reset_offset``). Returns a ``GraphResult`` with every group's spikes, u
+    and v, like ``simulate(graph, timing="hardware", record=True)``."""
+    import onnxruntime as ort
+
+    from spikeport.sim.simulator import GraphResult, Protocol, check_payload
+
+    session = ort.InferenceSession(str(Path(path)), providers=["CPUExecutionProvider"])
+    meta_map = session.get_modelmeta().custom_metadata_map
+    if "spikeport.graph" not in meta_map:
+        raise ValueError(f"{path} is not a spikeport graph step model (no spikeport.graph metadata)")
+    meta = json.loads(meta_map["spikeport.graph"])
+    groups, ins, shapes = meta["groups"], meta["inputs"], {k: tuple(v) for k, v in meta["shapes"].items()}
+    if x is not None and not isinstance(x, dict):
+        if len(ins) != 1:
+            raise ValueError(f"the model has {len(ins)} inputs ({ins}): give x as a dict name -> array")
+        x = {ins[0]: x}
+    xs = {n: check_payload(v, shapes[n], f"input {n!r}") for n, v in (x or {}).items()}
+    S = next(iter(xs.values())).shape[0] if xs else (0 if input_bias is None else np.asarray(input_bias).shape[0])
+    T = next(iter(xs.values())).shape[1] if xs else int(steps)
+    bias = None if input_bias is None else np.asarray(input_bias, dtype=np.int64).reshape(S, -1)
+    proto = Protocol(T, bias, reset_interval, int(reset_offset))
+    stream = reset_interval is not None
+    B, L = (1, S * T) if stream else (S, T)
+    sizes = {n: math.prod(shapes[n]) for n in groups + ins}
+    state = {i.name: np.zeros((B, i.shape[1]), dtype=np.int64) for i in session.get_inputs()
+             if not i.name.startswith(("x_", "b_"))}
+    rec = {k: {n: np.zeros((B, L, sizes[n]), dtype=np.int8 if k == "spikes" else np.int32) for n in groups}
+           for k in ("spikes", "u", "v")}
+    out_names = [o.name for o in session.get_outputs()]
+    for t in range(L):
+        feed = dict(state)
+        for i, n in enumerate(ins):
+            if n in xs:
+                v = xs[n].reshape(S * T, -1)[t][None] if stream else xs[n][:, t].reshape(S, -1)
+            else:
+                v = np.zeros((B, sizes[n]), dtype=np.int64)
+            feed[f"x_{i}"] = v.astype(np.int64)
+            if n in meta["with_neurons"]:
+                b = np.asarray(meta["bias_mant"][n], dtype=np.int64)[None].repeat(B, 0)
+                if bias is not None:
+                    b = bias[t // T][None] if stream else bias
+                feed[f"b_{i}"] = b
+        if stream:
+            for k, n in enumerate(groups):
+                if (t + 1) % reset_interval == proto.phase(meta["depths"][n]):
+                    feed[f"u_{k}"] = np.zeros_like(feed[f"u_{k}"])
+                    feed[f"v_{k}"] = np.zeros_like(feed[f"v_{k}"])
+        named = dict(zip(out_names, session.run(None, feed)))
+        state = {name: named[f"{name}_out"] for name in state}
+        for k, n in enumerate(groups):
+            rec["spikes"][n][:, t] = named[f"s_{k}"]
+            rec["u"][n][:, t] = named[f"u_{k}_out"]
+            rec["v"][n][:, t] = named[f"v_{k}_out"]
+    if stream:
+        rec = {k: {n: a.reshape(S, T, -1) for n, a in d.items()} for k, d in rec.items()}
+    outputs = {o: (rec["spikes"][src] if src in groups else xs[src]).copy() for o, src in meta["outputs"].items()}
+    return GraphResult(outputs, rec["spikes"], rec["u"], rec["v"])

@@ -99,10 +99,10 @@ def _cmd_export(args) -> int:
             print(f"quantized for netx (no weight exponent, bias_exp 6): worst weight error {worst:.4f}")
         write_netx(net, args.out)
     elif args.format == "onnx":
-        from spikeport.export.onnx import to_onnx
+        from spikeport.export.onnx import write_onnx
 
-        net = loaded.net if isinstance(loaded.net, IntNetwork) else loaded.net.to_chain("ONNX export")
-        to_onnx(net, args.out, timing=args.timing)
+        if write_onnx(loaded.net, args.out, timing=args.timing) == "graph":
+            print("the network is not a plain chain: wrote the graph step model (export.onnx.graph_to_onnx)")
     else:
         raise ValueError(f"unknown format {args.format!r}")
     net = loaded.net
