@@ -97,7 +97,9 @@ def _load():
         return None, str(e)
     for suffix in ("f32", "f64"):
         getattr(lib, f"forward_{suffix}").argtypes = _FORWARD_ARGS
+        getattr(lib, f"forward_{suffix}").restype = None
         getattr(lib, f"backward_{suffix}").argtypes = _BACKWARD_ARGS
+        getattr(lib, f"backward_{suffix}").restype = ctypes.c_int  # 1: out of memory
     return lib, None
 
 
@@ -119,12 +121,13 @@ def _run(fn, args_before, args_after, rows: int):
     """``fn(*args_before, row0, row1, *args_after)`` over the rows, split across threads."""
     parts = max(1, min(torch.get_num_threads(), rows))
     if parts == 1:
-        fn(*args_before, 0, rows, *args_after)
-        return
-    cuts = [rows * k // parts for k in range(parts + 1)]
-    futures = [_pool(parts).submit(fn, *args_before, cuts[k], cuts[k + 1], *args_after) for k in range(parts)]
-    for f in futures:
-        f.result()
+        status = [fn(*args_before, 0, rows, *args_after)]
+    else:
+        cuts = [rows * k // parts for k in range(parts + 1)]
+        futures = [_pool(parts).submit(fn, *args_before, cuts[k], cuts[k + 1], *args_after) for k in range(parts)]
+        status = [f.result() for f in futures]
+    if any(status):
+        raise MemoryError("the native neuron loop could not allocate its scratch row")
 
 
 def _suffix(t: torch.Tensor) -> str:

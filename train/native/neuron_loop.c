@@ -20,12 +20,17 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define INLINE static inline __attribute__((always_inline))
 #define BWD(SUF, C, K)                                                                               \
-    backward_row_##SUF(G, rec, V, O, I, GI, gv, gi, sm, ss, st, sb, ds, dm, th, c0, c1, K, keep, M,  \
-                       NF, base, t_top, 1, C, has_rec, need_mem, need_syn, need_th, need_bias)
+    (has_rec ? backward_row_##SUF(G, rec, V, I, GI, gv, gi, sm, ss, st, sb, gh_row, ds, dm, th, c0,  \
+                                  c1, K, keep, M, NF, base, t, C, 1, need_mem, need_syn, need_th,    \
+                                  need_bias)                                                         \
+             : backward_row_##SUF(G, rec, V, I, GI, gv, gi, sm, ss, st, sb, gh_row, ds, dm, th, c0,  \
+                                  c1, K, keep, M, NF, base, t, C, 0, need_mem, need_syn, need_th,    \
+                                  need_bias))
 
 #define DEFINE_LOOPS(T, SUF, EXP, ABS)                                                               \
 INLINE T surrogate_##SUF(T x, const int code, T c0, T c1) {                                          \
@@ -88,48 +93,53 @@ void forward_##SUF(const T *x, int64_t x_step, T *V, T *O, T *I, T *r_state, T *
         }                                                                                            \
 }                                                                                                    \
                                                                                                      \
-/* One row over steps t_hi-1 down to t_hi-n. keep = 1 - detach (g - c v * 1 rounds as g - c v). */   \
+/* One row, one step t. keep = 1 - detach (g - c v * 1 rounds as g - c v). The main loop has no     \
+ * conditional stores (it vectorises); the parameter sums follow in loops of their own, gh kept in    \
+ * a row of scratch. */                                                                              \
 INLINE void backward_row_##SUF(const T *restrict G, const T *restrict rec, const T *restrict V,      \
-                               const T *restrict O, const T *restrict I, T *restrict GI,             \
-                               T *restrict gv_next, T *restrict gi_next, T *restrict s_mem,          \
-                               T *restrict s_syn, T *restrict s_th, T *restrict s_bias,              \
+                               const T *restrict I, T *restrict GI, T *restrict gv_next,             \
+                               T *restrict gi_next, T *restrict s_mem, T *restrict s_syn,            \
+                               T *restrict s_th, T *restrict s_bias, T *restrict gh_row,             \
                                const T *restrict ds, const T *restrict dm, const T *restrict th,     \
                                T c0, T c1, const int code, T keep, int64_t M, int64_t NF,            \
-                               int64_t base, int64_t t_hi, int64_t n, const int cuba,                \
-                               int has_rec, int need_mem, int need_syn, int need_th, int need_bias) {\
-    for (int64_t t = t_hi - 1; t >= t_hi - n; --t) {                                                 \
-        const T *restrict Vt = V + t * M + base;                                                     \
-        const T *restrict Gt = G + t * M + base;                                                     \
-        T *restrict GIt = GI + t * M + base;                                                         \
-        for (int64_t p = 0; p < NF; ++p) {                                                           \
-            T vt = Vt[p];                                                                            \
-            T carry = gv_next[p] * dm[p];                                                            \
-            T g = Gt[p];                                                                             \
-            if (has_rec) g = g + rec[base + p];                                                      \
-            g = g - carry * vt * keep;                                                               \
-            T gh = g * surrogate_##SUF(vt - th[p], code, c0, c1);                                    \
-            T gv = gh + (carry - carry * (T)(vt > th[p]));  /* o[t], recomputed: one read fewer */   \
-            T ga = gv;                                                                               \
-            if (cuba) {                                                                              \
-                ga = gv + gi_next[p] * ds[p];                                                        \
-                gi_next[p] = ga;                                                                     \
-            }                                                                                        \
-            GIt[p] = ga;                                                                             \
-            gv_next[p] = gv;                                                                         \
-            if (need_th) s_th[p] += gh;                                                              \
-            if (need_bias) s_bias[p] += gv;                                                          \
+                               int64_t base, int64_t t, const int cuba, const int has_rec,           \
+                               int need_mem, int need_syn, int need_th, int need_bias) {             \
+    const T *restrict Vt = V + t * M + base;                                                         \
+    const T *restrict Gt = G + t * M + base;                                                         \
+    const T *restrict Rt = rec + base;                                                               \
+    T *restrict GIt = GI + t * M + base;                                                             \
+    for (int64_t p = 0; p < NF; ++p) {                                                               \
+        T vt = Vt[p];                                                                                \
+        T carry = gv_next[p] * dm[p];                                                                \
+        T g = Gt[p];                                                                                 \
+        if (has_rec) g = g + Rt[p];                                                                  \
+        g = g - carry * vt * keep;                                                                   \
+        T gh = g * surrogate_##SUF(vt - th[p], code, c0, c1);                                        \
+        T gv = gh + (carry - carry * (T)(vt > th[p]));  /* o[t], recomputed: one read fewer */       \
+        T ga = gv;                                                                                   \
+        if (cuba) {                                                                                  \
+            ga = gv + gi_next[p] * ds[p];                                                            \
+            gi_next[p] = ga;                                                                         \
         }                                                                                            \
-        if (t > 0 && (need_mem || need_syn)) {                                                       \
-            const T *restrict Vp = Vt - M, *restrict Ip = I + (t - 1) * M + base;                    \
-            for (int64_t p = 0; p < NF; ++p) {                                                       \
-                if (need_mem) s_mem[p] += gv_next[p] * (Vp[p] - Vp[p] * (T)(Vp[p] > th[p]));          \
-                if (need_syn) s_syn[p] += (cuba ? gi_next[p] : gv_next[p]) * Ip[p];                  \
-            }                                                                                        \
-        }                                                                                            \
+        GIt[p] = ga;                                                                                 \
+        gv_next[p] = gv;                                                                             \
+        gh_row[p] = gh;                                                                              \
+    }                                                                                                \
+    if (need_th)                                                                                     \
+        for (int64_t p = 0; p < NF; ++p) s_th[p] += gh_row[p];                                       \
+    if (need_bias)                                                                                   \
+        for (int64_t p = 0; p < NF; ++p) s_bias[p] += gv_next[p];                                    \
+    if (t > 0 && need_mem) {                                                                         \
+        const T *restrict Vp = Vt - M;                                                               \
+        for (int64_t p = 0; p < NF; ++p) s_mem[p] += gv_next[p] * (Vp[p] - Vp[p] * (T)(Vp[p] > th[p])); \
+    }                                                                                                \
+    if (t > 0 && need_syn) {                                                                         \
+        const T *restrict Ip = I + (t - 1) * M + base;                                               \
+        for (int64_t p = 0; p < NF; ++p) s_syn[p] += gi_next[p] * Ip[p];                             \
     }                                                                                                \
 }                                                                                                    \
                                                                                                      \
-void backward_##SUF(const T *G, const T *rec, const T *V, const T *O, const T *I, T *GI,            \
+int backward_##SUF(const T *G, const T *rec, const T *V, const T *O, const T *I, T *GI,            \
                     T *gv_state, T *gi_state, T *acc_mem, T *acc_syn, T *acc_th, T *acc_bias,        \
                     const T *ds, const T *dm, const T *th, double c0d, double c1d, int code,         \
                     int64_t M, int64_t NF, int64_t row0, int64_t row1, int64_t t_hi, int64_t n,     \
@@ -146,7 +156,9 @@ void backward_##SUF(const T *G, const T *rec, const T *V, const T *O, const T *I
         if (need_th) memset(acc_th + lo, 0, bytes);                                                  \
         if (need_bias) memset(acc_bias + lo, 0, bytes);                                              \
     }                                                                                                \
-    for (int64_t t_top = t_hi; t_top > t_hi - n; --t_top)                                            \
+    T *gh_row = (T *)malloc((size_t)NF * sizeof(T));                                                 \
+    if (!gh_row) return 1;  /* out of memory: the caller raises */                                  \
+    for (int64_t t = t_hi - 1; t >= t_hi - n; --t)                                                   \
         for (int64_t row = row0; row < row1; ++row) {                                                \
             int64_t base = row * NF;                                                                 \
             T *gv = gv_state + base, *gi = gi_state + base;                                          \
@@ -160,6 +172,8 @@ void backward_##SUF(const T *G, const T *rec, const T *V, const T *O, const T *I
             case 10: BWD(SUF, 1, 4); break; default: BWD(SUF, 1, 5); break;                          \
             }                                                                                        \
         }                                                                                            \
+    free(gh_row);                                                                                    \
+    return 0;                                                                                        \
 }
 
 DEFINE_LOOPS(float, f32, expf, fabsf)
