@@ -13,6 +13,7 @@
 #                               /tmp/site, makes spikeport importable from this checkout, and writes
 #                               logs and JSON to $OUT (or bench/out/ when OUT is unset).
 # The whole run is bounded by GPU_CHECK_TIMEOUT seconds (default 480) so that it fits an 8-minute slot.
+# GPU_CHECK_DEVICE=cpu rehearses the same steps without a GPU (kernels under Triton's interpreter).
 set -u
 cd "$(dirname "$0")/.."
 
@@ -60,7 +61,7 @@ print("triton", triton.__version__)
 EOF
 
 echo "== 1. Triton kernels on CUDA vs the reference (tests/test_triton_kernels.py)"
-SPIKEPORT_TRITON_DEVICE=cuda PYTHONUNBUFFERED=1 timeout "$(left)" $PY -m pytest -q -p no:cacheprovider \
+SPIKEPORT_TRITON_DEVICE=${GPU_CHECK_DEVICE:-cuda} PYTHONUNBUFFERED=1 timeout "$(left)" $PY -m pytest -q -p no:cacheprovider \
     "${pytest_path[@]}" tests/test_triton_kernels.py 2>&1 | tee "$out/gpu_tests.txt"
 tests_rc=${PIPESTATUS[0]}
 

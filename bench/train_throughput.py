@@ -364,7 +364,8 @@ def _spikeport_gpu(backend: str):
         def describe(device):
             got = resolve_backend(torch.zeros(1, 1, device=device))
             return {"triton": "fused Triton kernels (train/triton_kernels.py)",
-                    "reference": "torch time loop (neuron_sequence reference)"}[got] + ", arctan a=1"
+                    "reference": "torch time loop (neuron_sequence reference)",
+                    "native": "C time loop (train/native)"}[got] + ", arctan a=1"
         return net, LossSpec("rate_mse"), None, {}, {"backend": describe}
     return build
 
