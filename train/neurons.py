@@ -31,7 +31,9 @@ The step functions (``lif_step``, ``cuba_step``) are the definition and serve on
 use. ``neuron_sequence`` runs all ``T`` steps as one autograd node whose backward is the exact
 reverse-time recurrence of the same equations (checked against autograd through the step
 functions in the tests); it saves only the membrane trace and spikes, and works in preallocated
-buffers, so it costs a few elementwise kernels per step.
+buffers, so it costs a few elementwise kernels per step. That torch loop is the reference; the same
+recurrences also run as fused Triton kernels on CUDA (``train.triton_kernels``) and as a C loop on
+CPU (``train.native``), chosen by ``resolve_backend`` and sharing the host code ``kernel_sequence``.
 """
 from __future__ import annotations
 
