@@ -8,7 +8,8 @@
 # Two steps:
 #   bench/gpu_check.sh fetch    here, with network: puts the peers' wheels (pure Python) in .whl/
 #                               (git-ignored), versions as installed in .venv
-#   bench/gpu_check.sh          on the GPU machine, from the repository root, with .whl carried; it
+#   bench/gpu_check.sh          on the GPU machine, from the repository root, with .whl carried
+#                               (the device tool's run: carry [".whl"], timeout_s 540); it
 #                               uses the machine's python3 (torch, triton), installs the wheels under
 #                               /tmp/site, makes spikeport importable from this checkout, and writes
 #                               logs and JSON to $OUT (or bench/out/ when OUT is unset).
