@@ -284,7 +284,7 @@ def test_make_config_precedence(tmp_path):
 
 
 def test_scientific_notation_is_a_float_in_set_and_yaml(tmp_path):
-    from spikeport.train.config import load_file, make_config, parse_set
+    from spikeport.train.config import make_config, parse_set
 
     cfg = make_config(overrides=parse_set(["optim.lr=1e-3", "optim.weight_decay=5e-4"]))
     assert cfg.optim.lr == 0.001 and cfg.optim.weight_decay == 0.0005

@@ -38,7 +38,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import nir
 import numpy as np
 import pytest
 import torch

@@ -15,7 +15,7 @@ from spikeport.sim.simulator import simulate
 from spikeport.targets.lava import run_lava
 from spikeport.train.config import make_config
 from spikeport.train.network import NeuronSpec, build_network, plan_network
-from spikeport.train.neurons import CubaState, LIFState, cuba_step, lif_step
+from spikeport.train.neurons import cuba_step, lif_step
 from spikeport.train.trainer import train
 
 SPEC = "6-8-8-8+1+0-3"  # layer 3 also hears layer 1 and the input
