@@ -53,7 +53,8 @@ def test_wheel_holds_only_spikeport(wheel_env):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"spikeport"}
     for needed in ("spikeport/sim/profiles/loihi2.json", "spikeport/targets/lava_worker.py",
-                   "spikeport/train/neurons.py", "spikeport/export/nir.py", "spikeport/cli.py"):
+                   "spikeport/train/neurons.py", "spikeport/export/nir.py", "spikeport/cli.py",
+                   "spikeport/train/native/neuron_loop.c", "spikeport/train/native/__init__.py"):
         assert needed in names, needed
 
 
