@@ -254,7 +254,7 @@ def _inputs(ctx: dict, cfg, T: int):
 
 
 def _base_float(ctx: dict, T: int):
-    """Base float model at ``T``: output spikes, per-layer spikes, accuracy (cached per process)."""
+    """Base float model at ``T``: output spikes, per-layer firing rates, accuracy (cached per process)."""
     key = ("float", ctx["base_run"], ctx["base_sha256"], T, ctx.get("samples"))
     if key not in _CACHE:
         from spikeport.pipeline import _float_run, accuracy
@@ -346,8 +346,8 @@ def evaluate_point(point: Point, ctx: dict) -> dict:
         layers.append({"layer": i, "kind": rep["kind"], "neurons": int(il.shape[-1]),
                        "rate_float": float(fl.mean()), "rate_fake_quant": float(ql.mean()),
                        "rate_int": float(il.mean()),
-                       "rate_corr": _corr(fl.mean(1).ravel(), il.mean(1).ravel()),
-                       "rate_corr_fake_quant": _corr(ql.mean(1).ravel(), il.mean(1).ravel()),
+                       "rate_corr": _corr(fl.ravel(), il.mean(1).ravel()),  # fl, ql: rates (S, N)
+                       "rate_corr_fake_quant": _corr(ql.ravel(), il.mean(1).ravel()),
                        "scale": float(rep["scale"]), "weight_exp": int(rep["weight_exp"]),
                        "weight_rel_error": float(rep["weights"]["rel_error"]), "clipped": clipped})
     return _clean({
