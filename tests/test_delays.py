@@ -1,13 +1,19 @@
 """Synaptic delays (Loihi 2's 6-bit per-synapse delay, Lava's ``DelayDense``): hand-worked timing,
 the record's rules, composition, and the simulator against Lava ``fixed_pt`` exactly
-(``mismatches == 0``) on feed-forward, recurrent, graded, pooled and stream-reset graphs."""
+(``mismatches == 0``) on feed-forward, recurrent, merging, graded and stream-reset graphs; netx and NIR
+round trips; the ONNX graph model reuses these graphs (tests/test_onnx_graph.py)."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from spikeport.sim.graph import Flatten, Input, IntGraph, NeuronGroup, Output, load_record
 from spikeport.sim.network import Dense, Neurons, SumPool2d
 from spikeport.sim.simulator import simulate
-from spikeport.targets.lava import run_lava
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_graph_vs_lava import equal_everywhere  # noqa: E402  (the same Lava comparison for every graph test)
 
 
 def one_synapse(k, weight=100, weight_exp=0):
@@ -98,29 +104,17 @@ def delayed_graph(rng, recurrent=True):
     return IntGraph(nodes, edges)
 
 
-def equal_to_lava(graph, **run):
-    ours = simulate(graph, record=True, **run)
-    theirs = run_lava(graph, record=True, **run)
-    for name in graph.groups():
-        for key in ("spikes", "u", "v"):
-            a, b = getattr(ours, key)[name], getattr(theirs, key)[name]
-            mismatches = int(np.count_nonzero(a != b))
-            assert mismatches == 0, f"{key} of {name}: {mismatches} of {a.size} differ from Lava"
-        assert ours.spikes[name].any(), f"group {name} never spiked"
-    return ours
-
-
 def test_delayed_feed_forward_recurrent_and_merging_synapses_equal_lava():
     rng = np.random.default_rng(21)
     graph = delayed_graph(rng)
-    equal_to_lava(graph, x=(rng.random((2, 24, 9)) < 0.35).astype(np.uint8))
+    equal_everywhere(graph, x=(rng.random((2, 24, 9)) < 0.35).astype(np.uint8))
 
 
 def test_delays_with_graded_input_and_netx_stream_reset_equal_lava():
     rng = np.random.default_rng(22)
     graph = delayed_graph(rng, recurrent=False)
     x = rng.integers(0, 3, (3, 10, 9)) * (rng.random((3, 10, 9)) < 0.5)
-    equal_to_lava(graph, x=x.astype(np.int64), reset_interval=10, reset_offset=1)
+    equal_everywhere(graph, x=x.astype(np.int64), reset_interval=10, reset_offset=1)
 
 
 def test_netx_writes_delays_and_reads_them_back(tmp_path):
