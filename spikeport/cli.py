@@ -221,8 +221,13 @@ def _cmd_validate(args) -> int:
 
     from spikeport.pipeline import format_validation, validate, write_json
 
+    protocol = None
+    if args.input or args.input_bias or args.reset_interval is not None:
+        protocol = _protocol(args, None)
+        if args.input:
+            protocol["x"] = cliargs.load_input_spikes(args.input)
     res = validate(args.run_dir, samples=args.samples, lava_samples=args.lava_samples, data_dir=args.data_dir,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, protocol=protocol)
     print(format_validation(res))
     write_json(Path(args.run_dir) / "validation.json", res)
     return 0
@@ -395,6 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--samples", type=cliargs.positive_int, help="test samples (default: all)")
     v.add_argument("--lava-samples", type=cliargs.positive_int, help="samples run in Lava (default: as --samples)")
     v.add_argument("--data-dir")
+    v.add_argument("--input", type=cliargs.input_file,
+                   help="also compare simulator and Lava on these inputs (samples, T, *input_shape) under the "
+                        "protocol options below")
+    v.add_argument("--input-bias", type=cliargs.input_file,
+                   help="also compare simulator and Lava driving the input neuron group by these bias mantissas")
+    v.add_argument("--steps", type=cliargs.positive_int, help="time steps per sample with --input-bias alone")
+    v.add_argument("--reset-interval", type=cliargs.positive_int,
+                   help="also compare simulator and Lava with the samples as one stream and netx's periodic reset")
+    v.add_argument("--reset-offset", type=int, default=0, help="netx's reset_offset (phase of the periodic reset)")
     v.add_argument("--no-progress", action="store_true")
     v.set_defaults(func=_cmd_validate)
 

@@ -185,13 +185,18 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def validate(run_dir, samples: Optional[int] = None, lava_samples: Optional[int] = None, data_dir=None,
-             progress: bool = False, net=None) -> dict:
+             progress: bool = False, net=None, protocol: Optional[dict] = None) -> dict:
     """Float, fake-quantized, integer (simulator) and Lava accuracy on the same encoded test inputs.
 
     Also: output-spike agreement and per-layer firing-rate correlation between the float model and
     the integer network (ideal timing, step for step), and exact agreement of simulator and Lava
     (hardware timing, inputs padded by one step per layer so late outputs are counted). ``net``
     replaces the run's own quantization (e.g. the network read back from its exported NIR file).
+
+    ``protocol`` (``x``, ``input_bias``, ``steps``, ``reset_interval``, ``reset_offset``: the
+    deployment protocol of ``simulate`` and ``deploy``) adds one more check: simulator and Lava on
+    the protocol's inputs (``x`` defaults to the encoded test split, padded as above), every neuron
+    group's spikes compared (``protocol_mismatches``).
     """
     loaded = load_network(run_dir)
     if loaded.cfg is None:
@@ -233,7 +238,31 @@ def validate(run_dir, samples: Optional[int] = None, lava_samples: Optional[int]
     except ValueError as err:  # per-neuron float parameters: Lava's LIF has one per process
         result["lava_float_error"] = str(err)
     result["lava_mismatches"] = int(np.count_nonzero(lava.output != hw.output[:n]))
+    if protocol:
+        result["protocol"] = _protocol_check(net, xp, n, dict(protocol), progress)
     return result
+
+
+def _protocol_check(net, xp, n: int, protocol: dict, progress: bool) -> dict:
+    """Simulator and Lava on the first ``n`` samples under a deployment protocol: spikes of every
+    group compared (in stream mode the first ``n`` samples of the stream are a stream of their own)."""
+    from spikeport.sim.graph import as_graph
+    from spikeport.targets.lava import run_lava
+
+    graph = as_graph(net)
+    x = protocol.pop("x", None)
+    if x is None and protocol.get("input_bias") is None:
+        x = xp
+    x = None if x is None else x[:n]
+    if protocol.get("input_bias") is not None:
+        protocol["input_bias"] = np.asarray(protocol["input_bias"])[:n]
+    ours = simulate(graph, x, timing="hardware", record=True, **protocol)
+    theirs = run_lava(graph, x, record=True, progress=progress, **protocol)
+    mismatches = {g: int(np.count_nonzero(ours.spikes[g] != theirs.spikes[g])) for g in graph.groups()}
+    return {"samples": int(ours.output.shape[0]), "steps": int(ours.output.shape[1]),
+            "reset_interval": protocol.get("reset_interval"), "reset_offset": protocol.get("reset_offset", 0),
+            "input_bias": protocol.get("input_bias") is not None, "spikes": int(sum(int(v.sum()) for v in ours.spikes.values())),
+            "mismatches": mismatches}
 
 
 def format_validation(res: dict) -> str:
@@ -248,6 +277,12 @@ def format_validation(res: dict) -> str:
         lines.append(f"simulator vs Lava output spikes: {res['lava_mismatches']} mismatches")
     if "lava_error" in res:
         lines.append(res["lava_error"])
+    if "protocol" in res:
+        p = res["protocol"]
+        how = ", ".join(filter(None, [f"reset interval {p['reset_interval']} (offset {p['reset_offset']})"
+                                      if p["reset_interval"] else "", "input bias" if p["input_bias"] else ""]))
+        lines.append(f"simulator vs Lava under the deployment protocol ({how or 'spikes'}; {p['samples']} samples x "
+                     f"{p['steps']} steps, {p['spikes']} spikes): {sum(p['mismatches'].values())} mismatches")
     if res.get("quantization"):
         lines += ["", "quantization per layer (relative error, clipped values):"]
         for r in res["quantization"]:

@@ -103,3 +103,18 @@ def test_netx_export_simulates_exactly_as_netx_runs_in_lava(small_run, tmp_path)
                 "--output", str(tmp_path / "y.npy"), "--no-progress"]) == 0
     ours = np.load(tmp_path / "y.npy")
     assert np.array_equal(ours, run_netx(tmp_path / "n.net", x).output)
+
+
+def test_validate_with_the_deployment_protocol(small_run, tmp_path, capsys):
+    """validate --reset-interval / --input: simulator and Lava compared under netx's stream protocol."""
+    assert cli(["validate", str(small_run), "--samples", "12", "--lava-samples", "4", "--reset-interval", "9",
+                "--reset-offset", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "under the deployment protocol (reset interval 9 (offset 2); 4 samples x 10 steps" in out  # T 8 + 2 layers
+    assert out.rstrip().count("0 mismatches") >= 2
+    res = json.loads((small_run / "validation.json").read_text())
+    assert res["protocol"]["spikes"] > 0 and not any(res["protocol"]["mismatches"].values())
+    np.save(tmp_path / "x.npy", (np.random.default_rng(4).random((3, 10, 64)) < 0.4).astype(np.int8))
+    assert cli(["validate", str(small_run), "--samples", "6", "--lava-samples", "3", "--input",
+                str(tmp_path / "x.npy"), "--no-progress"]) == 0
+    assert "under the deployment protocol (spikes; 3 samples x 10 steps" in capsys.readouterr().out
