@@ -261,7 +261,8 @@ def _protocol_check(net, xp, n: int, protocol: dict, progress: bool) -> dict:
     mismatches = {g: int(np.count_nonzero(ours.spikes[g] != theirs.spikes[g])) for g in graph.groups()}
     return {"samples": int(ours.output.shape[0]), "steps": int(ours.output.shape[1]),
             "reset_interval": protocol.get("reset_interval"), "reset_offset": protocol.get("reset_offset", 0),
-            "input_bias": protocol.get("input_bias") is not None, "spikes": int(sum(int(v.sum()) for v in ours.spikes.values())),
+            "input_bias": protocol.get("input_bias") is not None,
+            "spikes": int(sum(int(v.sum()) for v in ours.spikes.values())),
             "mismatches": mismatches}
 
 
