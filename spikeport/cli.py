@@ -261,14 +261,7 @@ def _add_input_args(p) -> None:
     p.add_argument("--samples", type=cliargs.positive_int, help="number of dataset samples (default: all)")
     p.add_argument("--T", type=cliargs.positive_int, help="time steps per sample for --dataset (default: the run's)")
     p.add_argument("--data-dir", help="dataset folder")
-    p.add_argument("--input-bias", type=cliargs.input_file,
-                   help="bias mantissas (samples, *input_shape) of the input neuron group (netx's Input block), "
-                        "integers, one row per sample, as lava-dl drives PilotNet")
-    p.add_argument("--steps", type=cliargs.positive_int, help="time steps per sample with --input-bias alone")
-    p.add_argument("--reset-interval", type=cliargs.positive_int,
-                   help="run the samples as one stream with netx's periodic reset of u and v every N steps "
-                        "(lava-dl Network(reset_interval=N)); each group one step later than the one feeding it")
-    p.add_argument("--reset-offset", type=int, default=0, help="netx's reset_offset (phase of the periodic reset)")
+    cliargs.add_protocol_args(p)
     p.add_argument("--record", type=cliargs.output_dir,
                    help="write spikes, u and v of every neuron group to DIR/<group>.npz")
     p.add_argument("--no-progress", action="store_true")
@@ -395,20 +388,17 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-progress", action="store_true")
     pl.set_defaults(func=_cmd_pipeline)
 
-    v = sub.add_parser("validate", help="float vs fake-quantized vs integer vs Lava on the test split")
+    v = sub.add_parser("validate", help="float vs fake-quantized vs integer vs Lava on the test split",
+                       description="With --input, --input-bias or --reset-interval, also compares simulator and "
+                                   "Lava on every neuron group's spikes under that deployment protocol.")
     v.add_argument("run_dir")
     v.add_argument("--samples", type=cliargs.positive_int, help="test samples (default: all)")
     v.add_argument("--lava-samples", type=cliargs.positive_int, help="samples run in Lava (default: as --samples)")
     v.add_argument("--data-dir")
     v.add_argument("--input", type=cliargs.input_file,
                    help="also compare simulator and Lava on these inputs (samples, T, *input_shape) under the "
-                        "protocol options below")
-    v.add_argument("--input-bias", type=cliargs.input_file,
-                   help="also compare simulator and Lava driving the input neuron group by these bias mantissas")
-    v.add_argument("--steps", type=cliargs.positive_int, help="time steps per sample with --input-bias alone")
-    v.add_argument("--reset-interval", type=cliargs.positive_int,
-                   help="also compare simulator and Lava with the samples as one stream and netx's periodic reset")
-    v.add_argument("--reset-offset", type=int, default=0, help="netx's reset_offset (phase of the periodic reset)")
+                        "protocol options")
+    cliargs.add_protocol_args(v)
     v.add_argument("--no-progress", action="store_true")
     v.set_defaults(func=_cmd_validate)
 

@@ -132,3 +132,16 @@ def load_input_spikes(path) -> "np.ndarray":  # noqa: F821 - numpy imported lazi
         raise ValueError(f"input {path}: header says shape {shape} of {dtype} ({nbytes} bytes) but the file "
                          f"holds {size - offset} bytes of data")
     return np.load(path, allow_pickle=False)
+
+
+def add_protocol_args(p) -> None:
+    """The deployment protocol's options, one definition for simulate, deploy, traffic and validate
+    (read back by ``spikeport.cli._protocol``)."""
+    p.add_argument("--input-bias", type=input_file,
+                   help="bias mantissas (samples, *input_shape) of the input neuron group (netx's Input block), "
+                        "integers, one row per sample, as lava-dl drives PilotNet")
+    p.add_argument("--steps", type=positive_int, help="time steps per sample with --input-bias alone")
+    p.add_argument("--reset-interval", type=positive_int,
+                   help="run the samples as one stream with netx's periodic reset of u and v every N steps "
+                        "(lava-dl Network(reset_interval=N)); each group one step later than the one feeding it")
+    p.add_argument("--reset-offset", type=int, default=0, help="netx's reset_offset (phase of the periodic reset)")

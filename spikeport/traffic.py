@@ -344,12 +344,7 @@ def add_traffic_parser(subparsers) -> None:
     source.add_argument("--input", type=cliargs.input_file,
                         help="input .npy of shape (samples, T, *input_shape): 0/1 spikes or graded integers")
     source.add_argument("--dataset", help="encode this dataset's test split")
-    t.add_argument("--input-bias", type=cliargs.input_file,
-                   help="bias mantissas (samples, *input_shape) of the input neuron group (netx's Input block)")
-    t.add_argument("--steps", type=cliargs.positive_int, help="time steps per sample with --input-bias alone")
-    t.add_argument("--reset-interval", type=cliargs.positive_int,
-                   help="run the samples as one stream with netx's periodic reset every N steps")
-    t.add_argument("--reset-offset", type=int, default=0, help="netx's reset_offset (phase of the periodic reset)")
+    cliargs.add_protocol_args(t)
     t.add_argument("--samples", type=cliargs.positive_int, default=100, help="dataset samples (default 100)")
     t.add_argument("--T", type=cliargs.positive_int, help="time steps per sample for --dataset (default: the run's)")
     t.add_argument("--data-dir", help="dataset folder")
