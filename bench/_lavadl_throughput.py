@@ -113,6 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pool", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--malloc", choices=("kept", "default"), default="kept")
     ap.add_argument("--check-io", nargs=2, metavar=("IN", "OUT"))
     args = ap.parse_args(argv)
     if args.check_io:

@@ -65,7 +65,10 @@ CPU time other processes used during the timed window (``/proc/stat`` minus this
 recorded; a round disturbed by more than ``--max-other`` cores is retried after a pause (up to
 ``--retries`` times; if every attempt was disturbed, the least disturbed one is kept), and the
 table marks contenders whose every round was disturbed.
-torch's default thread count is used unless ``--threads`` is given. lava-dl runs in the Lava
+torch's default thread count is used unless ``--threads`` is given. Every contender's process
+applies the same glibc malloc setting: by default (``--malloc kept``) the one ``spikeport train``
+applies on CPU (train/allocator.py: freed memory is kept for reuse instead of being returned and
+faulted in again every iteration), ``--malloc default`` leaves glibc's defaults for everyone. lava-dl runs in the Lava
 runtime's interpreter (the one ``spikeport lava python`` runs; not created here: a missing runtime is
 "not installed"), with the same harness and arguments, and reports its own torch.
 
@@ -457,6 +460,19 @@ def make_pool(n_batches: int, T: int, B: int, seed: int = 0):
 # Worker: one contender in this process.
 
 
+def _apply_malloc(args) -> str:
+    """``--malloc kept``: glibc keeps freed memory for reuse, as ``spikeport train`` sets it on CPU
+    (train/allocator.py, loaded by path: the module needs only the standard library, so the Lava
+    runtime's interpreter can load it too). Applied in every contender's process alike."""
+    if getattr(args, "malloc", "kept") != "kept":
+        return "glibc defaults"
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_spikeport_allocator", REPO / "train" / "allocator.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.keep_freed_memory()
+
+
 def run_one(name: str, args, builders=None) -> dict:
     """Build contender ``name`` (from ``builders``, default BUILDERS) and measure it in this process.
 
@@ -473,6 +489,8 @@ def run_one(name: str, args, builders=None) -> dict:
            "threads": torch.get_num_threads(), "T": args.T, "batch": args.batch, "device": str(device)}
     if cuda:
         rec["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        rec["malloc"] = _apply_malloc(args)
     try:
         torch.manual_seed(args.seed)
         model, loss_fn, after_iter, versions, options = (builders or BUILDERS)[name]()
@@ -702,6 +720,7 @@ def _worker_cmd(name: str, args) -> list:
               "--T", str(args.T), "--batch", str(args.batch), "--pool", str(args.pool), "--seed", str(args.seed)]
     if args.threads:
         common += ["--threads", str(args.threads)]
+    common += ["--malloc", getattr(args, "malloc", "kept")]
     if name == "lavadl":
         return [_lava_python(), str(LAVADL_SCRIPT)] + common
     if getattr(args, "device", "cpu") != "cpu":
@@ -785,7 +804,7 @@ def cpu_section(args, names) -> dict:
                           "versions": ok[0].get("versions", {}), "peak_method": ok[0]["peak_method"],
                           "other_cpu_cores": max((x["other_cpu_cores"] or 0.0) for x in ok), "contended": contended,
                           "backend": ok[0].get("backend", ""), "torch": ok[0].get("torch"), "python": ok[0].get("python"),
-                          "threads": ok[0]["threads"]}
+                          "threads": ok[0]["threads"], "malloc": ok[0].get("malloc", "")}
             if "setup_s" in ok[0]:
                 summary[n]["setup_s"] = [round(x["setup_s"], 1) for x in ok]
             if n != "lavadl":
@@ -804,6 +823,7 @@ def cpu_section(args, names) -> dict:
     print(f"# torch {torch.__version__}, threads {threads}, python {platform.python_version()}, "
           f"{_cpu_name()}, {os.cpu_count()} CPUs")
     print("# peers: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "none"))
+    print(f"# malloc: {args.malloc} (" + "; ".join(sorted({s['malloc'] for s in summary.values() if s.get('malloc')})) + ")")
     print(f"# 784-800-10, T={args.T}, batch {args.batch}, rate-MSE, Adam; median of {args.repeats} "
           f"round(s) x {args.seconds:g} s; peak MB = peak RSS increase over post-setup RSS")
     print(f"{'contender':<21s}{'samples/s':>11s}{'ms/iter':>10s}{'ratio to floor':>16s}{'peak MB':>10s}"
@@ -832,7 +852,7 @@ def cpu_section(args, names) -> dict:
     return {"date": date, "torch": torch.__version__, "threads": threads, "cpu": _cpu_name(),
             "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "settings": {k: getattr(args, k) for k in ("seconds", "warmup", "repeats", "T", "batch", "pool",
-                                                       "seed", "threads", "max_other", "retries")},
+                                                       "seed", "threads", "max_other", "retries", "malloc")},
             "summary": summary, "runs": runs}
 
 
@@ -929,6 +949,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pool", type=int, default=8, help="pre-encoded batches, cycled")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--malloc", choices=("kept", "default"), default="kept",
+                    help="CPU: 'kept' (default) runs every contender with the glibc setting spikeport train "
+                         "uses on CPU (freed memory kept for reuse, train/allocator.py); 'default': glibc's own")
     ap.add_argument("--max-other", type=float, default=0.1,
                     help="a round during which other processes used more CPU cores than this is retried")
     ap.add_argument("--retries", type=int, default=3, help="retries of a disturbed round")

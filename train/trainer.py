@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .allocator import keep_freed_memory
 from .config import DEVICE, Config
 from .datasets import Split, load_dataset
 from .encoders import encode, encoded_shape
@@ -198,6 +199,8 @@ def train(cfg: Config, out_dir, resume: bool = False, progress: bool = True, log
     out = Path(out_dir)
     dd = _Dist()
     device = resolve_device(cfg.optim.device, dd.local_rank)
+    if device.type == "cpu":  # the iteration's buffers stay in the heap (train/allocator.py)
+        keep_freed_memory()
     if dd.world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
