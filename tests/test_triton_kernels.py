@@ -180,15 +180,11 @@ def test_triton_equals_reference_and_steps(triton_results, key):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("key", list(CASES))
-def test_native_equals_reference_and_steps(key, threads):
+def test_native_equals_reference_and_steps(key, threads, monkeypatch):
     """The C loop, in-process (with 2 threads the batch rows are split between two calls)."""
     c = _build(key)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        out_n, g_n = _run(c, _sequence("native"))
-    finally:
-        torch.set_num_threads(before)
+    monkeypatch.setenv("SPIKEPORT_NATIVE_THREADS", str(threads))  # small layers are never split otherwise
+    out_n, g_n = _run(c, _sequence("native"))
     out_r, g_r = _run(c, _sequence("reference"))
     out_s, g_s = _run(c, _steps)
     assert torch.equal(out_n, out_r) and torch.equal(out_r, out_s)
@@ -201,6 +197,23 @@ def test_native_equals_reference_and_steps(key, threads):
         assert g_n[k].shape == g.shape and g_n[k].dtype == g.dtype and g.abs().sum() > 0, k
         torch.testing.assert_close(g_n[k], g, rtol=tol, atol=tol, msg=f"{k} vs reference")
         torch.testing.assert_close(g_n[k], g_s[k], rtol=tol, atol=tol, msg=f"{k} vs step functions")
+
+
+def test_native_threads_follow_the_layer_size(monkeypatch):
+    from spikeport.train.native import MIN_STEPS_PER_THREAD, threads_for
+    monkeypatch.delenv("SPIKEPORT_NATIVE_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert threads_for(20 * 64 * 800) == 1  # 784-800-10's hidden layer: one thread is faster
+        assert threads_for(4 * MIN_STEPS_PER_THREAD) == 2  # a large conv layer: as many as torch has
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setenv("SPIKEPORT_NATIVE_THREADS", "3")
+    assert threads_for(1) == 3
+    monkeypatch.setenv("SPIKEPORT_NATIVE_THREADS", "many")
+    with pytest.raises(ValueError, match="SPIKEPORT_NATIVE_THREADS='many'"):
+        threads_for(1)
 
 
 def test_recurrence_and_detach_reset_matter():
