@@ -57,6 +57,30 @@ class Skip(nn.Linear):
         return f"source={self.source}, target={self.target}, " + super().extra_repr()
 
 
+class ConvSkip(nn.Conv2d):
+    """A 1x1 convolution of a skip connection, no bias: the spike map of an earlier layer
+    ``(T, B, C_s, H_s, W_s)`` into the input current of a later convolution layer,
+    ``(T, B, C, H, W)``, with ``stride`` (per axis) chosen by ``train.network`` so that the
+    shapes meet; a pixel ``(y, x)`` of the target hears the source's pixel ``(y s_h, x s_w)``.
+
+    ``source``, ``target``: as ``Skip``.
+    """
+
+    def __init__(self, source: int, target: int, in_channels: int, out_channels: int, stride: tuple = (1, 1)):
+        super().__init__(in_channels, out_channels, 1, stride=tuple(stride), padding=0, bias=False)
+        self.source, self.target = int(source), int(target)
+
+    def forward(self, x):
+        return self.apply_weight(x, self.weight)
+
+    def apply_weight(self, x, weight):
+        """The skip with ``weight`` in place of its own (used by fake quantization)."""
+        return _unfold(self._conv_forward(_fold(x), weight, None), x.shape[0])
+
+    def extra_repr(self):
+        return f"source={self.source}, target={self.target}, " + super().extra_repr()
+
+
 class Conv2d(nn.Conv2d):
     """2-d convolution, no bias: ``(T, B, C, H, W) -> (T, B, C', H', W')``."""
 

@@ -11,6 +11,7 @@ Grammar: tokens joined by ``-``; the first is the input shape, the rest are laye
     P2             2 x 2 average pooling (STBP);  S2: 2 x 2 sum pooling (Loihi's unit-weight conv)
     D0.2           dropout, p = 0.2 (mask shared over time)
     400+1          dense layer of 400 neurons that also receives the spikes of layer 1 (a skip)
+    8C3p1+1        convolution that also receives the spike map of layer 1 (a skip, 1x1 convolution)
 
 Skip connections (merges). Layers with neurons are numbered from 1 in spec order (dropout tokens
 do not count; ``0`` is the network input). A dense token (``N`` or ``NR``) followed by ``+j``
@@ -21,11 +22,19 @@ layer ``j`` (flattened in C order when it is a feature map) to its input current
 
 so ``784-400-400-400+1-10`` is a residual-style MLP whose third layer also hears the first. ``j``
 must be an earlier layer and not the one that already feeds layer ``k`` (``j = k - 1`` would only
-split one weight matrix in two); skips enter dense layers only, and read their source's spikes as
-its neurons emit them (a dropout after the source acts on the main path only). With ``synaptic_delay`` every synaptic
+split one weight matrix in two). A convolution token (``8C3p1+1``) takes skips too: ``W_skip_j`` is
+then a learned 1x1 convolution (no padding) from the source's ``C_j x H_j x W_j`` spike map to the
+layer's ``C x H x W`` output, with stride ``s = ceil(H_j / H)`` (and ``ceil(W_j / W)`` across), the
+shortcut of a ResNet: the target's own stride when it pads to keep its size (``8C3p1s2+1``), the
+pooling factor when the source lies before a pooling layer. The source must be a feature map that
+this stride maps onto exactly ``H x W`` (``ceil(H_j / s) == H``); otherwise, or when the source is
+flat (a dense layer), the spec is refused with one line naming both shapes. Skips enter dense and
+convolution layers (not pooling), and read their source's spikes as its neurons emit them (a
+dropout after the source acts on the main path only). With ``synaptic_delay`` every synaptic
 hop delivers one step later, the skip as well: ``x_k[t]`` above is built from the spikes of step
 ``t - 1``, as Loihi delivers every synapse (``sim.graph``). The skip weights live in
-``SpikingNetwork.skips`` (``train.layers.Skip``), the main chain is unchanged (``blocks()``).
+``SpikingNetwork.skips`` (``train.layers.Skip``, ``train.layers.ConvSkip``), the main chain is
+unchanged (``blocks()``).
 The source's spike train is complete before the target runs (the graph is feed-forward through
 skips), so the target's neurons still run as one fused ``neuron_sequence`` over all ``T`` steps,
 and gradients reach ``W_skip`` and the source layer through the ordinary autograd graph.
@@ -55,7 +64,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import Conv2d, Dropout, Flatten, Linear, Pool2d, Skip
+from .layers import Conv2d, ConvSkip, Dropout, Flatten, Linear, Pool2d, Skip
 from .neurons import CUBA, LIF
 from .surrogates import Surrogate
 
@@ -139,9 +148,10 @@ class SpikingNetwork(nn.Module):
         self.skips = nn.ModuleList(skips)
         n_blocks = sum(isinstance(m, SYNAPTIC) for m in layers)
         for s in self.skips:
-            if not 0 <= s.source < s.target < n_blocks or not isinstance(layers_of(layers, s.target), Linear):
-                raise ValueError(f"skip {s.source} -> layer {s.target + 1}: needs an earlier source and a dense "
-                                 f"target among the {n_blocks} layers")
+            kind = Conv2d if isinstance(s, ConvSkip) else Linear
+            if not 0 <= s.source < s.target < n_blocks or not isinstance(layers_of(layers, s.target), kind):
+                raise ValueError(f"skip {s.source} -> layer {s.target + 1}: needs an earlier source and a "
+                                 f"{'convolution' if kind is Conv2d else 'dense'} target among the {n_blocks} layers")
 
     def skips_into(self, index: int) -> list:
         """The skips feeding block ``index`` (0-based, as ``blocks()``), in spec order."""
@@ -235,8 +245,9 @@ def plan_network(spec: str, input_shape: tuple | None = None) -> list:
     """The layers a spec string describes, without building any: ``[(kind, args, output_shape)]``,
     starting with ``('input', (), input_shape)``, then kinds ``conv`` ``(c_in, c_out, k, stride, pad)``, ``pool`` ``(k, 'avg'|'sum')``, ``flatten``,
     ``dense`` ``(n_in, n)`` (``rdense`` when recurrent), ``dropout`` ``(p,)`` and, right after the
-    dense layer it feeds, one ``skip`` ``(source, n_source, n)`` per ``+source`` (output shape that
-    of the layer it feeds). Raises ``ValueError`` for a spec that is not
+    layer it feeds, one ``skip`` ``(source, n_source, n)`` (into a dense layer) or ``conv_skip``
+    ``(source, c_source, c_out, (s_h, s_w))`` (into a convolution: a 1x1 convolution of that stride)
+    per ``+source`` (output shape that of the layer it feeds). Raises ``ValueError`` for a spec that is not
     the grammar, has a size below 1, does not fit its input, or asks for more than
     ``MAX_PARAMETERS`` weights; cheap whatever the sizes, so configurations are checked with it.
 
@@ -258,9 +269,9 @@ def plan_network(spec: str, input_shape: tuple | None = None) -> list:
         if "+" in tok:
             tok, *refs = tok.split("+")
             full = "+".join([tok, *refs])
-            if not _DENSE.match(tok):
-                raise ValueError(f"layer {full!r} in {spec!r}: skip connections (+<layer>) enter dense layers only "
-                                 f"(N or NR), not {tok!r}")
+            if not _DENSE.match(tok) and not _CONV.match(tok):
+                raise ValueError(f"layer {full!r} in {spec!r}: skip connections (+<layer>) enter dense or convolution "
+                                 f"layers only (N, NR or <n>C<k>...), not {tok!r}")
             for r in refs:
                 if not _SKIP_REF.match(r):
                     raise ValueError(f"layer {full!r} in {spec!r}: bad skip source {'+' + r!r}; expected "
@@ -276,6 +287,12 @@ def plan_network(spec: str, input_shape: tuple | None = None) -> list:
                                      "directly; a skip must come from further back")
             if len(set(map(int, refs))) != len(refs):
                 raise ValueError(f"layer {full!r} in {spec!r}: a skip source is repeated")
+            if _CONV.match(tok):
+                for r in refs:
+                    if len(layer_shapes[int(r)]) != 3:
+                        raise ValueError(f"layer {full!r} in {spec!r}: skip source +{r} is flat "
+                                         f"{tuple(layer_shapes[int(r)])}; skips from flat layers enter dense layers "
+                                         f"only (N or NR), not {tok!r} (a convolution needs a C x H x W source)")
         if m := _CONV.match(tok):
             if len(shape) != 3:
                 raise ValueError(f"layer {tok!r} in {spec!r}: a convolution needs a C x H x W input, got {shape}")
@@ -287,6 +304,16 @@ def plan_network(spec: str, input_shape: tuple | None = None) -> list:
                 raise ValueError(f"layer {tok!r} in {spec!r}: kernel {k} does not fit input {shape}")
             plan.append(("conv", (shape[0], c_out, k, stride, pad), (c_out, h, w)))
             params += shape[0] * c_out * k * k + c_out
+            for r in refs:
+                src = layer_shapes[int(r)]
+                strides = conv_skip_stride(src, (c_out, h, w))
+                if strides is None:
+                    raise ValueError(f"layer {full!r} in {spec!r}: skip source +{r} has spikes "
+                                     f"{'x'.join(map(str, src))} and this layer outputs {c_out}x{h}x{w}; no 1x1 "
+                                     "convolution of stride >= 1 maps the one onto the other (a skip into a "
+                                     "convolution needs a source at least as large, H_j with ceil(H_j / s) == H)")
+                plan.append(("conv_skip", (int(r), src[0], c_out, strides), (c_out, h, w)))
+                params += src[0] * c_out
         elif m := _POOL.match(tok):
             if len(shape) != 3:
                 raise ValueError(f"layer {tok!r} in {spec!r}: pooling needs a C x H x W input, got {shape}")
@@ -311,7 +338,7 @@ def plan_network(spec: str, input_shape: tuple | None = None) -> list:
             plan.append(("dropout", (float(m[1]),), shape))
         else:
             raise ValueError(f"unknown layer {tok!r} in network spec {spec!r} "
-                             "(expected N, NR, N+<layer>, <n>C<k>[p<pad>][s<stride>], P<k>, S<k> or D<p>)")
+                             "(expected N, NR, N+<layer>, <n>C<k>[p<pad>][s<stride>][+<layer>], P<k>, S<k> or D<p>)")
         shape = plan[-1][2]
         if plan[-1][0] not in ("dropout", "flatten"):
             layer_shapes.append(shape)
@@ -321,6 +348,24 @@ def plan_network(spec: str, input_shape: tuple | None = None) -> list:
     if plan[-1][0] in ("flatten", "dropout", "input"):
         raise ValueError(f"network spec {spec!r} must end with a dense, convolution or pooling layer")
     return plan
+
+
+def conv_skip_stride(source: tuple, target: tuple) -> tuple | None:
+    """The stride ``(s_h, s_w)`` of the 1x1 convolution that carries a skip from a ``(C_j, H_j, W_j)``
+    spike map to a convolution layer's ``(C, H, W)`` output: ``s = ceil(H_j / H)`` per axis (the
+    smallest stride that does not give more than ``H`` rows; a 1x1 convolution of stride ``s``
+    gives ``ceil(H_j / s)``), or None when that is not exactly ``H x W`` (module docstring).
+
+    >>> [conv_skip_stride(src, (8, 4, 4)) for src in [(4, 8, 8), (4, 7, 7), (4, 4, 4), (4, 5, 5), (4, 2, 2)]]
+    [(2, 2), (2, 2), (1, 1), None, None]
+    """
+    out = []
+    for n_src, n in zip(source[1:], target[1:]):
+        s = -(-n_src // n)
+        if n_src < n or -(-n_src // s) != n:
+            return None
+        out.append(s)
+    return tuple(out)
 
 
 def build_network(spec: str, neuron: NeuronSpec, input_shape: tuple | None = None,
@@ -334,9 +379,9 @@ def build_network(spec: str, neuron: NeuronSpec, input_shape: tuple | None = Non
     shapes = [plan[0][2]]
     layers, skips = [], []
     for kind, args, out_shape in plan[1:]:
-        if kind == "skip":
-            source, n_src, n = args
-            skips.append(Skip(source, sum(isinstance(m, SYNAPTIC) for m in layers) - 1, n_src, n))
+        if kind in ("skip", "conv_skip"):
+            target = sum(isinstance(m, SYNAPTIC) for m in layers) - 1  # the block just added
+            skips.append(Skip(args[0], target, *args[1:]) if kind == "skip" else ConvSkip(args[0], target, *args[1:]))
             continue
         if kind == "conv":
             c_in, c_out, k, stride, pad = args
