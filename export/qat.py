@@ -2,8 +2,9 @@
 training (``attach_fake_quant``). Both round through ``export.quantize.quantize_block``, the one
 place where values are rounded (see that module's docstring for the rules).
 
-Skip connections (``train.network``: ``N+j``) make a neuron group with several incoming edges
-(the main synapse, the skips, a recurrent loop), each its own ``Dense`` process on Loihi/Lava.
+Skip connections (``train.network``: ``N+j``, ``<n>C<k>+j``) make a neuron group with several
+incoming edges (the main synapse, the skips, a recurrent loop), each its own ``Dense`` process on
+Loihi/Lava, or ``Conv`` process for a skip into a convolution layer (a 1x1 convolution).
 Their synaptic inputs add in ONE current register, so they must share the group's scale ``lam``
 (one integer unit per group): ``lam`` is ``layer_scale`` of the largest |weight| over all of the
 group's edges and its threshold (``quantize_group``). The weight exponent, in contrast, belongs
@@ -12,7 +13,8 @@ to each Dense process: Lava's bit-accurate Dense shifts its own weighted sum by 
 ``lava/proc/dense/process.py`` line 26), and ``sim.graph`` keeps it per node. So every edge of a
 merged group takes the smallest exponent ``e_k`` in ``[0, e]`` at which ``lam * max|W_k|`` fits
 the largest even mantissa (``edge_exponent``): the edge with the largest weights gets the group's
-``e``, an edge with weights ``2**n`` times smaller keeps up to ``n`` more mantissa bits. The main
+``e``, an edge with weights ``2**n`` times smaller keeps up to ``n`` more mantissa bits (a
+convolution's exponent is folded into its weights, ``sim.network.Conv2d``: exact). The main
 synapse and a recurrent loop share one exponent (``quantize_block``). With ``shared_exponent``
 every edge uses the network's one ``(lam, e)``, as that option promises. Groups without skips are
 quantized exactly as before (``quantize_block`` alone).
@@ -25,6 +27,7 @@ import torch
 from spikeport.sim.graph import IntGraph
 from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer
 from spikeport.train.layers import Conv2d as TorchConv2d
+from spikeport.train.layers import ConvSkip as TorchConvSkip
 from spikeport.train.layers import Linear as TorchLinear
 from spikeport.train.layers import Pool2d
 from spikeport.train.network import SpikingNetwork
@@ -84,7 +87,8 @@ def edge_exponent(lam: float, e: int, w_max: float) -> int:
 
 def quantize_group(w: np.ndarray, nf: dict, spec: QuantSpec, scale: tuple | None = None,
                    w_rec: np.ndarray | None = None, skips: list = ()):
-    """``quantize_block`` for a group that also receives ``skips`` (float weights, 2-d): returns
+    """``quantize_block`` for a group that also receives ``skips`` (float weights: 2-d dense, or
+    4-d ``(C, C_j, 1, 1)`` convolution kernels): returns
     the block's ``BlockQuant`` and, per skip, ``(mantissas, weight_exp, fake weight, report)``,
     all in the group's one scale (module docstring). Without skips: ``quantize_block`` itself."""
     if not skips:
@@ -115,22 +119,24 @@ def quantize_network(model: SpikingNetwork, spec: QuantSpec = QuantSpec(), dt: f
     report. The record is an ``IntNetwork`` chain, or an ``IntGraph`` when layers are recurrent
     (the chain's graph plus, for layer ``i``, a ``Dense`` node ``layer{i}_rec`` from the group
     ``layer{i}`` onto itself, quantized with the layer's own scale) or have skips (a ``Dense``
-    node ``skip_name(j, i)`` from group ``layer{j-1}`` (or ``input``) into ``layer{i}``, in the
-    group's scale with its own exponent: ``quantize_group``; its report under ``skips``)."""
+    node ``skip_name(j, i)`` from group ``layer{j-1}`` (or ``input``) into ``layer{i}``, or a 1x1
+    ``Conv2d`` of the skip's stride for a skip into a convolution layer, in the group's scale with
+    its own exponent: ``quantize_group``; its report under ``skips``)."""
     layers, reports, recs, skip_nodes = [], [], {}, {}
     blocks = model.blocks()
     ws = [block_weight(syn, in_shape) for syn, _, in_shape, _ in blocks]
     nfs = [neuron_floats(neuron) for _, neuron, _, _ in blocks]
     sws = skip_weights(model)
-    srcs = [[s.source for s in model.skips_into(i)] if sws[i] else [] for i in range(len(blocks))]
+    mods = [model.skips_into(i) if sws[i] else [] for i in range(len(blocks))]
     scale = network_scale(ws + [r for r in (rec_weight(b[1]) for b in blocks) if r is not None]
                           + [a for per in sws for a in per], nfs, spec) if spec.shared_exponent else None
     for i, ((syn, neuron, in_shape, _), w, nf) in enumerate(zip(blocks, ws, nfs)):
         q, sq = quantize_group(w, nf, spec, scale=scale, w_rec=rec_weight(neuron), skips=sws[i])
-        for src, (m, ek, _, rep) in zip(srcs[i], sq):
-            name = skip_name(src, i)
-            skip_nodes[name] = ("input" if src == 0 else f"layer{src - 1}", i,
-                                Dense(m, weight_exp=ek, num_weight_bits=spec.num_weight_bits))
+        for mod, (m, ek, _, rep) in zip(mods[i], sq):
+            src, name = mod.source, skip_name(mod.source, i)
+            op = (Conv2d(m, stride=tuple(mod.stride), padding=(0, 0), weight_exp=ek) if isinstance(mod, TorchConvSkip)
+                  else Dense(m, weight_exp=ek, num_weight_bits=spec.num_weight_bits))
+            skip_nodes[name] = ("input" if src == 0 else f"layer{src - 1}", i, op)
             q.report.setdefault("skips", {})[name] = rep
         if q.rec_weight is not None:
             recs[i] = Dense(q.rec_weight, weight_exp=q.weight_exp, num_weight_bits=spec.num_weight_bits)
@@ -155,8 +161,8 @@ def quantize_network(model: SpikingNetwork, spec: QuantSpec = QuantSpec(), dt: f
     for i, dense in recs.items():
         nodes[f"layer{i}_rec"] = dense
         edges += [(f"layer{i}", f"layer{i}_rec"), (f"layer{i}_rec", f"layer{i}")]
-    for name, (src, i, dense) in skip_nodes.items():
-        nodes[name] = dense
+    for name, (src, i, op) in skip_nodes.items():
+        nodes[name] = op
         edges += [(src, name), (name, f"layer{i}")]
     return IntGraph(nodes, edges, dt, info), reports
 
