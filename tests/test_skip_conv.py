@@ -1,9 +1,9 @@
 """Skip connections into convolution layers (``<n>C<k>+j``) end to end: the grammar, the stride rule
 and its one-line refusals, the float forward against a step-by-step loop, gradients into the 1x1
 skip kernel, QAT values equal to the exported integers (one scale per group, an exponent per edge),
-float (fake-quantized) against the integer simulator on a tiny trained network, NIR write and read
-back, and the simulator against Lava ``fixed_pt`` (every group's spikes, u and v: 0 mismatches) and
-the ONNX graph step model.
+float (fake-quantized) against the integer simulator on the briefly trained ``digits-conv-skip``
+preset, NIR write and read back, and the simulator against Lava ``fixed_pt`` (every group's spikes,
+u and v: 0 mismatches) and the ONNX graph step model.
 """
 import sys
 from pathlib import Path
@@ -256,18 +256,19 @@ def test_nir_round_trip_and_lava(tmp_path):
     equal_to_simulator(net, tmp_path, x=x)  # and the ONNX step model (Conv nodes merging into one group)
 
 
-def test_a_tiny_trained_network_float_integer_nir_and_lava(tmp_path):
-    """Trained with QAT and the synaptic delay on the digits (8x8, built in): the fake-quantized
-    float model and the integer simulator agree step by step, and the exported NIR runs in Lava
-    exactly as in the simulator."""
-    cfg = make_config("digits-skip", overrides={"network": "8x8-4C3p1-4C3p1-4C3p1+1-10", "optim.epochs": 2,
-                                                "optim.seed": 1, "data.train_samples": 512})
+def test_the_preset_briefly_trained_float_integer_nir_and_lava(tmp_path):
+    """``digits-conv-skip`` (QAT, synaptic delay; 8x8 digits, built in) trained for 2 of its 10
+    epochs learns, its fake-quantized float model and the integer simulator agree step by step,
+    and the exported NIR runs in Lava exactly as in the simulator. Accuracies of the full preset,
+    with and without its skips: its comment in train/config.py."""
+    cfg = make_config("digits-conv-skip", overrides={"optim.epochs": 2, "optim.seed": 1})
     assert cfg.quant.qat and cfg.quant.synaptic_delay
+    assert [a[0] for kind, a, _ in plan_network(cfg.network) if kind == "conv_skip"] == [1, 3]
     train(cfg, tmp_path / "run", progress=False, log=lambda *_: None, fake_quant=lambda m: attach_fake_quant(m))
     _, model = load_run(tmp_path / "run")
     attach_fake_quant(model)
     net, _ = quantize_network(model)
-    assert isinstance(net.nodes["layer2_skip_layer0"], G.Conv2d)
+    assert all(isinstance(net.nodes[n], G.Conv2d) for n in ("layer4_skip_layer0", "layer4_skip_layer2"))
     x, labels = encode_split(cfg, 120)
     with torch.no_grad():
         out, rec = model(torch.as_tensor(x, dtype=torch.float32).transpose(0, 1), record=True)
@@ -277,7 +278,7 @@ def test_a_tiny_trained_network_float_integer_nir_and_lava(tmp_path):
         assert ours.spikes[name].any() and (ours.spikes[name] == fq).mean() >= 0.99, name
     pred_f = out.sum(0).argmax(-1).numpy()
     pred_i = ours.output.sum(1).argmax(-1)
-    assert (pred_f == labels).mean() > 0.25  # it learned something (chance: 0.1; measured 0.44)
+    assert (pred_f == labels).mean() >= 0.6  # it learns (chance: 0.1; measured 0.82 on these 120 digits)
     assert (pred_f == pred_i).mean() >= 0.95
     write_nir(tmp_path / "t.nir", model, net, 1e-3)
     back, _ = read_nir(tmp_path / "t.nir")
