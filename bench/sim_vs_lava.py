@@ -199,7 +199,8 @@ def sparse_section(net, x: np.ndarray, args, res, floor, out: dict) -> None:
     # sparse = c_scan M K + c_nnz nnz + c_add nnz N (the model of sim.simulator.use_sparse)
     fit = [np.linalg.lstsq(np.stack(cols, axis=1) / t[:, None], np.ones(len(r)), rcond=None)[0] * 1e9
            for cols, t in (([mk, mk * n_out], r[:, 4]), ([mk, nnz, nnz * n_out], r[:, 5]))]
-    model = [sim._DENSE_ENTRY_S, sim._DENSE_MADD_S, sim._SPARSE_SCAN_S, sim._SPARSE_NNZ_S, sim._SPARSE_ADD_S]
+    model = [sim._DENSE_ENTRY_S, sim._DENSE_MADD_S / sim.blas_threads(), sim._SPARSE_SCAN_S, sim._SPARSE_NNZ_S,
+             sim._SPARSE_ADD_S]  # the multiply-add as the model uses it: over the BLAS threads
     out["sparse_fit_ns"] = dict(zip(("dense_entry", "dense_madd", "scan", "nnz", "sparse_add"),
                                     [float(c) for c in (*fit[0], *fit[1])]))
     print("  fitted (ns): dense " + ", ".join(f"{c:.4g}" for c in fit[0]) + " per entry, multiply-add; sparse "

@@ -33,7 +33,9 @@ Speed
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -201,10 +203,14 @@ def _check_conv_int32(weight: np.ndarray, where: str) -> None:
 # 800, 800 x 10, 800 x 200; activity 1-40%), where the model picked the faster form in all 15;
 # the sparse section of ``bench/sim_vs_lava.py`` times and fits the same products again. With
 # N = 800 the sparse form wins below ~17% activity; with N = 10 almost never. Only the cost
-# depends on the choice, never the result.
+# depends on the choice, never the result. BLAS spreads the multiply-adds over its threads and the
+# sparse product runs on one, so the multiply-add cost is divided by ``blas_threads()``: on the
+# same VM quiet, with numpy's two OpenBLAS threads, the sparse section fitted 0.0082 ns per
+# multiply-add (half the one-thread figure) and the other constants as below; without the
+# division, auto picked sparse at 12% activity, where dense was 1.4x faster (2026-12-01).
 PRODUCTS = ("auto", "dense", "sparse")
 _DENSE_ENTRY_S = 0.31e-9     # per input entry: the cast to float
-_DENSE_MADD_S = 0.0153e-9    # per multiply-add of float32 BLAS
+_DENSE_MADD_S = 0.0153e-9    # per multiply-add of float32 BLAS, one thread
 _SPARSE_SCAN_S = 0.33e-9     # per input entry: the nonzero scan
 _SPARSE_NNZ_S = 4.4e-9       # per nonzero: column index, value, CSR row overhead
 _SPARSE_ADD_S = 0.082e-9     # per added weight (nonzero x output)
@@ -218,11 +224,29 @@ def _scipy_sparse():
     return scipy.sparse
 
 
+@functools.lru_cache(maxsize=1)
+def blas_threads() -> int:
+    """Threads numpy's BLAS uses for a product, as its environment sets them (``OPENBLAS_NUM_THREADS``,
+    ``MKL_NUM_THREADS``, ``OMP_NUM_THREADS``; at most the CPUs), else the CPUs this process may run on."""
+    try:
+        cpus = max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        cpus = max(1, os.cpu_count() or 1)
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        try:
+            n = int(os.environ.get(var, "").split(",")[0])
+        except ValueError:
+            continue
+        if n > 0:
+            return min(n, cpus)
+    return cpus
+
+
 def use_sparse(m: int, k: int, n: int, nnz: int) -> bool:
     """Whether the sparse product of an ``(m, k)`` input with ``nnz`` nonzeros by a ``(k, n)``
     weight is predicted cheaper than the dense one (the cost model above)."""
     sparse = m * k * _SPARSE_SCAN_S + nnz * (_SPARSE_NNZ_S + n * _SPARSE_ADD_S)
-    return sparse < m * k * (_DENSE_ENTRY_S + n * _DENSE_MADD_S)
+    return sparse < m * k * (_DENSE_ENTRY_S + n * _DENSE_MADD_S / blas_threads())
 
 
 def sparse_product(s: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -31,7 +31,8 @@ def test_sparse_product_of_graded_payloads():
     assert np.array_equal(S.sparse_product(s, w.astype(np.float64)).astype(np.int64), s @ w)
 
 
-def test_cost_model_picks_sparse_only_where_it_is_cheaper():
+def test_cost_model_picks_sparse_only_where_it_is_cheaper(monkeypatch):
+    monkeypatch.setattr(S, "blas_threads", lambda: 1)
     m, k = 5120, 800
     # a wide layer (N = 800): sparse below ~17% activity (the module's measured constants), as
     # timed there: at 12% sparse 34 ms vs dense 50 ms, at 20% sparse 63 ms vs dense 49 ms
@@ -40,6 +41,36 @@ def test_cost_model_picks_sparse_only_where_it_is_cheaper():
     # a narrow layer (N = 10): the per-nonzero cost exceeds the whole dense product from a few %
     assert not S.use_sparse(m, k, 10, int(0.04 * m * k)) and not S.use_sparse(m, k, 10, int(0.2 * m * k))
     assert S.use_sparse(m, k, 10, 0)  # nothing active: a scan and no additions
+
+
+def test_cost_model_counts_blas_threads(monkeypatch):
+    """BLAS runs the dense product on its threads, the sparse one runs on one: with two threads the
+    wide layer at 12% activity goes dense (timed on 2 threads: dense 27 ms, sparse 40 ms), at 4%
+    still sparse (dense 27 ms, sparse 16 ms)."""
+    monkeypatch.setattr(S, "blas_threads", lambda: 2)
+    m, k = 5120, 784
+    assert not S.use_sparse(m, k, 800, int(0.12 * m * k))
+    assert S.use_sparse(m, k, 800, int(0.04 * m * k))
+    monkeypatch.setattr(S, "blas_threads", lambda: 1)
+    assert S.use_sparse(m, k, 800, int(0.12 * m * k))
+
+
+def test_blas_threads_follow_the_environment(monkeypatch):
+    import os
+    cpus = len(os.sched_getaffinity(0))
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    S.blas_threads.cache_clear()
+    try:
+        assert S.blas_threads() == cpus
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        S.blas_threads.cache_clear()
+        assert S.blas_threads() == 1
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", str(cpus + 7))  # never more than the CPUs
+        S.blas_threads.cache_clear()
+        assert S.blas_threads() == cpus
+    finally:
+        S.blas_threads.cache_clear()
 
 
 def test_auto_products_use_the_sparse_path_at_low_activity(monkeypatch):
