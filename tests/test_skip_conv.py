@@ -27,6 +27,7 @@ from spikeport.train.trainer import load_run, train
 sys.path.insert(0, str(Path(__file__).parent))
 from test_graph_vs_lava import equal_everywhere  # noqa: E402  (the same Lava comparison for every graph test)
 from test_onnx_graph import equal_to_simulator  # noqa: E402  (the ONNX graph step model's comparison)
+from test_skip_merge import skip_model as dense_skip_model, spikes  # noqa: E402  (the same model and inputs)
 
 # layer 3 (6C3p1 on layer 2's 6x3x3) also hears layer 1 (4x6x6) and the input (2x6x6): both through a
 # 1x1 convolution of stride 2, the shortcut of a ResNet block that halves the map (layer 2, s2)
@@ -38,20 +39,7 @@ def ceil_div(a, b):
 
 
 def skip_model(seed=0, model="lif", delay=False, spec=SPEC):
-    torch.manual_seed(seed)
-    net = build_network(spec, NeuronSpec(model=model, decay=0.5, decay_syn=0.3, decay_mem=0.6, v_threshold=0.5),
-                        synaptic_delay=delay)
-    with torch.no_grad():
-        for syn, neuron, *_ in net.blocks():
-            syn.weight.mul_(2.5)
-            neuron.bias.uniform_(-0.05, 0.05)
-        net.skips[0].weight.mul_(2.0)
-        net.skips[1].weight.mul_(0.3)  # smaller weights: this edge gets a smaller exponent
-    return net.eval()
-
-
-def spikes(seed, shape, p=0.4):
-    return (np.random.default_rng(seed).random(shape) < p).astype(np.int8)
+    return dense_skip_model(seed, model, delay, spec)  # test_skip_merge's model, with this file's spec
 
 
 @pytest.mark.parametrize("spec, source, target", [
