@@ -119,6 +119,21 @@ NUM_WEIGHT_BITS = IntFormat("num_weight_bits", 4, False)    # 1..8 used
 # lava/lib/dl/netx/hdf5.py 425-430, max_delay=62 in netx/blocks/process.py).
 DELAY = IntFormat("delay", 6, False)
 
+# Sigma-delta (SDNN) neurons, lava-nc 0.10 lava/proc/sdn/models.py (``PySigmaDeltaModelFixed``
+# 260-284, ``PyDeltaModelFixed`` 205-231, ``PySigmaModelFixed`` 169-176): ``sigma``, ``act``,
+# ``residue`` are numpy int32 arrays (their ``precision=24`` annotation is never enforced), so every
+# sum wraps at 32 bits (``SD_STATE_BITS``). The threshold and the bias are scaled by
+# ``1 << (spike_exp + state_exp)`` when the process is built (lava/proc/sdn/process.py 99, 179-180)
+# and the graded output is ``s >> state_exp``. lava-dl netx builds them with ``spike_exp = 6``
+# (``Network(spike_exp=6)``, hdf5.py 72) and ``state_exp = 6`` (hdf5.py 176, 187), and sends their
+# payloads with ``num_message_bits = 16`` unless the file says ``messageBits`` (hdf5.py 168-169).
+SD_STATE_BITS = 32
+SD_VTH = IntFormat("vth", 17, False)          # the delta threshold mantissa (netx's vThMant)
+SD_BIAS = IntFormat("bias", 16, True)         # LavaPyType(np.int32, precision=16), models.py 273
+SD_SPIKE_EXP = IntFormat("spike_exp", 3, False)   # precision=3, models.py 275
+SD_STATE_EXP = IntFormat("state_exp", 3, False)   # precision=3, models.py 276
+NETX_SD_SPIKE_EXP, NETX_SD_STATE_EXP, NETX_SD_MESSAGE_BITS = 6, 6, 16
+
 
 # --- decays ----------------------------------------------------------------------------------
 # Every conversion takes a scalar or an array and returns an int64 (or float64) array of the same

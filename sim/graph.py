@@ -7,7 +7,9 @@ An ``IntGraph`` is a directed graph of named nodes:
                drives their ``a_in`` directly (no synapse, no delay) and a per-sample bias can
                replace their ``bias_mant`` (``--input-bias``, as lava-dl drives PilotNet).
 ``Neurons``    a group of Loihi CUBA neurons of a given ``shape`` (``NeuronGroup``); its registers
-               are scalars, per channel or per neuron (``sim.network.Neurons``).
+               are scalars, per channel or per neuron (``sim.network.Neurons``). A group (or an
+               input group) may instead hold ``SigmaDelta`` registers: Lava's sigma-delta neurons
+               (lava/proc/sdn, lava-dl's SDNN), which send graded payloads instead of 0/1 spikes.
 ``Dense``, ``Conv2d``, ``SumPool2d``, ``Flatten``
                synaptic operators (``sim.network``), exactly one input each. A ``Dense`` may
                carry a per-synapse ``delay`` (0..63 extra steps, Loihi 2's 6-bit synaptic delay;
@@ -53,12 +55,91 @@ FORMAT_VERSION = 1
 MAX_GROUP_NEURONS = MEMORY_BUDGET_BYTES // 16   # 2**28
 
 
+SD_MODES = ("sigma_delta", "delta", "sigma")
+
+
+@dataclass(frozen=True, eq=False)
+class SigmaDelta:
+    """Registers of a group of Lava sigma-delta neurons (lava-nc 0.10 lava/proc/sdn), the neurons of
+    lava-dl's SDNN networks (netx hdf5.py 164-189). ``mode``:
+
+    ``"sigma_delta"``  ``SigmaDelta`` with ReLU (``PySigmaDeltaModelFixed``, models.py 260-284)
+    ``"delta"``        ``Delta``, the encoder of netx's SDNN Input block (``PyDeltaModelFixed``,
+                       models.py 205-231): no accumulation, no activation, no bias
+    ``"sigma"``        ``Sigma``, netx's ``sigma_output`` layer (``PySigmaModelFixed``, models.py
+                       169-176): sends its accumulated input
+
+    The arithmetic (``sim.simulator.sigma_delta_step``) holds ``sigma``, ``act`` and ``residue`` in
+    int32 (wrapping) and sends ``s >> state_exp``, a graded payload (int32, signed). ``vth`` (the
+    file's ``vThMant``) and ``bias`` are mantissas: Lava scales both by ``1 << (spike_exp +
+    state_exp)`` when it builds the process (lava/proc/sdn/process.py 99, 179-180). ``bias`` is a
+    scalar, one value per channel ``(C,)`` of a feature map or one per neuron; the rest are shared.
+    ``expand`` of a CUBA register (``du``, ...) is a ``ValueError``: code written for CUBA groups
+    refuses these groups in one line instead of computing something else.
+    """
+
+    mode: str = "sigma_delta"
+    vth: int = 0
+    bias: np.ndarray | int = 0
+    spike_exp: int = F.NETX_SD_SPIKE_EXP
+    state_exp: int = F.NETX_SD_STATE_EXP
+    kind = "sigma_delta"
+    FIELDS = ("mode", "vth", "bias", "spike_exp", "state_exp")
+
+    def validate(self, where: str, out_shape: tuple) -> None:
+        if self.mode not in SD_MODES:
+            raise ValueError(f"{where}: sigma-delta mode {self.mode!r} is not one of {SD_MODES}")
+        for name, fmt in (("spike_exp", F.SD_SPIKE_EXP), ("state_exp", F.SD_STATE_EXP), ("vth", F.SD_VTH)):
+            arr = fmt.check(getattr(self, name), f"{where}: sigma-delta")
+            if arr.size != 1:
+                raise ValueError(f"{where}: sigma-delta {name} must be one value (Lava holds one per process), "
+                                 f"got {arr.size}")
+        # Lava computes vth << (spike_exp + state_exp) and bias << (...) in int32 when it builds the
+        # process: with these ranges (17 and 16 bits, a shift of at most 14) both stay below 2**31
+        bias = F.SD_BIAS.check(self.bias, f"{where}: sigma-delta")
+        n = math.prod(out_shape)
+        if bias.size not in (1, n) and not (len(out_shape) == 3 and bias.size == out_shape[0]):
+            raise ValueError(f"{where}: bias has {bias.size} values; expected 1, {n} (per neuron)"
+                             + (f" or {out_shape[0]} (per channel)" if len(out_shape) == 3 else ""))
+        if self.mode != "sigma_delta" and np.any(bias != 0):
+            raise ValueError(f"{where}: a sigma-delta group in mode {self.mode!r} has no bias (Lava's {self.mode.title()} "
+                             "process takes none)")
+
+    def scale_shift(self) -> int:
+        """``spike_exp + state_exp``: the left shift of ``vth`` and ``bias`` (and of a Delta's input)."""
+        return int(self.spike_exp) + int(self.state_exp)
+
+    def expand(self, name: str, out_shape: tuple) -> np.ndarray:
+        """``bias`` as one int64 value per neuron (flattened C order); CUBA registers are refused."""
+        if name != "bias":
+            raise ValueError(f"a sigma-delta (SDNN) group has no CUBA register {name!r}: this operation handles "
+                             "Loihi CUBA (LIF) groups only")
+        arr = np.asarray(self.bias).astype(np.int64).reshape(-1)
+        n = math.prod(out_shape)
+        if arr.size == 1:
+            return np.full(n, arr[0], dtype=np.int64)
+        return arr if arr.size == n else np.repeat(arr, n // arr.size)
+
+
+def is_sigma_delta(neurons) -> bool:
+    """Whether a group's registers are sigma-delta ones (graded payloads out)."""
+    return isinstance(neurons, SigmaDelta)
+
+
+def refuse_sigma_delta(graph, what: str) -> None:
+    """A one-line ``ValueError`` when ``graph`` has a sigma-delta group that ``what`` cannot handle."""
+    for name in graph.groups():
+        if is_sigma_delta(graph.neurons(name)):
+            raise ValueError(f"{what} does not support sigma-delta (SDNN) groups (group {name!r}); the simulator "
+                             "runs them (spikeport simulate)")
+
+
 @dataclass(frozen=True, eq=False)
 class Input:
     """Where input enters; with ``neurons`` a neuron group driven by the input (netx's Input block)."""
 
     shape: tuple
-    neurons: Neurons | None = None
+    neurons: Neurons | SigmaDelta | None = None
     kind = "input"
 
     def __post_init__(self):
@@ -70,7 +151,7 @@ class NeuronGroup:
     """A group of Loihi CUBA neurons of ``shape`` (PyTorch order) with its registers."""
 
     shape: tuple
-    neurons: Neurons = field(default_factory=Neurons)
+    neurons: Neurons | SigmaDelta = field(default_factory=Neurons)
     kind = "neurons"
 
     def __post_init__(self):
@@ -209,9 +290,10 @@ def node_to_dict(node, arrays: dict, prefix: str) -> dict:
     out = {"kind": node.kind}
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
-        if isinstance(value, Neurons):
-            out[f.name] = {"neurons": {n: _encode(getattr(value, n), arrays, f"{prefix}.{f.name}.{n}")
-                                       for n in Neurons.FIELDS}}
+        if isinstance(value, (Neurons, SigmaDelta)):
+            key = "neurons" if isinstance(value, Neurons) else SigmaDelta.kind
+            out[f.name] = {key: {n: _encode(getattr(value, n), arrays, f"{prefix}.{f.name}.{n}")
+                                 for n in type(value).FIELDS}}
         else:
             out[f.name] = _encode(value, arrays, f"{prefix}.{f.name}")
     return out
@@ -246,6 +328,9 @@ def node_from_dict(entry: dict, arrays, where: str, types: dict | None = None):
         value = entry[f.name]
         if isinstance(value, dict) and "neurons" in value:
             value = Neurons(**{n: _decode(value["neurons"].get(n, 0), arrays, where) for n in Neurons.FIELDS})
+        elif isinstance(value, dict) and SigmaDelta.kind in value:
+            sd = value[SigmaDelta.kind]
+            value = SigmaDelta(**{n: _decode(sd[n], arrays, where) for n in SigmaDelta.FIELDS if n in sd})
         else:
             value = _decode(value, arrays, where)
         kwargs[f.name] = tuple(value) if isinstance(value, list) else value

@@ -12,6 +12,21 @@ One Loihi CUBA neuron step (``neuron_step``), exactly as lava/proc/lif/models.py
     s = v > (vth << 6)                             # strict
     v[s] = 0                                       # reset, no refractory period
 
+One sigma-delta (SDNN) neuron step (``sigma_delta_step``), exactly as lava/proc/sdn/models.py
+(``PySigmaDeltaModelFixed`` 260-284 with ``AbstractSigmaDeltaModel.dynamics`` 150-156,
+``AbstractDeltaModel.delta_dynamics`` 72-100, ``cum_error`` off as netx builds it), every sum in
+int32 (wrapping), ``vth`` and ``bias`` already ``<< (spike_exp + state_exp)``::
+
+    sigma   = sigma + a                            # the synaptic input a as Dense sends it (no << 6)
+    act_new = max(sigma + bias, 0)                 # ReLU
+    delta   = act_new - act + residue
+    s       = delta if |delta| >= vth else 0       # >= (not >)
+    residue = delta - s ;  act = act_new
+    payload = s >> state_exp                       # arithmetic shift: floor
+
+``Delta`` (netx's SDNN Input block, models.py 223-231) takes ``act_new = a << (spike_exp +
+state_exp)`` instead of sigma and ReLU; ``Sigma`` (models.py 54-57) sends ``sigma`` itself.
+
 Synapses (``sim.network``): Dense ``a = (W_eff @ s) >> -weight_exp`` (floor) or ``<< weight_exp``;
 Conv and sum-pool ``a = wrap24(conv(s, w << weight_exp))`` (a convolution whose sum can leave
 int32 is refused: Lava's result there is undefined, ``_check_conv_int32``).
@@ -161,6 +176,87 @@ def layer_bounds(a64_max: float, c: NeuronConstants) -> tuple[bool, bool, bool]:
     v_max = (min(u_max, 2.0 ** 31) + bias_max) / (1.0 - cv_max) if cv_max < 1.0 else np.inf
     saturate = wrap24 or v_max > F.UV_MAX - 1
     return wrap32, wrap24, saturate
+
+
+@dataclass(frozen=True)
+class SigmaDeltaConstants:
+    """Per-neuron constants of a sigma-delta group (int64, shape (N,)), from its ``SigmaDelta``
+    registers as Lava's process builds them (lava/proc/sdn/process.py 179-180: ``vth`` and ``bias``
+    times ``1 << (spike_exp + state_exp)``, stored in int32 Vars)."""
+
+    mode: str
+    vth: int              # vth << (spike_exp + state_exp)
+    bias: np.ndarray      # bias << (spike_exp + state_exp), int32-wrapped as Lava stores it
+    in_shift: int         # Delta: a << (spike_exp + state_exp) (models.py 225-227)
+    state_exp: int
+
+    @classmethod
+    def of(cls, sd, out_shape) -> "SigmaDeltaConstants":
+        shift = sd.scale_shift()
+        bias = _wrap_int(sd.expand("bias", out_shape) << shift, F.SD_STATE_BITS)
+        return cls(sd.mode, int(sd.vth) << shift, bias, shift, int(sd.state_exp))
+
+    def payload_max(self) -> int:
+        """The largest payload magnitude the group can send: ``2**31 >> state_exp`` (sigma for Sigma)."""
+        return 2 ** (F.SD_STATE_BITS - 1) >> (0 if self.mode == "sigma" else self.state_exp)
+
+
+@dataclass
+class SigmaDeltaState:
+    """``sigma``, ``act`` and ``residue`` of a batch of sigma-delta neurons, int64 arrays ``(B, N)``
+    holding int32 values (Lava's Vars; all start at 0, process.py 186-189)."""
+
+    sigma: np.ndarray
+    act: np.ndarray
+    residue: np.ndarray
+
+    @classmethod
+    def zeros(cls, batch: int, n: int) -> "SigmaDeltaState":
+        return cls(*(np.zeros((batch, n), dtype=np.int64) for _ in range(3)))
+
+
+def _wrap_int(x: np.ndarray, bits: int) -> np.ndarray:
+    """Two's-complement wrap of an int64 array into ``bits`` signed bits (numpy int32 overflow)."""
+    half = 1 << (bits - 1)
+    return ((x + half) & ((1 << bits) - 1)) - half
+
+
+def sigma_delta_step(state: SigmaDeltaState, a: np.ndarray, c: SigmaDeltaConstants) -> np.ndarray:
+    """Advance ``state`` in place by one step on the synaptic input ``a`` (int64 ``(B, N)``, as the
+    synapse sends it, not ``<< 6``) and return the graded payload it sends (int64 ``(B, N)``).
+
+    lava/proc/sdn/models.py: ``sigma_dynamics`` 39-52 (``a + sigma``), ``activation_dynamics``
+    121-148 (ReLU of ``sigma + bias``), ``delta_dynamics`` 72-100 (threshold ``|delta| >= vth``,
+    residue), ``run_spk`` 279-284 (``s >> state_exp``); the Delta encoder's ``run_spk`` 223-231
+    (``a << (spike_exp + state_exp)``, ``act = a``) and Sigma's 54-57 (sends ``sigma``). Every sum
+    is numpy int32 arithmetic there, so every result wraps at 32 bits here; ``np.abs`` of int32's
+    most negative value stays negative in Lava, so that delta never passes a threshold.
+    """
+    w = F.SD_STATE_BITS
+    if c.mode == "sigma":
+        state.sigma[...] = _wrap_int(state.sigma + a, w)
+        return state.sigma.copy()
+    if c.mode == "delta":
+        act = _wrap_int(a << c.in_shift, w)
+    else:
+        state.sigma[...] = _wrap_int(state.sigma + a, w)
+        act = np.maximum(_wrap_int(state.sigma + c.bias, w), 0)
+    delta = _wrap_int(act - state.act + state.residue, w)
+    mag = np.where(delta == -(1 << (w - 1)), delta, np.abs(delta))  # int32 abs of -2**31 is -2**31
+    s = np.where(mag >= c.vth, delta, 0)
+    state.residue[...] = _wrap_int(delta - s, w)
+    state.act[...] = act
+    return s >> c.state_exp
+
+
+def constants_of(neurons, out_shape):
+    """A group's constants: ``NeuronConstants`` for CUBA registers, ``SigmaDeltaConstants`` for
+    sigma-delta ones (each node's registers choose their own arithmetic)."""
+    from .graph import is_sigma_delta
+
+    if is_sigma_delta(neurons):
+        return SigmaDeltaConstants.of(neurons, out_shape)
+    return NeuronConstants.of(neurons, out_shape)
 
 
 # --- synapses over a whole sequence -----------------------------------------------------------
@@ -540,6 +636,11 @@ def prepare_inputs(graph, x=None, input_bias=None, steps=None, reset_interval=No
         if len(bias_inputs) != 1:
             raise ValueError(f"--input-bias drives the input neuron group, but the graph has {len(bias_inputs)} "
                              f"inputs with neurons ({bias_inputs})")
+        from .graph import is_sigma_delta
+
+        if is_sigma_delta(graph.neurons(bias_inputs[0])):
+            raise ValueError(f"--input-bias: the input group {bias_inputs[0]!r} is a sigma-delta (Delta) encoder, "
+                             "which has no bias (lava/proc/sdn/process.py Delta); give its input as x")
         shape = graph.shapes[bias_inputs[0]]
         b = np.asarray(input_bias)
         if b.ndim < 1 or math.prod(b.shape[1:]) != math.prod(shape):
@@ -631,20 +732,30 @@ def simulate_graph(graph, x=None, timing: str = "hardware", record: bool = False
     groups = graph.groups()
     sizes = {n: graph.size(n) for n in graph.nodes if n in graph.shapes}
     out_src = graph.outputs()
-    rec = {k: {n: np.zeros((S, T, sizes[n]), dtype=np.int8 if k == "spikes" else np.int32) for n in groups}
+    consts = {n: constants_of(graph.neurons(n), graph.shapes[n]) for n in groups}
+    graded = {n for n in groups if isinstance(consts[n], SigmaDeltaConstants)}  # int32 payloads, not 0/1
+    if graded and backend != "numpy":
+        raise ValueError(f"the {backend} backend does not run sigma-delta (SDNN) groups ({sorted(graded)}); "
+                         "use backend='numpy'")
+
+    def spike_dtype(n):
+        return np.int32 if n in graded else np.int8
+
+    rec = {k: {n: np.zeros((S, T, sizes[n]), dtype=spike_dtype(n) if k == "spikes" else np.int32) for n in groups}
            for k in ("spikes", "u", "v")} if record else None
-    outputs = {o: np.zeros((S, T, sizes[src]), dtype=np.int8 if src in groups else xs[src].dtype)
+    outputs = {o: np.zeros((S, T, sizes[src]), dtype=spike_dtype(src) if src in groups else xs[src].dtype)
                for o, src in out_src.items()}
     if S == 0 or T == 0:
         return GraphResult(outputs, *((rec["spikes"], rec["u"], rec["v"]) if record else ()))
-    # payloads reach synapses only from inputs without neurons (an input group sends 0/1 spikes)
+    # payloads reach synapses from inputs without neurons and from sigma-delta groups (a CUBA group,
+    # and a CUBA input group, sends 0/1 spikes)
     in_max = {n: int(np.abs(v).max()) if v.size and v.dtype != np.uint8 else 1  # uint8: 0/1 spikes (check_payload)
               for n, v in xs.items() if graph.neurons(n) is None}
+    in_max.update({n: consts[n].payload_max() for n in graded})
     syns = {}
     for p in graph.projections():
         syns[id(p)] = _synapse(p.op, graph.shapes[p.src], graph.shapes[p.dst], f"node {p.name!r}",
                                max(in_max.get(p.src, 1), 1))
-    consts = {n: NeuronConstants.of(graph.neurons(n), graph.shapes[n]) for n in groups}
     depth = graph.depths()
     stream = proto.reset_interval is not None
     chunks = [(0, S)] if stream else [(s, min(s + batch_size, S)) for s in range(0, S, batch_size)]
@@ -747,6 +858,11 @@ class _GraphRun:
 
     def _component(self, comp, xb, spikes, us, vs, T, B, bias):
         internal = [p for n in comp for p in self.into.get(n, []) if p.src in comp]
+        if any(isinstance(self.consts[n], SigmaDeltaConstants) for n in comp):
+            if internal:
+                raise ValueError(f"sigma-delta (SDNN) groups in a recurrent loop ({comp}) are not supported by the "
+                                 "simulator (netx builds SDNN blocks feed-forward)")
+            return self._sigma_delta(comp[0], xb, spikes, us, vs, T, B)
         ext = {n: self._external(n, comp, spikes, T, B, xb.get(n)) for n in comp}
         consts = {n: self._constants(n, bias) for n in comp}
         flags = {}
@@ -792,3 +908,26 @@ class _GraphRun:
                     vs[n][t] = v[n]
         for n in comp:
             spikes[n] = out[n].view(np.uint8)
+
+    def _sigma_delta(self, n, xb, spikes, us, vs, T, B):
+        """A feed-forward sigma-delta group, stepped by ``sigma_delta_step``. Its payloads go out as
+        int32; recorded ``u`` is its ``sigma`` and ``v`` its ``act`` (Lava's Vars of those names).
+        netx ignores a reset interval for SDNN blocks (hdf5.py 165-167: "Reset is not supported with
+        Sigma Delta neurons. It will be ignored."): so does this group."""
+        a64, late = self._external(n, [n], spikes, T, B, xb.get(n))
+        a = (a64 / 2.0 ** F.ACT_SHIFT).astype(np.int64)  # exact: the synapses deliver integers << 6
+        c, size = self.consts[n], self.g.size(n)
+        state = SigmaDeltaState.zeros(B, size)
+        out = np.zeros((T, B, size), dtype=np.int32)
+        if self.record:
+            us[n] = np.zeros((T, B, size), dtype=np.int32)
+            vs[n] = np.zeros((T, B, size), dtype=np.int32)
+        idle = np.zeros((B, size), dtype=np.int64)
+        for t in range(T):
+            at = (a[t - 1] if t else idle) if late else a[t]
+            out[t] = sigma_delta_step(state, at, c)
+            if self.record:
+                us[n][t] = state.sigma
+                vs[n][t] = state.act
+        spikes[n] = out
+
