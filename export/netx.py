@@ -40,9 +40,18 @@ Neurons (hdf5.py 140-163)
     we write ``iDecay = du + 1``, ``vDecay = dv``, ``vThMant = vth``. LIF holds one ``du``, ``dv``
     and ``vth`` per process: per-neuron values are refused. ``refDelay`` and ``gradedSpike`` are
     ignored by netx (LIF has no refractory period; graded output comes only from ``messageBits``):
-    we write ``refDelay = 1``, ``gradedSpike = False``, and refuse reading ``messageBits > 0``
-    (graded output spikes: the graph's neuron groups send 0/1) and every other neuron type (SDNN,
-    RF, ...: not Loihi CUBA neurons).
+    we write ``refDelay = 1``, ``gradedSpike = False``, and refuse reading ``messageBits > 0`` on a
+    CUBA layer (graded LIF output spikes) and every other neuron type but SDNN (RF, ...).
+SDNN (sigma-delta) layers (hdf5.py 164-189)
+    read into ``SigmaDelta`` registers (``sim.graph``): the Input block becomes Lava's ``Delta``
+    encoder, a layer with ``sigma_output`` a ``Sigma`` accumulator, every other SDNN layer a ReLU
+    ``SigmaDelta``; ``vth = vThMant``, ``spike_exp = state_exp = 6``, ``bias`` truncated to int32
+    (blocks/process.py 71). Their graded payloads reach the next block with ``num_message_bits =
+    messageBits`` (16 when absent, 168-169), which Lava's Dense only tests for ``> 0``: ``0`` (payloads
+    read as 0/1) is refused, as are an ``activation`` other than ReLU (netx never reads it and runs
+    ReLU), synaptic delays, recurrence and a convolution after an SDNN block. netx ignores a reset
+    interval for SDNN blocks with a warning (165-167), and so does the simulator. Writing SDNN is
+    not supported (``write_netx`` refuses such graphs).
     A dense (or dense_rec) layer without ``neuron`` gets netx's default "non-leaky integrator"
     (hdf5.py 348-355): ``iDecay = 0``, ``vDecay = 4096``, ``vThMant = 1 << 18 - 1`` (Python's
     precedence: ``2**17``), i.e. Lava's ``du = -1`` (the current never decays: factor 4096/4096),
@@ -146,7 +155,8 @@ from pathlib import Path
 import numpy as np
 
 from spikeport.sim import formats as F
-from spikeport.sim.graph import MAX_GROUP_NEURONS, Input, IntGraph, NeuronGroup, Output, as_graph
+from spikeport.sim.graph import (MAX_GROUP_NEURONS, Input, IntGraph, NeuronGroup, Output, SigmaDelta, as_graph,
+                                 is_sigma_delta, refuse_sigma_delta)
 from spikeport.sim.npzfile import MEMORY_BUDGET_BYTES
 from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
 
@@ -447,6 +457,7 @@ def write_netx(net, path) -> None:
     import h5py
 
     graph = as_graph(net)
+    refuse_sigma_delta(graph, "write_netx")
     inp, chain = netx_chain(graph)
     in_shape = graph.shapes[inp]
     if len(in_shape) not in (1, 3):
@@ -625,9 +636,11 @@ class _Reader:
             if not isinstance(ng, Group):
                 raise self.err(w, "'neuron' must be a group")
             ntype = _decode(self.need(ng, "type", w)[()])
+            if ntype == "SDNN":
+                return self.sigma_delta(g, ng, where, out_shape, is_input)
             if ntype not in ("CUBA", "LOIHI"):
                 raise self.err(w, f"type {ntype!r} is not supported (only CUBA/LOIHI neurons map to Lava's LIF, "
-                                  "hdf5.py 144-163)")
+                                  "hdf5.py 144-163, and SDNN to its sigma-delta neurons, 164-189)")
             if "messageBits" in ng and self.scalar(ng, "messageBits", w) != 0:
                 raise self.err(w, "messageBits > 0 (graded output spikes) is not supported: the graph's neuron "
                                   "groups send 0/1 spikes")
@@ -648,7 +661,56 @@ class _Reader:
             bias_mant, bias_exp = self.bias(g, where, out_shape)
         return Neurons(du=du, dv=v_decay, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp)
 
-    def bias(self, g, where: str, out_shape: tuple):
+    def sigma_delta(self, g, ng, where: str, out_shape: tuple, is_input: bool) -> SigmaDelta:
+        """An SDNN ``neuron`` group as netx builds it (hdf5.py 164-189): the Input block's ``Delta``
+        encoder, a ``Sigma`` accumulator when the group has ``sigma_output``, else a ReLU
+        ``SigmaDelta``; ``vth = vThMant``, ``spike_exp = 6`` (``Network(spike_exp=6)``), ``state_exp = 6``,
+        the layer's ``bias`` read as ``bias.astype(np.int32)`` (blocks/process.py 53-72: truncation).
+        Their payloads reach the next block with ``num_message_bits = messageBits`` (16 when absent,
+        hdf5.py 168-169; any value > 0 computes alike: Lava's Dense only asks whether it is > 0).
+        Measured: lava-dl 0.6's netx itself fails on a file that states ``messageBits`` (its NetDict
+        hands the dataset on, and Lava's Dense and the Network's output check cannot take it), so
+        files netx runs leave it out; we read it, and it changes nothing."""
+        w = f"{where} neuron"
+        if "messageBits" in ng:
+            bits = self.scalar(ng, "messageBits", w)
+            if not 1 <= bits <= 32:
+                raise self.err(w, f"messageBits = {bits}: SDNN payloads need 1..32 message bits (0 would make the next "
+                                  "synapse read them as 0/1 spikes, which the simulator does not model)")
+        if "activation" in ng and _decode(ng["activation"][()]).lower() != "relu":
+            act = _decode(ng["activation"][()])
+            raise self.err(w, f"activation {act!r} is not supported: netx never reads 'activation' and runs every "
+                              "SDNN block as ReLU (hdf5.py 183-188, lava/proc/sdn/process.py 126), which is not what "
+                              "this network was trained with")
+        if "delay" in g:
+            raise self.err(where, "synaptic delays on an SDNN block are not supported")
+        mode = "delta" if is_input else ("sigma" if "sigma_output" in ng else "sigma_delta")
+        vth = 0
+        if mode != "sigma":
+            vth = self.scalar(ng, "vThMant", w)
+            if not F.SD_VTH.min <= vth <= F.SD_VTH.max:
+                raise self.err(w, f"vThMant = {vth} outside the sigma-delta threshold's {F.SD_VTH.bits}-bit unsigned "
+                                  f"range [{F.SD_VTH.min}, {F.SD_VTH.max}]")
+        bias = 0
+        if "bias" in g and not is_input:  # an Input block's 'bias' is its data transform (hdf5.py 284-289)
+            if mode == "sigma":
+                raise self.err(where, "a 'bias' on an SDNN sigma_output layer: netx would pass it to Lava's Sigma, "
+                                      "which takes none")
+            b = self._bias_values(g, where, out_shape)
+            if b.min() < F.SD_BIAS.min or b.max() > F.SD_BIAS.max:
+                bad = int(b.min()) if b.min() < F.SD_BIAS.min else int(b.max())
+                raise self.err(where, f"bias = {bad} outside the sigma-delta bias' {F.SD_BIAS.bits}-bit signed range "
+                                      f"[{F.SD_BIAS.min}, {F.SD_BIAS.max}] (lava/proc/sdn/models.py 273)")
+            bias = int(b[0]) if np.unique(b).size == 1 else b
+        sd = SigmaDelta(mode=mode, vth=vth, bias=bias, spike_exp=F.NETX_SD_SPIKE_EXP, state_exp=F.NETX_SD_STATE_EXP)
+        try:
+            sd.validate(w, out_shape)
+        except ValueError as err:
+            raise self.err(w, str(err).removeprefix(f"{w}: ")) from None
+        return sd
+
+    def _bias_values(self, g, where: str, out_shape: tuple) -> np.ndarray:
+        """The layer's ``bias`` as netx reads it, one int64 per neuron in our flat order."""
         b = self.ints(g, "bias", where, truncate=True)
         n = math.prod(out_shape)
         if len(out_shape) == 1:
@@ -664,6 +726,10 @@ class _Reader:
             else:
                 raise self.err(where, f"conv bias of shape {b.shape} is neither per channel ({c},) nor per "
                                       f"neuron in Lava's (W, H, C) order {(w, h, c)}")
+        return b
+
+    def bias(self, g, where: str, out_shape: tuple):
+        b = self._bias_values(g, where, out_shape)
         if b.min() < -(2 ** 15) or b.max() > 2 ** 15 - 1:
             raise self.err(where, "bias beyond Lava's int16 bias_mant")
         value = b << NETX_BIAS_EXP
@@ -767,6 +833,9 @@ class _Reader:
         if delay is not None and delay.any():
             syn = dataclasses.replace(syn, delay=delay)
         neurons = self.neurons(g, where, out, default=True)
+        if rec and is_sigma_delta(neurons):
+            raise self.err(where, "a recurrent SDNN block is not supported (netx gives its recurrent synapse the "
+                                  "input's message bits, blocks/process.py 256-262)")
         self.blocks.append(_Block(out, syn, neurons, recurrent))
         self.shape = out
 
@@ -774,6 +843,9 @@ class _Reader:
         if self.shape is None or len(self.shape) != 3:
             raise self.err(where, f"conv layer needs a (C, H, W) input, got {self.shape} "
                                   "(a first conv layer needs an 'input' layer with its shape)")
+        if is_sigma_delta(self.blocks[-1].neurons if self.blocks else self.input_neurons):
+            raise self.err(where, "a conv layer after an SDNN block (graded payloads into a convolution) is not "
+                                  "supported: Lava's Conv casts payload sums to int32, beyond which it is undefined")
         w = self.ints(g, "weight", where, truncate=True)
         if w.ndim == 5 and w.shape[4] == 1:
             w = w[..., 0]

@@ -77,7 +77,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph import IntGraph, as_graph
+from .graph import IntGraph, as_graph, refuse_sigma_delta
 from .network import Dense, SumPool2d
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
@@ -675,6 +675,7 @@ def map_network(net, profile, _extra_split: dict | None = None) -> Mapping:
     """
     p = load_profile(profile)
     graph = as_graph(net)
+    refuse_sigma_delta(graph, "the chip model (map_network)")  # its traffic counts 0/1 spikes
     projs = [_Projection(pr, graph) for pr in graph.projections()]
     extra = dict(_extra_split or {})
     for _ in range(32):
@@ -967,6 +968,7 @@ def count_traffic(net, mapping: Mapping, group_spikes, input_spikes=None) -> Tra
     Traffic
     """
     graph = as_graph(net)
+    refuse_sigma_delta(graph, "the chip model (count_traffic)")
     plans = {p.label: p for p in mapping.layers}
     if set(plans) != set(graph.groups()) or any(tuple(graph.shapes[n]) != plans[n].shape for n in plans):
         raise ValueError("the mapping was made for a graph of other groups or shapes; map this graph first")

@@ -289,6 +289,12 @@ def run_netx(path, x=None, steps=None, input_bias=None, reset_interval=None, res
             return _to_lava_order(input_bias[s], ours(bshape)).reshape(bshape)
 
         first.neuron.bias_mant.init = bias_of(0)  # as lava-dl's tests set it before the first run
+    from lava.proc.sdn.process import Delta, Sigma, SigmaDelta
+
+    # sigma-delta neurons (SDNN blocks) send int32 graded payloads and hold sigma / act instead of
+    # u / v: recorded as "u" and "v" (a Sigma has no act: zeros), their state reset is all four Vars
+    sdnn = {i: isinstance(b.neuron, (Delta, Sigma, SigmaDelta)) for i, b in enumerate(blocks)}
+    sd_vars = ("sigma", "act", "residue", "error")
     watched = range(len(blocks)) if record else [len(blocks) - 1]
     sinks, monitors = {}, {}
     for i in watched:
@@ -296,9 +302,12 @@ def run_netx(path, x=None, steps=None, input_bias=None, reset_interval=None, res
         sinks[i] = Sink(shape=tuple(neuron.s_out.shape), buffer=total)
         neuron.s_out.connect(sinks[i].a_in)
         if record:
-            mu, mv = Monitor(), Monitor()
-            mu.probe(neuron.u, total)
-            mv.probe(neuron.v, total)
+            mu = Monitor()
+            mu.probe(neuron.sigma if sdnn[i] else neuron.u, total)
+            mv = None
+            if not sdnn[i] or hasattr(neuron, "act"):  # a Sigma has no act
+                mv = Monitor()
+                mv.probe(neuron.act if sdnn[i] else neuron.v, total)
             monitors[i] = (mu, mv)
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     try:
@@ -309,8 +318,10 @@ def run_netx(path, x=None, steps=None, input_bias=None, reset_interval=None, res
             if reset_interval is not None:
                 continue  # one stream: netx's own reset does the rest
             for block in blocks:
-                block.neuron.u.set(np.zeros(block.neuron.u.shape))
-                block.neuron.v.set(np.zeros(block.neuron.v.shape))
+                for name in (sd_vars if isinstance(block.neuron, (Delta, Sigma, SigmaDelta)) else ("u", "v")):
+                    var = getattr(block.neuron, name, None)
+                    if var is not None:
+                        var.set(np.zeros(var.shape))
                 for attr in ("synapse", "synapse_rec"):
                     syn = getattr(block, attr, None)
                     if syn is not None:
@@ -320,10 +331,14 @@ def run_netx(path, x=None, steps=None, input_bias=None, reset_interval=None, res
         for i, sink in sinks.items():
             shape = ours(blocks[i].neuron.s_out.shape)
             data = np.moveaxis(np.asarray(sink.data.get()), -1, 0)  # (S*T, *lava shape)
-            out[f"spikes.{i}"] = _from_lava_order(data, shape).reshape(S, T, -1).astype(np.int8)
+            out[f"spikes.{i}"] = _from_lava_order(data, shape).reshape(S, T, -1).astype(np.int32 if sdnn[i] else np.int8)
             if record:
-                for key, mon in zip(("u", "v"), monitors[i]):
-                    arr = np.asarray(mon.get_data()[blocks[i].neuron.name][key])  # (S*T, *lava shape)
+                for key, var, mon in zip(("u", "v"), ("sigma", "act") if sdnn[i] else ("u", "v"), monitors[i]):
+                    probed = {} if mon is None else mon.get_data().get(blocks[i].neuron.name, {})
+                    if var not in probed:  # a Sigma has no act
+                        out[f"{key}.{i}"] = np.zeros((S, T, math.prod(shape)), dtype=np.int32)
+                        continue
+                    arr = np.asarray(probed[var])  # (S*T, *lava shape)
                     out[f"{key}.{i}"] = _from_lava_order(arr, shape).reshape(S, T, -1).astype(np.int32)
     finally:
         net.stop()
