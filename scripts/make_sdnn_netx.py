@@ -1,8 +1,11 @@
-"""Write lava-dl slayer's own sigma-delta (SDNN) netx exports to tests/data/lava_dl/, with lava-dl itself.
+"""Write lava-dl slayer's own sigma-delta (SDNN) netx exports to tests/data/sdnn/, with lava-dl itself.
 
 Runs in the Lava runtime (Python 3.10, lava-dl 0.6.0), not in the project's environment::
 
-    spikeport lava python scripts/make_sdnn_netx.py [--out tests/data/lava_dl]
+    spikeport lava python scripts/make_sdnn_netx.py [--out tests/data/sdnn]
+
+(Not in tests/data/lava_dl: tests/test_fuzz_inputs.py mutates every CUBA file there and expects the
+CUBA reader's refusals.)
 
 The network is built from slayer's ``block.sigma_delta`` blocks (ReLU sigma-delta neurons, as
 lava-dl's PilotNet SDNN is) with seeded weights, run once in training mode on a seeded float input
@@ -31,7 +34,7 @@ SAMPLES, STEPS = 2, 16
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" / "data" / "lava_dl"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" / "data" / "sdnn"))
     out = Path(ap.parse_args().out)
     out.mkdir(parents=True, exist_ok=True)
 

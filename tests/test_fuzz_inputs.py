@@ -1453,7 +1453,7 @@ def netx_case(rng: random.Random, folder: Path, slayer: dict):
             ng = layers[f"{rng.choice(with_neuron)}/neuron"]
             key, value = rng.choice([("iDecay", 5000), ("iDecay", -1), ("vDecay", -1), ("vDecay", 4097),
                                      ("vThMant", 2 ** 17 + 1), ("vThMant", -1), ("messageBits", 1),
-                                     ("type", b"SDNN"), ("iDecay", 2 ** 64 - 1)])
+                                     ("type", b"RF_IZ"), ("iDecay", 2 ** 64 - 1)])
             if key in ng:
                 del ng[key]
             ng[key] = np.array(value, dtype=np.uint64) if value == 2 ** 64 - 1 else value
