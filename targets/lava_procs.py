@@ -231,6 +231,27 @@ def run_float(in_shape: tuple, specs: list, x: np.ndarray, record: bool = False,
                        tag="floating_pt").run(S, T, progress=progress)
 
 
+def _refuse_message_bits(path) -> None:
+    """lava-dl 0.6's netx cannot run a file whose neuron groups state ``messageBits``: the value
+    stays an HDF5 dataset wrapper (blocks/process.py 45-47) and ``proc.output_message_bits > 0``
+    (blocks/models.py 35) then raises inside Lava's runtime processes, where the run hangs instead
+    of failing. Refused here, before Lava starts, in one line."""
+    import h5py
+
+    found = []
+
+    def visit(name, obj):
+        if name.rsplit("/", 1)[-1] == "messageBits":
+            found.append(name)
+
+    with h5py.File(str(path), "r") as f:
+        f.visititems(visit)
+    if found:
+        raise ValueError(f"{path}: netx (lava-dl 0.6) cannot run a file that states messageBits ({found[0]}): "
+                         "its process models compare the HDF5 value with an int and Lava's run hangs; "
+                         "spikeport simulate reads such files")
+
+
 def run_netx(path, x=None, steps=None, input_bias=None, reset_interval=None, reset_offset=0,
              record=False) -> dict:
     """Load ``path`` with ``lava.lib.dl.netx.hdf5.Network`` and run it in Lava ``fixed_pt``, driven
@@ -247,6 +268,7 @@ def run_netx(path, x=None, steps=None, input_bias=None, reset_interval=None, res
     samples then run back to back as one stream. Without it, samples run one after another, ``T``
     steps each, with every ``u``, ``v`` and synaptic buffer set back to zero in between.
     """
+    _refuse_message_bits(path)
     _import_lava_runtime()
     from lava.lib.dl.netx.blocks.process import Input
     from lava.lib.dl.netx.hdf5 import Network

@@ -235,3 +235,18 @@ def test_reset_interval_is_ignored_by_sdnn_blocks_as_netx_does():
     # the state carries over: the second sample differs from the same sample run from rest
     alone = simulate(graph, x=x[1:2], record=True)
     assert not np.array_equal(alone.u["layer0"][0], ours.u["layer0"][1])
+
+
+def test_netx_in_lava_refuses_message_bits_instead_of_hanging(tmp_path, monkeypatch):
+    """lava-dl 0.6's netx hangs Lava's run on a file that states messageBits (targets/lava_procs.py,
+    _refuse_message_bits): run_netx refuses it in one line before Lava starts; simulate runs it."""
+    monkeypatch.setenv("SPIKEPORT_LAVA_TIMEOUT", "300")  # a regression fails here instead of hanging an hour
+    rng = np.random.default_rng(9)
+    layers = [dict(type="input", shape=np.array([4]), neuron=sdnn(messageBits=24)),
+              dict(type="dense", shape=np.array([3]), weight=rng.integers(-40, 40, (3, 4)) * 2, neuron=sdnn())]
+    path = write_h5(tmp_path / "mb.net", layers)
+    graph = read_netx(path)
+    x = rng.integers(-2000, 2000, (1, 6, 4))
+    assert simulate(graph, x=x).outputs
+    with pytest.raises(ValueError, match=r"cannot run a file that states messageBits \(layer/0/neuron/messageBits\)"):
+        run_netx(path, x=x, graph=graph)
