@@ -27,7 +27,8 @@ from spikeport.train.trainer import load_run, train
 sys.path.insert(0, str(Path(__file__).parent))
 from test_graph_vs_lava import equal_everywhere  # noqa: E402  (the same Lava comparison for every graph test)
 from test_onnx_graph import equal_to_simulator  # noqa: E402  (the ONNX graph step model's comparison)
-from test_skip_merge import skip_model as dense_skip_model, spikes  # noqa: E402  (the same model and inputs)
+from test_skip_merge import forward_and_gradients_equal, spikes  # noqa: E402  (the same checks and inputs)
+from test_skip_merge import skip_model as dense_skip_model  # noqa: E402
 
 # layer 3 (6C3p1 on layer 2's 6x3x3) also hears layer 1 (4x6x6) and the input (2x6x6): both through a
 # 1x1 convolution of stride 2, the shortcut of a ResNet block that halves the map (layer 2, s2)
@@ -126,24 +127,8 @@ def hand_loop(net, x, delay):
 @pytest.mark.parametrize("model, delay", [("lif", False), ("cuba", True)])
 def test_float_forward_and_gradients_equal_a_hand_loop(model, delay):
     net = skip_model(1, model, delay).double()
-    x = torch.as_tensor(spikes(2, (9, 5, 2, 6, 6)), dtype=torch.float64)
-    out = net(x)
-    assert out.sum() > 0 and torch.equal(out, hand_loop(net, x, delay))
-    with torch.no_grad():  # the skips change the answer (they are not ignored)
-        saved = [s.weight.clone() for s in net.skips]
-        for s in net.skips:
-            s.weight.zero_()
-        assert not torch.equal(net(x), out)
-        for s, w in zip(net.skips, saved):
-            s.weight.copy_(w)
-    # STBP through the fused kernel: gradients into both 1x1 skip kernels and the source layer equal
-    # autograd through the step functions
-    readout = torch.linspace(-1, 1, 5, dtype=torch.float64)
-    params = [net.skips[0].weight, net.skips[1].weight, net.blocks()[0][0].weight]
-    g_net = torch.autograd.grad((net(x) * readout).sum(), params)
-    g_ref = torch.autograd.grad((hand_loop(net, x, delay) * readout).sum(), params)
-    for a, b in zip(g_net, g_ref):
-        assert a.abs().sum() > 0 and torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+    forward_and_gradients_equal(net, torch.as_tensor(spikes(2, (9, 5, 2, 6, 6)), dtype=torch.float64),
+                                lambda n, x: hand_loop(n, x, delay))
 
 
 SKIPS = {"layer2_skip_layer0": ("layer0", 0), "layer2_skip_input": ("input", 1)}

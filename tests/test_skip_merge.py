@@ -93,24 +93,27 @@ def hand_loop(net, x, delay):
 @pytest.mark.parametrize("model, delay", [("lif", False), ("cuba", True)])
 def test_float_forward_and_gradients_equal_a_hand_loop(model, delay):
     net = skip_model(1, model, delay).double()
-    x = torch.as_tensor(spikes(2, (9, 5, 6)), dtype=torch.float64)
+    forward_and_gradients_equal(net, torch.as_tensor(spikes(2, (9, 5, 6)), dtype=torch.float64),
+                                lambda n, x: hand_loop(n, x, delay))
+
+
+def forward_and_gradients_equal(net, x, loop):
+    """``net(x)`` equals ``loop(net, x)`` (a hand-written step loop), the skips change the answer,
+    and STBP through the fused kernel gives the gradients of autograd through the step functions
+    for both skip weights and the source layer (also used by test_skip_conv)."""
     out = net(x)
-    ref = hand_loop(net, x, delay)
-    assert out.sum() > 0 and torch.equal(out, ref)
-    # the skip changes the answer (it is not ignored)
-    with torch.no_grad():
+    assert out.sum() > 0 and torch.equal(out, loop(net, x))
+    with torch.no_grad():  # the skips change the answer (they are not ignored)
         saved = [s.weight.clone() for s in net.skips]
         for s in net.skips:
             s.weight.zero_()
         assert not torch.equal(net(x), out)
         for s, w in zip(net.skips, saved):
             s.weight.copy_(w)
-    # STBP through the fused kernel: gradients into the skip weights (and the source layer) equal
-    # autograd through the step functions
-    readout = torch.linspace(-1, 1, 3, dtype=torch.float64)
+    readout = torch.linspace(-1, 1, out.shape[-1], dtype=torch.float64)
     params = [net.skips[0].weight, net.skips[1].weight, net.blocks()[0][0].weight]
     g_net = torch.autograd.grad((net(x) * readout).sum(), params)
-    g_ref = torch.autograd.grad((hand_loop(net, x, delay) * readout).sum(), params)
+    g_ref = torch.autograd.grad((loop(net, x) * readout).sum(), params)
     for a, b in zip(g_net, g_ref):
         assert a.abs().sum() > 0 and torch.allclose(a, b, rtol=1e-9, atol=1e-12)
 
