@@ -10,9 +10,9 @@
 (4) refusals: one-line ValueErrors naming the file, the layer and the field; round trip of the record.
 Lava runs in its managed runtime through the bridge, and is required.
 """
+import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
@@ -23,24 +23,10 @@ from spikeport.sim.simulator import SigmaDeltaConstants, SigmaDeltaState, sigma_
 from spikeport.targets.lava import run_lava
 from spikeport.targets.netx import run_netx
 
+sys.path.insert(0, str(Path(__file__).parent))
+from test_netx import write_h5  # noqa: E402  (the same netx file writer)
+
 SDNN_DATA = Path(__file__).parent / "data" / "sdnn"
-
-
-def write_h5(path, layers):
-    """A netx file from a list of layer dicts (``neuron`` a dict; strings as slayer writes them)."""
-    with h5py.File(path, "w") as f:
-        g = f.create_group("layer")
-        for i, layer in enumerate(layers):
-            h = g.create_group(str(i))
-            for k, v in layer.items():
-                items = v.items() if k == "neuron" else [(None, v)]
-                for nk, nv in items:
-                    key = k if nk is None else f"neuron/{nk}"
-                    if isinstance(nv, str):
-                        h.create_dataset(key, (1,), "S10", [nv.encode()])
-                    else:
-                        h.create_dataset(key, data=nv)
-    return path
 
 
 def sdnn(**kw):

@@ -165,10 +165,17 @@ def test_qat_export_is_a_conv_merge_with_one_scale_and_edge_exponents():
     x = spikes(4, (16, 20, 2, 6, 6))
     with torch.no_grad():
         _, rec = model(torch.as_tensor(x, dtype=torch.float32).transpose(0, 1), record=True)
+    groups_equal_qat(net, x, rec)
+
+
+def groups_equal_qat(net, x, rec):
+    """The integer network in hardware timing against the fake-quantized model's recorded spikes
+    ``rec``: every group fires, and >= 99% of its spikes are equal step by step."""
     ours = simulate(net, x, timing="hardware", record=True)
     for k, name in enumerate(net.groups()):
         fq = rec[k].transpose(0, 1).reshape(ours.spikes[name].shape).numpy()
         assert ours.spikes[name].any() and (ours.spikes[name] == fq).mean() >= 0.99, name
+    return ours
 
 
 @pytest.mark.parametrize("options", [dict(shared_exponent=True), dict(num_weight_bits=4, rounding="floor")])
@@ -245,10 +252,7 @@ def test_the_preset_briefly_trained_float_integer_nir_and_lava(tmp_path):
     x, labels = encode_split(cfg, 120)
     with torch.no_grad():
         out, rec = model(torch.as_tensor(x, dtype=torch.float32).transpose(0, 1), record=True)
-    ours = simulate(net, x, timing="hardware", record=True)
-    for k, name in enumerate(net.groups()):
-        fq = rec[k].transpose(0, 1).reshape(ours.spikes[name].shape).numpy()
-        assert ours.spikes[name].any() and (ours.spikes[name] == fq).mean() >= 0.99, name
+    ours = groups_equal_qat(net, x, rec)
     pred_f = out.sum(0).argmax(-1).numpy()
     pred_i = ours.output.sum(1).argmax(-1)
     assert (pred_f == labels).mean() >= 0.6  # it learns (chance: 0.1; measured 0.82 on these 120 digits)
