@@ -28,14 +28,21 @@ or point PYTHON at it: PYTHON=/path/to/python3.12 make test
 MSG
     exit 1
 fi
+# Disk: the project's environment takes 6.2 GB (torch with its CUDA libraries, triton) and the Lava
+# runtime 5.6 GB; pip's cache is not used, so the wheels are not kept a second time.
+parent=$(dirname "$(realpath -m "$venv")"); mkdir -p "$parent"
+free_kb=$(df -Pk "$parent" | awk 'NR == 2 {print $4}')
+if [ -n "$free_kb" ] && [ "$free_kb" -lt 13000000 ]; then
+    echo "warning: $((free_kb / 1000000)) GB free for $venv; the two environments need about 13 GB" >&2
+fi
 echo "creating $venv with $py ($("$py" -c 'import sys; print(sys.version.split()[0])'))"
 "$py" -m venv --clear "$venv"   # --clear: an older .venv (Python 3.10, before the runtime split) is replaced
-"$venv/bin/python" -m pip install -q --upgrade pip "setuptools>=77" wheel
-"$venv/bin/python" -m pip install -q -e ".[dev,onnx]"
+"$venv/bin/python" -m pip install -q --no-cache-dir --upgrade pip "setuptools>=77" wheel
+"$venv/bin/python" -m pip install -q --no-cache-dir -e ".[dev,onnx]"
 # NeuroBench 2.3.0, whose own metric code tests/test_neurobench_compare.py runs on an snnTorch twin.
 # --no-deps: its metrics, models and Benchmark import only torch, snntorch and tqdm; the numba,
 # llvmlite, tonic and torchaudio it declares serve its datasets and preprocessors, never imported here.
-"$venv/bin/python" -m pip install -q "snntorch>=1.0"
-"$venv/bin/python" -m pip install -q --no-deps "neurobench==2.3.0"
+"$venv/bin/python" -m pip install -q --no-cache-dir "snntorch>=1.0"
+"$venv/bin/python" -m pip install -q --no-cache-dir --no-deps "neurobench==2.3.0"
 # The Lava runtime (needs a Python 3.10; the message says how to get one if there is none).
 "$venv/bin/spikeport" lava setup

@@ -30,6 +30,10 @@ from pathlib import Path
 # (its slayer and netx import torch); numpy < 2 because lava-nc 0.10 uses removed numpy 1 APIs.
 REQUIREMENTS = ("lava-nc==0.10.0", "lava-dl==0.6.0", "numpy<2", "torch>=2.3,<2.4", "h5py>=3.8")
 PYTHON_VERSION = (3, 10)
+# Disk the runtime takes once installed (measured: 5.6 GB, of which torch's CUDA libraries 2.8 GB,
+# torch 1.6 GB and triton 0.4 GB; PyPI has no CPU-only torch 2.3 for Linux x86_64), plus the wheels
+# pip holds while it installs them.
+NEEDS_BYTES = 7 * 10**9
 MARKER = "spikeport-lava-runtime.json"
 MARKER_VERSION = 1
 
@@ -80,6 +84,26 @@ def find_python310() -> str | None:
     return None
 
 
+def free_bytes(path: Path) -> int:
+    """Free bytes on the file system that will hold ``path`` (its nearest existing parent)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def space_note(path: Path, needs: int | None = None) -> str | None:
+    """One line when the file system that will hold ``path`` has less than ``needs`` bytes free
+    (default ``NEEDS_BYTES``)."""
+    needs = NEEDS_BYTES if needs is None else needs
+    free = free_bytes(path)
+    if free >= needs:
+        return None
+    return (f"only {free / 1e9:.1f} GB free for {path}; the Lava runtime needs about {needs / 1e9:.0f} GB "
+            f"(torch 2.3 with its CUDA libraries, the only torch 2.3 on PyPI for Linux); free some space "
+            f"or point SPIKEPORT_LAVA_HOME at a directory with room")
+
+
 def _marker() -> dict:
     return {"marker_version": MARKER_VERSION, "requirements": list(REQUIREMENTS)}
 
@@ -106,8 +130,10 @@ def installed_python() -> Path | None:
 def setup(force: bool = False, python: str | None = None, quiet: bool = False) -> Path:
     """Create (or rebuild) the managed runtime; returns its interpreter. Idempotent.
 
-    Downloads lava-nc, lava-dl, numpy < 2 and torch 2.3 from PyPI the first time (a few GB with
-    torch's CUDA libraries). Raises ``LavaRuntimeMissing`` when no Python 3.10 is found.
+    Downloads lava-nc, lava-dl, numpy < 2 and torch 2.3 from PyPI the first time (5.6 GB installed
+    with torch's CUDA libraries; pip's cache is not used, so the wheels are not kept twice). Raises
+    ``LavaRuntimeMissing`` when no Python 3.10 is found or the install fails (with the free space
+    when that is short).
     """
     if os.environ.get("SPIKEPORT_LAVA_PYTHON"):
         return Path(os.environ["SPIKEPORT_LAVA_PYTHON"])
@@ -127,15 +153,21 @@ def setup(force: bool = False, python: str | None = None, quiet: bool = False) -
     if env.exists():
         shutil.rmtree(env)
     env.parent.mkdir(parents=True, exist_ok=True)
-    pip_quiet = ["-q"] if quiet else []
+    short = space_note(env)
+    if short:
+        say(f"warning: {short}")
+    pip_opts = ["-q", "--no-cache-dir"] if quiet else ["--no-cache-dir"]
     try:
         subprocess.run([base, "-m", "venv", str(env)], check=True)
         py = str(_python_in(env))
-        subprocess.run([py, "-m", "pip", "install", *pip_quiet, "--upgrade", "pip", "setuptools", "wheel"], check=True)
-        subprocess.run([py, "-m", "pip", "install", *pip_quiet, *REQUIREMENTS], check=True)
+        subprocess.run([py, "-m", "pip", "install", *pip_opts, "--upgrade", "pip", "setuptools", "wheel"], check=True)
+        subprocess.run([py, "-m", "pip", "install", *pip_opts, *REQUIREMENTS], check=True)
     except subprocess.CalledProcessError as err:
+        shutil.rmtree(env, ignore_errors=True)  # a half-installed runtime would only hold the disk
+        short = space_note(env)
         raise LavaRuntimeMissing(f"creating the Lava runtime in {env} failed ({err}); "
-                                 f"rerun `spikeport lava setup --force`") from None
+                                 + (f"{short}, then " if short else "")
+                                 + "rerun `spikeport lava setup --force`") from None
     (env / MARKER).write_text(json.dumps(_marker(), indent=1))
     say(f"Lava runtime ready: {py}")
     return Path(py)
