@@ -9,6 +9,8 @@ Prints, measured in this run:
   simulator     us per sample-step (batched) and synaptic operations per second
   floor         us per sample-step of the float32 BLAS matrix products alone (the dense synaptic sums)
   ratios        simulator / floor (goal <= 1) and Lava / simulator (goal > 100)
+  neuron steps  the neuron update in C (sim/native, the default) vs the numpy loop it replaces
+                (SPIKEPORT_SIM_NATIVE=0), each against the floor; outputs compared
   sparse        the simulator with dense, sparse (CSR over the active inputs) and automatic products
                 (``products=``), and a sweep of one product (dense vs sparse over activity) with the
                 cost constants fitted from it (the constants of ``sim.simulator.use_sparse``)
@@ -156,6 +158,36 @@ def best_of(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def native_section(net, x: np.ndarray, args, res, floor, out: dict) -> None:
+    """The neuron update in C (``sim/native``, the default) against the numpy loop it replaces
+    (``SPIKEPORT_SIM_NATIVE=0``), interleaved with the floor, best of --repeats each."""
+    from spikeport.sim import native
+
+    S, T = x.shape[:2]
+    if not native.available():
+        print(f"neuron steps    native unavailable here ({native.unavailable_reason()}): numpy loop only")
+        return
+    best = {k: float("inf") for k in ("native", "numpy", "floor")}
+    before = os.environ.get("SPIKEPORT_SIM_NATIVE")
+    try:
+        for _ in range(args.repeats):
+            for mode in best:
+                os.environ["SPIKEPORT_SIM_NATIVE"] = "0" if mode == "numpy" else "1"
+                t0 = time.perf_counter()
+                floor() if mode == "floor" else simulate(net, x, batch_size=args.batch_size)
+                best[mode] = min(best[mode], time.perf_counter() - t0)
+        os.environ["SPIKEPORT_SIM_NATIVE"] = "0"
+        same = np.array_equal(simulate(net, x, batch_size=args.batch_size).output, res.output)
+    finally:
+        os.environ.pop("SPIKEPORT_SIM_NATIVE", None) if before is None else os.environ.update(
+            SPIKEPORT_SIM_NATIVE=before)
+    us = {k: v / (S * T) * 1e6 for k, v in best.items()}
+    out["neuron_steps_us_per_sample_step"] = us
+    print("neuron steps    " + ", ".join(f"{k} {v:.2f}" for k, v in us.items()) + " us per sample-step; "
+          + f"native / floor = {us['native'] / us['floor']:.2f}, numpy / floor = {us['numpy'] / us['floor']:.2f}, "
+          + f"numpy / native = {us['numpy'] / us['native']:.2f}; outputs equal: {same}")
 
 
 def sparse_section(net, x: np.ndarray, args, res, floor, out: dict) -> None:
@@ -355,6 +387,7 @@ def main() -> int:
           f"Lava (steady) / simulator = {out['lava_over_sim']:.0f}x (goal > 100)")
     print(f"output spikes simulator vs Lava (stream of {n_lava} samples): {mismatches} mismatches")
 
+    native_section(net, x, args, res, floor, out)
     sparse_section(net, x, args, res, floor, out)
     mismatches += torch_section(net, x, args, res, steady_ms, out)
 

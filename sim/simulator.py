@@ -57,6 +57,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import formats as F
+from . import native
 from .network import Dense, SumPool2d
 
 TIMINGS = ("hardware", "ideal")
@@ -338,11 +339,13 @@ def blas_threads() -> int:
     return cpus
 
 
-def use_sparse(m: int, k: int, n: int, nnz: int) -> bool:
+def use_sparse(m: int, k: int, n: int, nnz: int, cast: bool = True) -> bool:
     """Whether the sparse product of an ``(m, k)`` input with ``nnz`` nonzeros by a ``(k, n)``
-    weight is predicted cheaper than the dense one (the cost model above)."""
+    weight is predicted cheaper than the dense one (the cost model above); ``cast``: the dense
+    product must first cast the input to the weight's dtype (not when the native neuron steps
+    wrote the spikes as float32)."""
     sparse = m * k * _SPARSE_SCAN_S + nnz * (_SPARSE_NNZ_S + n * _SPARSE_ADD_S)
-    return sparse < m * k * (_DENSE_ENTRY_S + n * _DENSE_MADD_S / blas_threads())
+    return sparse < m * k * (_DENSE_ENTRY_S * cast + n * _DENSE_MADD_S / blas_threads())
 
 
 def sparse_product(s: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -362,10 +365,16 @@ def sparse_product(s: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.asarray(a @ w)
 
 
+def _nonzeros(s: np.ndarray) -> int:
+    """Nonzero entries of ``s``, for the cost model: float32 spikes counted through their bits
+    (3x faster than numpy's float count; a -0.0 would count as one, which changes a cost only)."""
+    return int(np.count_nonzero(s.view(np.uint32) if s.dtype == np.float32 and s.flags.c_contiguous else s))
+
+
 def _product(s: np.ndarray, w: np.ndarray, products: str) -> np.ndarray:
     """``s @ w`` (``s`` ``(M, K)`` 0/1 or graded integers), dense or sparse (``PRODUCTS``)."""
     if products == "sparse" or (products == "auto" and s.shape[0] and
-                                use_sparse(*s.shape, w.shape[1], np.count_nonzero(s)) and
+                                use_sparse(*s.shape, w.shape[1], _nonzeros(s), s.dtype != w.dtype) and
                                 _scipy_sparse() is not None):
         return sparse_product(s, w)
     return s.astype(w.dtype, copy=False) @ w
@@ -554,9 +563,18 @@ def check_spikes(x, input_shape: tuple) -> np.ndarray:
     if x.ndim < 3 or math.prod(x.shape[2:]) != n_in:
         raise ValueError(f"input must have shape (samples, T, {', '.join(map(str, input_shape))}), "
                          f"got {x.shape}")
-    if x.dtype.kind not in "biuf" or (x.size and not np.all((x == 0) | (x == 1))):
+    if x.dtype.kind not in "biuf" or (x.size and not _zeros_and_ones(x)):
         raise ValueError("input spikes must be 0/1 (graded spikes are not supported)")
-    return x.reshape(x.shape[0], x.shape[1], n_in).astype(np.uint8)
+    return x.reshape(x.shape[0], x.shape[1], n_in).astype(np.uint8, copy=False)
+
+
+def _zeros_and_ones(x: np.ndarray) -> bool:
+    """Every value of the non-empty numeric ``x`` is 0 or 1 (one pass for integers, none for bool)."""
+    if x.dtype.kind == "b":
+        return True
+    if x.dtype.kind in "iu":
+        return bool(x.max() <= 1) and (x.dtype.kind == "u" or bool(x.min() >= 0))
+    return bool(np.all((x == 0) | (x == 1)))
 
 
 GRADED = F.IntFormat("graded spike payload", F.UV_BITS, True)  # Loihi 2 graded spikes: up to 24 bits
@@ -574,7 +592,7 @@ def check_payload(x, input_shape: tuple, where: str = "input") -> np.ndarray:
     x = x.reshape(x.shape[0], x.shape[1], n_in)
     if x.dtype == np.bool_:  # spikes by type: no scan of the values needed
         return x.view(np.uint8)
-    if not x.size or np.all((x == 0) | (x == 1)):
+    if not x.size or _zeros_and_ones(x):
         return x.astype(np.uint8)
     return GRADED.check(x, where)
 
@@ -810,6 +828,14 @@ class _GraphRun:
             readers[p.src] = readers.get(p.src, 0) + 1
         self.readers = readers
         self.kept = set(graph.outputs().values())
+        # groups whose spikes only float32 products read (dense or conv): the native steps write them
+        # as float32 0/1, which those products take without a cast (uint8 otherwise)
+        self.f32_spikes = {n: bool(readers.get(n)) for n in graph.nodes}
+        for p in graph.projections():
+            syn = syns[id(p)]
+            parts = [part for _, part in syn.parts] if isinstance(syn, _DelayedSynapse) else [syn]
+            if not all(part.kind != "pool" and part.dtype == np.float32 for part in parts):
+                self.f32_spikes[p.src] = False
 
     def __call__(self, xb: dict, T: int, B: int, bias) -> dict:
         spikes, us, vs = {}, {}, {}
@@ -874,6 +900,17 @@ class _GraphRun:
             flags[n] = layer_bounds(a_max, NeuronConstants(c.cu, c.cv, bias_max, c.vth, c.no_current))
         reset = self.proto.reset_interval
         phase = {n: self.proto.phase(self.depth[n]) for n in comp} if reset is not None else {}
+        if not internal and native.available():  # one feed-forward group: all T steps in C
+            (n,) = comp
+            size = self.g.size(n)
+            out = np.zeros((T, B, size), dtype=np.float32 if self.f32_spikes[n] else np.uint8)
+            if self.record:
+                us[n] = np.zeros((T, B, size), dtype=np.int32)
+                vs[n] = np.zeros((T, B, size), dtype=np.int32)
+            native.steps(ext[n][0], ext[n][1], np.zeros((B, size)), np.zeros((B, size)), consts[n], out, flags[n],
+                         reset, phase.get(n, 0), us.get(n), vs.get(n), threads=blas_threads())
+            spikes[n] = out
+            return
         u = {n: np.zeros((B, self.g.size(n))) for n in comp}
         v = {n: np.zeros((B, self.g.size(n))) for n in comp}
         out = {n: np.zeros((T, B, self.g.size(n)), dtype=bool) for n in comp}

@@ -1,11 +1,12 @@
 """The neuron time loop in C for the CPU (``neuron_loop.c``), the ``native`` backend of
 ``train.neurons.neuron_sequence``.
 
-The source is compiled once per machine with the system C compiler (``$CC``, default ``cc``) and the
-shared library cached under the user's cache directory (``$SPIKEPORT_CACHE``, else
-``$XDG_CACHE_HOME/spikeport``, else ``~/.cache/spikeport``), named by a hash of the source, the
-flags and the compiler's version: later runs load it in milliseconds, and a changed source builds a
-new one. Without a compiler ``available()`` is False and ``neuron_sequence`` keeps the torch loop.
+The source is compiled once per machine with the system C compiler (``$CC``, default ``cc``) by
+``sim.native.compile_cached``, the project's one builder, which caches the shared library under the
+user's cache directory (``$SPIKEPORT_CACHE``, else ``$XDG_CACHE_HOME/spikeport``, else
+``~/.cache/spikeport``) named by a hash of the source, the flags, the compiler's version and the
+CPU's features: later runs load it in milliseconds, and a changed source builds a new one. Without
+a compiler ``available()`` is False and ``neuron_sequence`` keeps the torch loop.
 
 The loops run through ctypes, which releases the GIL, on up to ``torch.get_num_threads()`` threads,
 each taking a range of batch rows, when the layer is large enough to gain from it (``threads_for``).
@@ -14,78 +15,30 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
-import platform
-import subprocess
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
+from spikeport.sim.native import CFLAGS, compile_cached
+
 from ..neurons import kernel_sequence
 from ..surrogates import kernel_constants
 
 SOURCE = Path(__file__).with_name("neuron_loop.c")
-# -ffp-contract=off: no fused multiply-add, so every product and sum rounds as in the torch loop.
-# -march=native: the loops vectorise with the host's vector unit (10-20x over baseline x86-64 here).
-CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
+# CFLAGS: -ffp-contract=off (no fused multiply-add, so every product and sum rounds as in the torch
+# loop) and -march=native (the loops vectorise with the host's vector unit: 10-20x over baseline x86-64).
 
 _P, _I64, _INT, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
 _FORWARD_ARGS = [_P, _I64] + [_P] * 9 + [_I64] * 6 + [_INT] * 3
 _BACKWARD_ARGS = [_P] * 15 + [_D, _D, _INT] + [_I64] * 6 + [_INT] * 8
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("SPIKEPORT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "spikeport")
-    return Path(root) / "native"
-
-
-def _cpu_flags() -> str:
-    """The CPU's feature flags (Linux), part of the cache key: a library built with -march=native
-    is never loaded on a CPU that lacks its instructions (a cache shared between machines)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _compiler() -> str:
-    return os.environ.get("CC") or "cc"
-
-
 def build() -> Path:
     """Compile ``neuron_loop.c`` into the cache (if not there yet) and return the library's path.
     Raises RuntimeError naming the compiler when it is missing or fails."""
-    cc = _compiler()
-    try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError) as e:
-        raise RuntimeError(f"no C compiler {cc!r} for the native neuron loop ({e})") from e
-    src = SOURCE.read_bytes()
-    key = hashlib.sha256(src + repr((CFLAGS, version, platform.machine(), _cpu_flags())).encode()).hexdigest()[:16]
-    lib = cache_dir() / f"neuron_loop-{key}.so"
-    if lib.exists():
-        return lib
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)  # then an atomic rename: safe for
-    os.close(fd)                                                # processes building at the same time
-    try:
-        p = subprocess.run([cc, *CFLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
-                           timeout=300)
-        if p.returncode != 0:
-            raise RuntimeError(f"{cc} failed to build the native neuron loop: {p.stderr.strip()[-2000:]}")
-        os.replace(tmp, lib)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return lib
+    return compile_cached(SOURCE, CFLAGS, what="native neuron loop")
 
 
 @functools.lru_cache(maxsize=1)
