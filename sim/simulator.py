@@ -919,6 +919,7 @@ class _GraphRun:
                 us[n] = np.zeros((T, B, self.g.size(n)), dtype=np.int32)
                 vs[n] = np.zeros((T, B, self.g.size(n)), dtype=np.int32)
         idle = {n: np.zeros((B, self.g.size(n))) for n in comp}
+        fast, threads = native.available(), blas_threads()
         for t in range(T):
             for n in comp:
                 a, late = ext[n]
@@ -939,6 +940,11 @@ class _GraphRun:
                 c = consts[n]
                 if c.bias.ndim == 3:
                     c = NeuronConstants(c.cu, c.cv, c.bias[t], c.vth, c.no_current)
+                if fast:  # one step in C: state in place, spikes (and u, v) straight into their rows
+                    native.steps(np.ascontiguousarray(at)[None], False, u[n], v[n], c,
+                                 out[n].view(np.uint8)[t:t + 1], flags[n], rec_u=us[n][t:t + 1] if self.record
+                                 else None, rec_v=vs[n][t:t + 1] if self.record else None, threads=threads)
+                    continue
                 ut = neuron_step(u[n], v[n], at, c, out[n][t], *flags[n])
                 if self.record:
                     us[n][t] = ut

@@ -175,3 +175,36 @@ def test_a_missing_compiler_leaves_the_numpy_loop(monkeypatch, tmp_path):
         assert not native.available() and "no-such-cc" in native.unavailable_reason()
     finally:
         native._load.cache_clear()
+
+
+def _same_with_native_off(monkeypatch, graph, **run):
+    from spikeport.sim.simulator import simulate
+    monkeypatch.delenv("SPIKEPORT_SIM_NATIVE", raising=False)
+    assert native.available()
+    fast = simulate(graph, record=True, **run)
+    monkeypatch.setenv("SPIKEPORT_SIM_NATIVE", "0")
+    slow = simulate(graph, record=True, **run)
+    monkeypatch.delenv("SPIKEPORT_SIM_NATIVE")
+    for key in ("spikes", "u", "v"):
+        for name in graph.groups():
+            np.testing.assert_array_equal(getattr(fast, key)[name], getattr(slow, key)[name], err_msg=f"{key} {name}")
+    assert all(fast.spikes[name].any() for name in graph.groups())
+
+
+def test_recurrent_components_step_natively_as_numpy_does(monkeypatch):
+    """The graphs of test_graph_vs_lava (recurrence, merges, skips, per-neuron registers; a
+    bias-driven input group with netx's periodic reset in stream mode): native steps on and off."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_graph_vs_lava import bias_driven, recurrent_graph, spikes
+
+    rng = np.random.default_rng(12)
+    for per_neuron in (False, True):
+        graph = recurrent_graph(rng, per_neuron=per_neuron)
+        x = {name: spikes(rng, (3, 25, *graph.shapes[name]), 0.4) for name in graph.inputs()}
+        _same_with_native_off(monkeypatch, graph, x=x)
+    graph = bias_driven(rng)
+    bias = rng.integers(0, 4096, (3, 2, 6, 6)) // 8
+    _same_with_native_off(monkeypatch, graph, input_bias=bias, steps=16)
+    _same_with_native_off(monkeypatch, graph, input_bias=bias, steps=5, reset_interval=5, reset_offset=3)
