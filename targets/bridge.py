@@ -24,7 +24,9 @@ environment (``targets/lava_env.py``). One call = one worker process in that env
 
 A ``ValueError`` raised in the runtime (a bad file, a network Lava cannot express) is raised again
 here as a ``ValueError`` with the same message; anything else is a ``LavaBridgeError`` carrying the
-runtime's traceback.
+runtime's traceback. That holds for an exception inside one of Lava's process models too, which on
+its own deadlocks Lava 0.10: the worker's ``fail_fast`` writes the response and ends the session at
+once. ``$SPIKEPORT_LAVA_TIMEOUT`` (default one hour) bounds anything else that never returns.
 """
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ numpy < 2 and Lava. It must stay importable there: standard library and numpy on
 """
 import importlib.util
 import json
+import os
+import signal
 import sys
 import traceback
 import types
@@ -28,6 +30,56 @@ def mount(packages: dict) -> None:
         sys.modules[name] = module
         spec.loader.exec_module(module)
         setattr(top, name.rpartition(".")[2], module)
+
+
+def _write_response(d: Path, response: dict, outputs: dict | None = None) -> None:
+    """``outputs.npz`` then ``response.json``, each written whole and renamed into place (the
+    bridge reads the response only once the worker has gone)."""
+    import numpy as np
+
+    with open(d / "outputs.npz.part", "wb") as f:
+        np.savez(f, **(outputs or {}))
+    os.replace(d / "outputs.npz.part", d / "outputs.npz")
+    (d / "response.json.part").write_text(json.dumps(response))
+    os.replace(d / "response.json.part", d / "response.json")
+
+
+def fail_fast(d: Path) -> None:
+    """Make an exception inside a Lava process model end the call at once, with its traceback.
+
+    Lava 0.10 runs each process model in a forked process. When a model's command handler raises,
+    ``AbstractPyProcessModel.run`` (lava/magma/core/model/py/model.py 228-231) sends ERROR to the
+    runtime service and then joins its ports before re-raising; the join waits on peers that wait on
+    it, so the run hangs with nothing printed (seen with a model raising at step 3 of 10). Here each
+    handler is wrapped, in the worker before Lava forks (so every model process inherits it): the
+    first exception writes the error response and kills the worker's process session, which the
+    bridge started for this call alone; the bridge then reads the response as usual.
+    """
+    from lava.magma.core.model.py.model import AbstractPyProcessModel
+
+    original_start = AbstractPyProcessModel.start
+    if getattr(original_start, "_spikeport_fail_fast", False):
+        return
+
+    def reporting(handler, model: str):
+        def run_handler():
+            try:
+                return handler()
+            except BaseException as err:  # noqa: BLE001 - reported, then the session ends
+                _write_response(d, {"protocol": PROTOCOL, "ok": False, "error_type": type(err).__name__,
+                                    "error": f"{err} (raised in Lava's process model {model})",
+                                    "traceback": traceback.format_exc()})
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+                raise
+        return run_handler
+
+    def start(self):
+        model = type(self).__name__
+        self._cmd_handlers = {cmd: reporting(h, model) for cmd, h in self._cmd_handlers.items()}
+        return original_start(self)
+
+    start._spikeport_fail_fast = True
+    AbstractPyProcessModel.start = start
 
 
 def _result_arrays(res) -> dict:
@@ -118,15 +170,14 @@ def main(argv) -> int:
         if op is None:
             raise RuntimeError(f"unknown op {request.get('op')!r} (known: {', '.join(OPS)})")
         mount(request["packages"])
+        fail_fast(d)
         with np.load(d / "inputs.npz", allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
         info, outputs = op(d, request.get("params", {}), arrays)
         response.update(ok=True, info=info)
     except Exception as err:  # noqa: BLE001 - every failure goes back to the caller, typed
         response.update(error_type=type(err).__name__, error=str(err), traceback=traceback.format_exc())
-    with open(d / "outputs.npz", "wb") as f:
-        np.savez(f, **outputs)
-    (d / "response.json").write_text(json.dumps(response))
+    _write_response(d, response, outputs)
     return 0
 
 
