@@ -47,11 +47,18 @@ SDNN (sigma-delta) layers (hdf5.py 164-189)
     encoder, a layer with ``sigma_output`` a ``Sigma`` accumulator, every other SDNN layer a ReLU
     ``SigmaDelta``; ``vth = vThMant``, ``spike_exp = state_exp = 6``, ``bias`` truncated to int32
     (blocks/process.py 71). Their graded payloads reach the next block with ``num_message_bits =
-    messageBits`` (16 when absent, 168-169), which Lava's Dense only tests for ``> 0``: ``0`` (payloads
-    read as 0/1) is refused, as are an ``activation`` other than ReLU (netx never reads it and runs
-    ReLU), synaptic delays, recurrence and a convolution after an SDNN block. netx ignores a reset
-    interval for SDNN blocks with a warning (165-167), and so does the simulator. Writing SDNN is
-    not supported (``write_netx`` refuses such graphs).
+    messageBits`` (16 when absent, 168-169; the next block's ``input_message_bits``, 595, 621, 654),
+    which Lava's Dense and Conv only test for ``> 0``: ``0`` (payloads read as 0/1) is refused, as
+    are an ``activation`` other than ReLU (netx never reads it and runs ReLU), synaptic delays and
+    recurrence. netx ignores a reset interval for SDNN blocks with a warning (165-167), and so does
+    the simulator. Writing SDNN is not supported (``write_netx`` refuses such graphs).
+    A conv block after an SDNN block (PilotNet SDNN's) gets the payloads as netx wires them:
+    ``Conv(num_message_bits=input_message_bits)`` (hdf5.py 609-615, blocks/process.py 451-459, no
+    weight exponent), and Lava's fixed_pt Conv then convolves the int32 payloads as they are
+    (lava-nc lava/proc/conv/models.py 40-51: no cast to 0/1), sums in float64 (utils.py 214-216,
+    ``conv_scipy`` 252-296), casts the sum to int32 (218) and wraps it into 24 bits (models.py
+    78-79): the conv arithmetic of spikes on larger inputs. The simulator refuses a run in which a
+    sum leaves int32 (Lava's cast is undefined there; ``sim.simulator._check_graded_conv``).
     A dense (or dense_rec) layer without ``neuron`` gets netx's default "non-leaky integrator"
     (hdf5.py 348-355): ``iDecay = 0``, ``vDecay = 4096``, ``vThMant = 1 << 18 - 1`` (Python's
     precedence: ``2**17``), i.e. Lava's ``du = -1`` (the current never decays: factor 4096/4096),
@@ -843,9 +850,6 @@ class _Reader:
         if self.shape is None or len(self.shape) != 3:
             raise self.err(where, f"conv layer needs a (C, H, W) input, got {self.shape} "
                                   "(a first conv layer needs an 'input' layer with its shape)")
-        if is_sigma_delta(self.blocks[-1].neurons if self.blocks else self.input_neurons):
-            raise self.err(where, "a conv layer after an SDNN block (graded payloads into a convolution) is not "
-                                  "supported: Lava's Conv casts payload sums to int32, beyond which it is undefined")
         w = self.ints(g, "weight", where, truncate=True)
         if w.ndim == 5 and w.shape[4] == 1:
             w = w[..., 0]

@@ -29,7 +29,8 @@ state_exp)`` instead of sigma and ReLU; ``Sigma`` (models.py 54-57) sends ``sigm
 
 Synapses (``sim.network``): Dense ``a = (W_eff @ s) >> -weight_exp`` (floor) or ``<< weight_exp``;
 Conv and sum-pool ``a = wrap24(conv(s, w << weight_exp))`` (a convolution whose sum can leave
-int32 is refused: Lava's result there is undefined, ``_check_conv_int32``).
+int32 is refused: Lava's result there is undefined, ``_check_conv_int32``; with graded payloads,
+which Conv takes as they are, the sums that occur are checked, ``_check_graded_conv``).
 
 Timing
     ``hardware`` (default, Lava's): every synaptic layer delivers at step ``t`` what it computed
@@ -288,6 +289,38 @@ def _check_conv_int32(weight: np.ndarray, where: str) -> None:
                          "wrap), so the simulator refuses it (sums within int32 wrap to 24 bits exactly as in Lava)")
 
 
+def _check_graded_conv(weight: np.ndarray, where: str, in_max: int) -> bool:
+    """A convolution of graded payloads up to ``in_max`` in magnitude: refuse it where its sums
+    could leave exact float64 (Lava's own float64 sum would then be inexact and depend on scipy's
+    order of additions) and return whether a sum can leave int32 (then every call is checked,
+    ``_refuse_conv_beyond_int32``). Lava's fixed_pt Conv with ``num_message_bits > 0`` passes the
+    int32 payloads on unchanged (lava/proc/conv/models.py 40-43), ``conv_scipy`` sums them times the
+    int32 weights in float64 (lava/proc/conv/utils.py 214-216, 252-296), ``output.astype(int32)``
+    (utils.py 218) and ``signed_clamp(x, 24)`` (models.py 78-79, utils.py 67-84: its ``x + 2**23``
+    may wrap in int32, which the modulo by ``2**24`` does not see) follow. A payload bound is not
+    a sum: with graded input only the sums that occur say whether Lava's result is defined."""
+    w = weight.reshape(weight.shape[0], -1)
+    bound = float(np.abs(w).sum(axis=1).max()) * in_max if w.size else 0.0
+    if bound >= _F64_EXACT:
+        raise ValueError(f"{where}: convolution sums of graded payloads up to {in_max} can reach {bound:.3g}, beyond "
+                         "exact float64 (2**53), where Lava's own float64 convolution is inexact")
+    return bound > 2 ** 31 - 1
+
+
+def _refuse_conv_beyond_int32(a, where: str) -> None:
+    """Refuse convolution sums ``a`` (integer-valued float64, numpy or torch) beyond int32: Lava's
+    Conv casts its float64 sum to int32 (lava/proc/conv/utils.py 218), undefined there (x86-64
+    gives ``-2**31``, which the 24-bit wrap turns into 0; ``_check_conv_int32``)."""
+    if not a.shape[0]:
+        return
+    hi, lo = float(a.max()), float(a.min())
+    if hi > 2 ** 31 - 1 or lo < -(2 ** 31):
+        bad = int(hi if hi > 2 ** 31 - 1 else lo)
+        raise ValueError(f"{where}: a convolution sum of graded payloads reached {bad}, beyond int32, where Lava's "
+                         "Conv casts its float sum to int32 (undefined: x86-64 gives 0 after the 24-bit wrap), so the "
+                         "simulator refuses it; lower the payloads or the weights")
+
+
 # --- sparse or dense products ---------------------------------------------------------------
 # ``s @ w`` for an ``(M, K)`` spike (or payload) matrix: dense BLAS casts the ``M K`` inputs to
 # float and does ``M K N`` multiply-adds; the sparse form (a CSR matrix of the nonzero inputs,
@@ -397,15 +430,27 @@ class _Synapse:
     ``in_max`` is the largest input magnitude (1 for spikes, larger for graded payloads). Lava's
     Dense sums in int32 (``weights.dot(s)``) and shifts in int32: where the largest possible sum
     can reach ``2**31`` (graded payloads), the sum is wrapped to 32 bits before ``<< 6``.
+
+    A Conv with graded input (``_check_graded_conv``) computes what Lava's fixed_pt Conv computes
+    with ``num_message_bits > 0`` (lava-nc 0.10 lava/proc/conv/models.py 40-51, 78-79;
+    lava/proc/conv/utils.py 163-218, 67-84): the int32 payloads as they are (not cast to 0/1, 40-43),
+    convolved with the int32 weights in float64 (``conv_scipy``: exact while every partial sum stays
+    below ``2**53``), the float sum cast to int32 (utils.py 218), then wrapped into 24 bits
+    (``signed_clamp``, models.py 78-79), the same wrap as for spikes. The simulator sums in float64
+    (exact under the same bound) and refuses a run in which a sum leaves int32, where Lava's cast is
+    undefined. Sum pooling has no Lava process (netx does not implement ``pool``,
+    and lava-nc has no pooling process): graded input into it is refused.
     """
 
     def __init__(self, syn, in_shape, out_shape, where, in_max: int = 1):
         self.in_shape, self.out_shape = in_shape, out_shape
+        self.where = where
         self.wrap32 = False
+        self.check32 = False  # graded conv: sums may leave int32, checked per call (``finish``)
         self.products = "auto"  # dense or sparse products (``PRODUCTS``, ``set_products``)
-        if in_max > 1 and not isinstance(syn, Dense):
-            raise ValueError(f"{where}: graded (non 0/1) input into a {syn.kind} operator is not supported "
-                             "(Lava's Conv takes spikes); feed graded input through a Dense operator")
+        if in_max > 1 and isinstance(syn, SumPool2d):
+            raise ValueError(f"{where}: graded (non 0/1) input into a sum pooling operator is not supported (Lava has "
+                             "no pooling process and netx no pool layer); feed graded input through a Dense or Conv")
         if isinstance(syn, SumPool2d):
             self.kind, self.k = "pool", int(syn.kernel)
             return
@@ -421,8 +466,11 @@ class _Synapse:
             self.dtype = _exact_dtype(w, where, self.scale * in_max)
             self.w = np.ascontiguousarray((w.T * self.scale).astype(self.dtype))  # (in, out)
         else:  # Conv2d, weight folded with its exponent; the wrap to 24 bits comes before << 6
-            _check_conv_int32(w, where)
-            self.dtype = _exact_dtype(w, where)
+            if in_max > 1:
+                self.check32 = _check_graded_conv(w, where, in_max)
+            else:
+                _check_conv_int32(w, where)
+            self.dtype = _exact_dtype(w, where, in_max)
             self.kh, self.kw = w.shape[2:]
             self.stride, self.padding = tuple(syn.stride), tuple(syn.padding)
             self.w = np.ascontiguousarray(w.reshape(w.shape[0], -1).T.astype(self.dtype))  # (C*kh*kw, out)
@@ -454,7 +502,10 @@ class _Synapse:
         Conv and sum pooling wrap into 24 bits (Lava's Conv, ``signed_clamp``) before the << 6."""
         act = 2.0 ** F.ACT_SHIFT
         if self.kind != "dense":
-            return _wrap(ops.f64(a), F.CONV_BITS, ops) * act
+            a = ops.f64(a)
+            if self.check32:
+                _refuse_conv_beyond_int32(a, self.where)
+            return _wrap(a, F.CONV_BITS, ops) * act
         if self.wrap32:  # int32 sum, int32 shift (Lava's Dense), then the neuron's << 6
             a = _wrap(ops.f64(a), 32, ops)
             a = _wrap(a * 2.0 ** self.exp, 32, ops) if self.exp >= 0 else ops.floor(a / 2.0 ** -self.exp)

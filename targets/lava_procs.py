@@ -452,7 +452,9 @@ class LavaGraph:
     - each projection becomes ``Dense`` (one per pair of parts; the sign mode Lava would determine
       from the whole matrix is set explicitly, so splitting cannot change its truncation; graded
       input sets ``num_message_bits = 24``; with per-synapse delays ``DelayDense``) or ``Conv`` (kernel flipped and transposed, exponent
-      folded; sum-pooling as a unit-kernel Conv); several projections into one LIF add at its port.
+      folded; graded input sets ``num_message_bits = 24``, without which Lava's Conv reads payloads as
+      0/1, lava/proc/conv/models.py 40-43; sum-pooling as a unit-kernel Conv, graded input refused as
+      the simulator refuses it); several projections into one LIF add at its port.
     """
 
     def __init__(self, graph, xs: dict, steps: int, input_bias=None, reset_interval=None, reset_offset=0,
@@ -535,10 +537,14 @@ class LavaGraph:
             if len(src_parts) != 1 or len(dst_parts) != 1:
                 raise ValueError(f"{where}: a {p.op.kind} between groups whose neurons have several (du, dv, vth) "
                                  "sets cannot be split into Lava processes; use one set per group")
+            if isinstance(p.op, _Pool) and p.src in graded:
+                raise ValueError(f"{where}: graded (non 0/1) input into a sum pooling operator is not supported "
+                                 "(Lava has no pooling process and netx no pool layer)")
             conv = p.op.as_conv(graph.shapes[p.src][0]) if isinstance(p.op, _Pool) else p.op
             assert isinstance(conv, _Conv)
             proc = Conv(input_shape=src_parts[0].shape, weight=lava_conv_weight(conv.effective_weight()),
-                        stride=tuple(conv.stride)[::-1], padding=tuple(conv.padding)[::-1])
+                        stride=tuple(conv.stride)[::-1], padding=tuple(conv.padding)[::-1],
+                        num_message_bits=24 if p.src in graded else 0)
             src_parts[0].port.connect(proc.s_in)
             proc.a_out.connect(dst_parts[0].lif.a_in)
             self.synapses.append(proc)

@@ -7,7 +7,13 @@
     bridge: every block's graded payloads, sigma and act, 0 mismatches;
 (3) a hand-made file at the extremes (int32 wraps in the Delta encoder and in the Dense sums of
     payloads, a per-neuron bias, threshold 0, a CUBA layer after an SDNN one, a Sigma output), likewise;
-(4) refusals: one-line ValueErrors naming the file, the layer and the field; round trip of the record.
+(4) refusals: one-line ValueErrors naming the file, the layer and the field; round trip of the record;
+(5) convolutions of graded payloads, as Lava's fixed_pt Conv computes them with num_message_bits > 0
+    (lava/proc/conv/models.py 40-51, 78-79; utils.py 214-218: the float64 sum cast to int32, then
+    wrapped into 24 bits): a small PilotNet SDNN exported by slayer itself (tests/data/sdnn/sdnn_conv.net:
+    SDNN conv layers with stride, Flatten, Dense, Sigma output), a hand-made conv file at the extremes,
+    graded input into a conv from netx's and our own Lava input port, sums up to the int32 edge equal
+    to netx, and the refusal one past it (where Lava's cast is undefined).
 Lava runs in its managed runtime through the bridge, and is required.
 """
 import sys
@@ -18,7 +24,8 @@ import pytest
 
 from spikeport.export.netx import BLOCKS_KEY, read_netx, write_netx
 from spikeport.sim.chip import builtin_profiles, map_network
-from spikeport.sim.graph import IntGraph, SigmaDelta, load_record
+from spikeport.sim.graph import Input, IntGraph, NeuronGroup, Output, SigmaDelta, load_record
+from spikeport.sim.network import Conv2d, SumPool2d
 from spikeport.sim.simulator import SigmaDeltaConstants, SigmaDeltaState, sigma_delta_step, simulate
 from spikeport.targets.lava import run_lava
 from spikeport.targets.netx import run_netx
@@ -163,10 +170,10 @@ def base(**neuron):
      r"'bias' on an SDNN sigma_output layer"),
     ([base()[0], {**base()[1], "type": "dense_rec", "weight_rec": np.full((3, 3), 2)}],
      r"layer 1 \('dense_rec'\): a recurrent SDNN block"),
-    ([dict(type="input", shape=np.array([1, 4, 4]), neuron=sdnn()),
-      dict(type="conv", shape=np.array([1, 2, 2]), weight=np.ones((1, 1, 3, 3)), stride=np.array([1, 1]),
-           padding=np.array([0, 0]), dilation=np.array([1, 1]), groups=np.int64(1), neuron=sdnn())],
-     r"layer 1 \('conv'\): a conv layer after an SDNN block"),
+    ([dict(type="input", shape=np.array([1, 5, 5]), neuron=sdnn()),
+      dict(type="conv", shape=np.array([1, 1, 1]), weight=np.ones((1, 1, 3, 3)), stride=np.array([1, 1]),
+           padding=np.array([0, 0]), dilation=np.array([2, 2]), groups=np.int64(1), neuron=sdnn())],
+     r"layer 1 \('conv'\): dilation \(2, 2\) is not supported"),
 ])
 def test_read_refusals(tmp_path, layers, match):
     path = write_h5(tmp_path / "bad.net", layers)
@@ -236,3 +243,166 @@ def test_netx_in_lava_refuses_message_bits_instead_of_hanging(tmp_path, monkeypa
     assert simulate(graph, x=x).outputs
     with pytest.raises(ValueError, match=r"cannot run a file that states messageBits \(layer/0/neuron/messageBits\)"):
         run_netx(path, x=x, graph=graph)
+
+
+# --- (5) convolutions of graded payloads ---------------------------------------------------------------
+
+INT32_MAX = 2 ** 31 - 1
+
+
+def conv_sums(graph, rec, synapse: str, x=None) -> np.ndarray:
+    """The integer sums ``(S, T, C_out * H * W)`` a Conv2d node computes from the payloads its source
+    sent (recorded in ``rec``, or the input ``x``), from the definition of a cross-correlation in
+    int64: what Lava's Conv sums in float64 before its int32 cast and 24-bit wrap
+    (lava/proc/conv/utils.py 214-218)."""
+    (src,) = [a for a, b in graph.edges if b == synapse]
+    op = graph.nodes[synapse]
+    w = np.asarray(op.effective_weight(), dtype=np.int64)  # (C_out, C_in, kH, kW)
+    s = np.asarray(rec.spikes[src] if x is None else x).astype(np.int64)
+    S, T = s.shape[:2]
+    (ph, pw), (sh, sw) = op.padding, op.stride
+    x = np.pad(s.reshape(S, T, *graph.shapes[src]), ((0, 0), (0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = np.lib.stride_tricks.sliding_window_view(x, w.shape[2:], axis=(3, 4))[:, :, :, ::sh, ::sw]
+    return np.einsum("stchwij,ocij->stohw", win, w).reshape(S, T, -1)
+
+
+def wrap(x: np.ndarray, bits: int) -> np.ndarray:
+    half = 1 << (bits - 1)
+    return (x + half) % (2 * half) - half
+
+
+def test_slayer_pilotnet_sdnn_conv_export_simulates_equal_to_netx_in_lava():
+    """SDNN conv layers (graded payloads into Lava's Conv), as lava-dl's PilotNet SDNN has them."""
+    path = SDNN_DATA / "sdnn_conv.net"
+    graph = read_netx(path)
+    assert graph.meta[BLOCKS_KEY] == ["input", "layer0", "layer1", "layer2", "layer3"]
+    assert [graph.neurons(n).mode for n in graph.groups()] == ["delta", "sigma_delta", "sigma_delta", "sigma_delta",
+                                                               "sigma"]
+    assert [graph.shapes[n] for n in graph.groups()] == [(3, 16, 16), (8, 7, 7), (6, 4, 5), (16,), (2,)]
+    assert [type(graph.nodes[f"layer{k}.synapse"]).__name__ for k in range(4)] == ["Conv2d", "Conv2d", "Dense", "Dense"]
+    convs = [graph.nodes[f"layer{k}.synapse"] for k in range(2)]
+    assert [(c.stride, c.padding) for c in convs] == [((2, 2), (0, 0)), ((2, 1), (1, 0))]  # (H, W), as PilotNet's
+    bias = graph.neurons("layer0").expand("bias", (8, 7, 7)).reshape(8, -1)
+    assert np.all(bias == bias[:, :1]) and np.unique(bias).size > 2  # the batch norm's bias, per channel
+    rng = np.random.default_rng(5)
+    # sample 0: a slowly drifting image, as PilotNet's frames; sample 1: changes up to 2**17 per step
+    # (x << 12 leaves int32 in the Delta encoder, and the first conv's sums leave 24 bits)
+    x = np.stack([np.cumsum(rng.integers(-12, 13, (12, 3, 16, 16)), axis=0) + 128,
+                  np.cumsum(rng.integers(-100_000, 100_001, (12, 3, 16, 16)), axis=0)])
+    assert np.abs(x[1]).max() << 12 > INT32_MAX
+    ours = equal_to_netx(path, graph, x)
+    for name in graph.groups():
+        assert np.abs(ours.spikes[name]).max() > 1, f"{name} sent only 0/1"
+    for k in range(2):  # both convs' sums leave 24 bits (wrapped) and stay within int32
+        sums = conv_sums(graph, ours, f"layer{k}.synapse")
+        assert np.abs(sums).max() <= INT32_MAX and np.any(wrap(sums, 24) != sums), k
+        # they arrive one step later, wrapped into 24 bits, and sigma adds them in int32:
+        # sigma(t) = sigma(t - 1) + wrap24(sums(t - 1)), sigma(0) = 0
+        sigma = ours.u[f"layer{k}"].astype(np.int64)
+        assert not sigma[:, 0].any() and np.array_equal(wrap(np.diff(sigma, axis=1), 32), wrap(sums[:, :-1], 24))
+
+
+def test_handmade_sdnn_conv_extremes_equal_to_netx_in_lava(tmp_path):
+    """An asymmetric kernel with stride and padding, 8-bit extreme weights, a per-neuron bias in
+    Lava's (W, H, C) order at the 16-bit extremes, a graded conv into CUBA neurons, a Sigma output."""
+    rng = np.random.default_rng(21)
+    conv = dict(dilation=np.array([1, 1]), groups=np.int64(1))
+    layers = [
+        dict(type="input", shape=np.array([2, 6, 5]), neuron=sdnn(vThMant=0)),
+        dict(type="conv", shape=np.array([3, 6, 2]), weight=rng.choice([-256, -254, 254, 252, 0, 2], (3, 2, 3, 2)),
+             bias=rng.choice([-32768, 32767, 1.9, -1.9, 0, 300.0], (2, 6, 3)), stride=np.array([1, 2]),
+             padding=np.array([1, 0]), neuron=sdnn(vThMant=1000), **conv),
+        dict(type="conv", shape=np.array([2, 5, 1]), weight=rng.integers(-60, 60, (2, 3, 2, 2)) * 2,
+             stride=np.array([1, 1]), padding=np.array([0, 0]),
+             neuron=dict(type="CUBA", iDecay=2048, vDecay=256, vThMant=4000, refDelay=1, gradedSpike=False), **conv),
+        dict(type="flatten"),
+        dict(type="dense", shape=np.array([3]), weight=rng.integers(-40, 40, (3, 10)) * 2,
+             neuron={**sdnn(), "sigma_output": True}),
+    ]
+    path = write_h5(tmp_path / "conv_extreme.net", layers)
+    graph = read_netx(path)
+    b = graph.neurons("layer0").expand("bias", (3, 6, 2))
+    assert np.array_equal(b, np.trunc(layers[1]["bias"]).transpose(2, 1, 0).reshape(-1))  # (W, H, C) -> ours
+    x = rng.integers(-2 ** 11, 2 ** 11, (2, 16, 2, 6, 5))
+    ours = equal_to_netx(path, graph, x)
+    for synapse in ("layer0.synapse", "layer1.synapse"):
+        sums = conv_sums(graph, ours, synapse)
+        assert 2 ** 24 < np.abs(sums).max() <= INT32_MAX, synapse  # both convs wrap graded sums into 24 bits
+    assert set(np.unique(ours.spikes["layer1"])) == {0, 1}  # the CUBA layer after the graded conv spikes
+
+
+def test_graded_input_into_a_conv_equal_in_netx_and_our_lava_deployment(tmp_path):
+    """Graded payloads into a first conv: netx's ``Network.inp`` (``input_message_bits``) and
+    ``run_lava``'s Conv (``num_message_bits = 24``) compute what the simulator does (numpy and
+    torch backends)."""
+    rng = np.random.default_rng(4)
+    layers = [dict(type="input", shape=np.array([2, 5, 5])),
+              dict(type="conv", shape=np.array([3, 3, 3]), weight=rng.integers(-127, 128, (3, 2, 3, 3)) * 2,
+                   stride=np.array([1, 1]), padding=np.array([0, 0]), dilation=np.array([1, 1]), groups=np.int64(1),
+                   neuron=dict(type="CUBA", iDecay=1024, vDecay=512, vThMant=30000, refDelay=1, gradedSpike=False))]
+    path = write_h5(tmp_path / "graded_in.net", layers)
+    graph = read_netx(path)
+    x = rng.integers(-2 ** 17, 2 ** 17, (2, 8, 2, 5, 5))
+    ours = simulate(graph, x=x, record=True)
+    assert 2 ** 24 < np.abs(conv_sums(graph, ours, "layer0.synapse", x)).max() <= INT32_MAX
+    for theirs in (run_netx(path, x=x, graph=graph, record=True), run_lava(graph, x=x, record=True),
+                   simulate(graph, x=x, record=True, backend="torch", device="cpu")):
+        for key in ("spikes", "u", "v"):
+            a, b = getattr(ours, key)["layer0"], getattr(theirs, key)["layer0"]
+            assert int(np.count_nonzero(a != b)) == 0, key
+    assert ours.spikes["layer0"].any() and not ours.spikes["layer0"].all()
+
+
+def edge_file(tmp_path, name: str) -> Path:
+    """Delta encoder (1, 2, 2) -> conv of four 254 weights -> Sigma: one pixel ``v`` sends ``v << 6``
+    and the conv's sum is ``254 * 64 * v`` (254 * 64 * 132104 = 2**31 - 1024)."""
+    return write_h5(tmp_path / name, [
+        dict(type="input", shape=np.array([1, 2, 2]), neuron=sdnn(vThMant=0)),
+        dict(type="conv", shape=np.array([1, 1, 1]), weight=np.full((1, 1, 2, 2), 254.0), stride=np.array([1, 1]),
+             padding=np.array([0, 0]), dilation=np.array([1, 1]), groups=np.int64(1),
+             neuron={**sdnn(), "sigma_output": True})])
+
+
+def test_graded_conv_sums_up_to_int32_equal_netx_and_beyond_are_refused_as_lava_has_no_defined_result(tmp_path):
+    path = edge_file(tmp_path, "edge.net")
+    graph = read_netx(path)
+    x = np.zeros((1, 4, 1, 2, 2), dtype=np.int64)
+    v = (INT32_MAX + 1) // (254 << 6)  # the largest pixel whose sum stays within int32
+    x[0, :2, 0, 0, 0] = v  # sent at step 0 (+v << 6) and at step 2 (-v << 6, the pixel back to 0)
+    ours = equal_to_netx(path, graph, x)
+    sums = conv_sums(graph, ours, "layer0.synapse")
+    assert sums.max() == 254 * 64 * v == INT32_MAX + 1 - 1024 and sums.min() == -sums.max()
+    assert ours.u["layer0"][0, :, 0].tolist() == [0, wrap(sums.max(), 24), wrap(sums.max(), 24), 0]
+    x[0, :2, 0, 0, 0] = v + 1  # 254 * 64 more: beyond int32
+    with pytest.raises(ValueError, match=r"node 'layer0.synapse': a convolution sum of graded payloads reached "
+                                         r"2147498880, beyond int32") as err:
+        simulate(graph, x=x)
+    assert "\n" not in str(err.value)
+    # what Lava does there: its float sum cast to int32 is out of range (undefined in C; -2**31 on
+    # x86-64), so Sigma receives 0, not the sum's 24-bit wrap
+    theirs = run_netx(path, x=x, graph=graph, record=True)
+    assert wrap(254 * 64 * (v + 1), 24) != 0 and not theirs.u["layer0"].any()
+
+
+def test_what_graded_payloads_into_operators_still_refuse():
+    x = np.full((1, 3, 1, 4, 4), 3)
+    pool = IntGraph({"in": Input((1, 4, 4)), "p": SumPool2d(2), "g": NeuronGroup((1, 2, 2)), "y": Output()},
+                    [("in", "p"), ("p", "g"), ("g", "y")])
+    # a convolution whose sums could leave exact float64: 1024 x 3 x 3 weights of 255 << 7 times payloads
+    # up to 2**25 (what a sigma-delta group can send, 2**31 >> 6)
+    big = IntGraph({"in": Input((1024, 3, 3), SigmaDelta(mode="delta")),
+                    "c": Conv2d(np.full((1, 1024, 3, 3), 255), weight_exp=7),
+                    "g": NeuronGroup((1, 1, 1), SigmaDelta()), "y": Output()},
+                   [("in", "c"), ("c", "g"), ("g", "y")])
+    assert 1024 * 9 * (255 << 7) * 2 ** 25 >= 2 ** 53
+    for call, match in [
+        (lambda: simulate(pool, x=x), r"node 'p': graded \(non 0/1\) input into a sum pooling operator is not "
+                                      r"supported"),
+        (lambda: run_lava(pool, x=x), r"node 'p': graded \(non 0/1\) input into a sum pooling operator"),
+        (lambda: simulate(big, x=np.ones((1, 2, 1024, 3, 3))), r"node 'c': convolution sums of graded payloads up to "
+                                                               r"33554432 can reach .*beyond exact float64"),
+    ]:
+        with pytest.raises(ValueError, match=match) as err:
+            call()
+        assert "\n" not in str(err.value)
+    assert simulate(pool, x=np.ones_like(x)).output.any()  # spikes into the same pooling run
