@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 import json
 import sys
+import time
 
 from spikeport import cliargs
 
@@ -132,11 +133,19 @@ def _inputs(args, loaded):
     return encode_split(cfg.with_overrides(over) if over else cfg, args.samples, args.data_dir)
 
 
-def _report_outputs(args, out, labels, loaded) -> None:
+def _report_outputs(args, out, labels, loaded, what: str = "simulator", seconds: float | None = None) -> None:
+    """What a run produced: always one summary line (who ran, shape, spike count and rate, time),
+    then the file written (--output) and the accuracy where the input had labels."""
     import numpy as np
 
     from spikeport.pipeline import accuracy
 
+    spikes = int(np.count_nonzero(out))
+    rate = spikes / out.size if out.size else 0.0
+    took = f" in {seconds:.2f} s" if seconds is not None else ""
+    hint = "" if args.output else "; --output FILE.npy saves them"
+    print(f"{what}: output spikes {tuple(out.shape)} (samples, T, outputs){took}: {spikes} spikes, "
+          f"{rate:.4f} per output and step{hint}")
     if args.output:
         np.save(args.output, out.astype(np.int8))
         print(f"wrote {args.output}: output spikes {out.shape}")
@@ -184,11 +193,13 @@ def _cmd_simulate(args) -> int:
     _print_notes(loaded)
     x, labels = _run_inputs(args, loaded)
     graph = as_graph(loaded.net)
+    t0 = time.perf_counter()
     res = simulate(graph, x, timing=args.timing, record=bool(args.record), progress=not args.no_progress,
                    backend=args.backend, device=args.device, **_protocol(args, loaded))
+    took = time.perf_counter() - t0
     if args.record:
         _record(args, res, graph)
-    _report_outputs(args, res.output, labels, loaded)
+    _report_outputs(args, res.output, labels, loaded, f"simulator ({args.backend}, {args.timing} timing)", took)
     return 0
 
 
@@ -204,10 +215,12 @@ def _cmd_deploy(args) -> int:
     _print_notes(loaded)
     x, labels = _run_inputs(args, loaded)
     graph = as_graph(loaded.net)
+    t0 = time.perf_counter()
     res = run_lava(graph, x, record=bool(args.record), progress=not args.no_progress, **_protocol(args, loaded))
+    took = time.perf_counter() - t0
     if args.record:
         _record(args, res, graph)
-    _report_outputs(args, res.output, labels, loaded)
+    _report_outputs(args, res.output, labels, loaded, "Lava fixed_pt", took)
     return 0
 
 

@@ -32,6 +32,10 @@ def test_export_simulate_deploy_agree_through_nir_npz_and_run_dir(small_run, tmp
         y = tmp_path / f"{name}.npy"
         assert cli([*args, "--input", str(tmp_path / "x.npy"), "--output", str(y), "--no-progress"]) == 0
         outs[name] = np.load(y)
+        said = capsys.readouterr().out  # the summary line: who ran, shape, spike count
+        who = "Lava fixed_pt" if name == "lava" else "simulator (numpy, hardware timing)"
+        assert f"{who}: output spikes (3, 8, 10) (samples, T, outputs) in " in said, said
+        assert f": {int(outs[name].sum())} spikes, " in said, said
     assert outs["run"].shape == (3, 8, 10) and outs["run"].dtype == np.int8
     for name in ("nir", "npz", "lava"):
         assert np.array_equal(outs["run"], outs[name]), name
