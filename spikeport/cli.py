@@ -260,12 +260,7 @@ def _cmd_pipeline(args) -> int:
 
 
 def _add_input_args(p) -> None:
-    p.add_argument("network", help="training run directory, NIR file (.nir) or integer network file (.npz)")
-    p.add_argument("--dt", type=cliargs.positive_float, help="seconds per step for NIR files that do not say it")
-    p.add_argument("--nir-convention", default="nir", choices=["nir", "norse-1.1", "snntorch", "sinabs"],
-                   help="the library that wrote a NIR file, where its semantics differ from the file's (norse-1.1: "
-                        "tau written as dt*tau, undone; snntorch, sinabs: reset by subtraction, several spikes per "
-                        "step: printed as notes)")
+    cliargs.add_network_args(p)
     p.add_argument("--input", type=cliargs.input_file,
                    help="input spikes .npy of shape (samples, T, *input_shape), 0/1")
     p.add_argument("--output", type=cliargs.output_npy,

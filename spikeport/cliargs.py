@@ -134,6 +134,18 @@ def load_input_spikes(path) -> "np.ndarray":  # noqa: F821 - numpy imported lazi
     return np.load(path, allow_pickle=False)
 
 
+def add_network_args(p) -> None:
+    """The network to run and how to read a NIR file, one definition for simulate, deploy and
+    traffic (read back by ``spikeport.pipeline.load_network``)."""
+    p.add_argument("network", help="training run directory, NIR file (.nir), lava-dl netx file (.net) or integer "
+                                   "network file (.npz)")
+    p.add_argument("--dt", type=positive_float, help="seconds per step for NIR files that do not say it")
+    p.add_argument("--nir-convention", default="nir", choices=["nir", "norse-1.1", "snntorch", "sinabs"],
+                   help="the library that wrote a NIR file, where its semantics differ from the file's (norse-1.1: "
+                        "tau written as dt*tau, undone; snntorch, sinabs: reset by subtraction, several spikes per "
+                        "step: printed as notes)")
+
+
 def add_protocol_args(p) -> None:
     """The deployment protocol's options, one definition for simulate, deploy, traffic and validate
     (read back by ``spikeport.cli._protocol``)."""

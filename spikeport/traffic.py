@@ -303,10 +303,11 @@ def _cores(cores: list) -> str:
 # --- command line ------------------------------------------------------------------------------
 
 def _cmd_traffic(args) -> int:
-    from spikeport.cli import _protocol
+    from spikeport.cli import _print_notes, _protocol
     from spikeport.pipeline import encode_split, load_network
 
-    loaded = load_network(args.network)
+    loaded = load_network(args.network, dt=args.dt, convention=args.nir_convention)
+    _print_notes(loaded)
     protocol = _protocol(args, loaded)
     if args.input:
         x = cliargs.load_input_spikes(args.input)
@@ -339,7 +340,7 @@ def _cmd_traffic(args) -> int:
 def add_traffic_parser(subparsers) -> None:
     """Register ``spikeport traffic`` on an ``argparse`` subparsers object."""
     t = subparsers.add_parser("traffic", help="map the integer network onto chip cores and count spike traffic")
-    t.add_argument("network", help="training run directory or integer network file (.npz)")
+    cliargs.add_network_args(t)
     source = t.add_mutually_exclusive_group()
     source.add_argument("--input", type=cliargs.input_file,
                         help="input .npy of shape (samples, T, *input_shape): 0/1 spikes or graded integers")

@@ -11,6 +11,7 @@ import csv
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -488,6 +489,28 @@ def test_traffic_command_on_a_graph_driven_by_input_bias_in_a_stream(tmp_path, c
     _check_outputs(tmp_path / "out", 6, summary, group="fc")
     assert summary["input"]["protocol"] == {"steps": 6, "reset_interval": 6, "reset_offset": 0, "input_bias": True}
     assert [r["group"] for r in summary["mapping"]["table"]] == ["in", "conv", "pool", "fc"]
+
+
+def test_traffic_command_reads_other_tools_files(tmp_path, capsys):
+    """A NIR file snnTorch wrote (its dt and convention given, as for simulate) and a netx file
+    lava-dl slayer exported, both mapped and counted from the command line."""
+    data = Path(__file__).parent / "data"
+    parser = argparse.ArgumentParser()
+    add_traffic_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["traffic", str(data / "peer_nir" / "snntorch_rleaky.nir"), "--dt", "1e-4",
+                              "--nir-convention", "snntorch", "--input",
+                              str(data / "peer_nir" / "snntorch_rleaky_input.npy"), "--out", str(tmp_path / "nir")])
+    assert args.func(args) == 0
+    captured = capsys.readouterr()
+    assert "note: snntorch" in captured.err and "loihi2: 2 cores" in captured.out
+    summary = json.loads((tmp_path / "nir" / "summary.json").read_text())
+    assert summary["per_inference"]["spikes"] > 0
+    np.save(tmp_path / "x.npy", (np.random.default_rng(12).random((2, 10, 2, 6, 6)) < 0.3).astype(np.uint8))
+    args = parser.parse_args(["traffic", str(data / "lava_dl" / "slayer_conv.net"), "--input", str(tmp_path / "x.npy"),
+                              "--out", str(tmp_path / "netx")])
+    assert args.func(args) == 0
+    summary = json.loads((tmp_path / "netx" / "summary.json").read_text())
+    assert summary["mapping"]["cores_used"] >= 3 and summary["per_inference"]["synaptic_ops"] > 0
 
 
 def test_composed_pool_then_conv_projection_counts_like_its_synapses():
