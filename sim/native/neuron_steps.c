@@ -33,26 +33,14 @@ static void NAME(const IN_T *restrict x, double *restrict u, double *restrict v,
                  const double *restrict cv, const double *restrict vth, const double *restrict b,      \
                  OUT_T *restrict o, int64_t N, int no_current)                                        \
 {                                                                                                       \
-    if (no_current) {                                                                                   \
-        for (int64_t n = 0; n < N; n++) {                                                               \
-            double un = (double)x[n];                                                                   \
-            u[n] = un;                                                                                  \
-            double vn = trunc(v[n] * cv[n]) + un;                                                       \
-            vn = vn + b[n];                                                                             \
-            double keep = vn <= vth[n] ? 1.0 : 0.0;                                                     \
-            v[n] = vn * keep;                                                                           \
-            o[n] = (OUT_T)(vn > vth[n]);                                                              \
-        }                                                                                               \
-    } else {                                                                                            \
-        for (int64_t n = 0; n < N; n++) {                                                               \
-            double un = trunc(u[n] * cu[n]) + (double)x[n];                                             \
-            u[n] = un;                                                                                  \
-            double vn = trunc(v[n] * cv[n]) + un;                                                       \
-            vn = vn + b[n];                                                                             \
-            double keep = vn <= vth[n] ? 1.0 : 0.0;                                                     \
-            v[n] = vn * keep;                                                                           \
-            o[n] = (OUT_T)(vn > vth[n]);                                                              \
-        }                                                                                               \
+    for (int64_t n = 0; n < N; n++) {                                                                   \
+        double un = no_current ? (double)x[n] : trunc(u[n] * cu[n]) + (double)x[n];                     \
+        u[n] = un;                                                                                      \
+        double vn = trunc(v[n] * cv[n]) + un;                                                           \
+        vn = vn + b[n];                                                                                 \
+        double keep = vn <= vth[n] ? 1.0 : 0.0;                                                         \
+        v[n] = vn * keep;                                                                               \
+        o[n] = (OUT_T)(vn > vth[n]);                                                                    \
     }                                                                                                   \
 }
 
