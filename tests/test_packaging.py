@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 GENERIC = ("train", "sim", "export", "targets", "tests")
 
 
-def run(cmd, cwd, **kw):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+def run(cmd, cwd, env_extra=None, **kw):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")} | (env_extra or {})
     return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **kw)
 
 
@@ -54,7 +54,8 @@ def test_wheel_holds_only_spikeport(wheel_env):
     assert tops == {"spikeport"}
     for needed in ("spikeport/sim/profiles/loihi2.json", "spikeport/targets/lava_worker.py",
                    "spikeport/train/neurons.py", "spikeport/export/nir.py", "spikeport/cli.py",
-                   "spikeport/train/native/neuron_loop.c", "spikeport/train/native/__init__.py"):
+                   "spikeport/train/native/neuron_loop.c", "spikeport/train/native/__init__.py",
+                   "spikeport/sim/native/neuron_steps.c", "spikeport/sim/native/__init__.py"):
         assert needed in names, needed
 
 
@@ -80,8 +81,9 @@ def test_cli_help_and_a_small_simulate_from_the_wheel(wheel_env):
     x = (rng.random((4, 15, 12)) < 0.4).astype(np.uint8)
     np.save(tmp / "x.npy", x)
     sim = run([venv / "bin" / "spikeport", "simulate", "net.npz", "--input", "x.npy", "--output", "y.npy",
-               "--no-progress"], cwd=tmp)
+               "--no-progress"], cwd=tmp, env_extra={"SPIKEPORT_CACHE": str(tmp / "cache")})
     assert sim.returncode == 0, sim.stderr
     expected = simulate(net, x).output
     assert expected.any()
     assert np.array_equal(np.load(tmp / "y.npy"), expected)
+    assert list((tmp / "cache" / "native").glob("neuron_steps-*.so"))  # the wheel's C source, built and used
