@@ -130,11 +130,15 @@ def _f64(x: np.ndarray) -> np.ndarray:
 def steps(a: np.ndarray, late: bool, u: np.ndarray, v: np.ndarray, c, out: np.ndarray, flags: tuple,
           reset: int | None = None, phase: int = 0, rec_u: np.ndarray | None = None,
           rec_v: np.ndarray | None = None, threads: int = 1) -> None:
-    """All ``T`` steps of one group, in place: ``a`` ``(T, B, N)`` float32 or float64 (``a << 6``, one
-    step late when ``late``), state ``u``, ``v`` ``(B, N)`` float64, spikes into ``out`` ``(T, B, N)``
-    uint8, or float32 0/1 (what a float32 product reads next, without a cast), and ``u``, ``v`` of each step into ``rec_u``, ``rec_v`` ``(T, B, N)`` int32 when given.
-    ``c`` a ``NeuronConstants`` (its ``bias`` ``(N,)``, ``(B, N)`` or ``(T, 1, N)``), ``flags`` what
-    ``layer_bounds`` returned, ``reset``/``phase`` the protocol's reset (``(t + 1) % reset == phase``)."""
+    """All ``T`` steps of one group, in place.
+
+    ``a`` ``(T, B, N)`` float32 or float64: the input ``a << 6``, read one step late when ``late``.
+    ``u``, ``v`` ``(B, N)`` float64: the state, carried in and out. ``out`` ``(T, B, N)``: the spikes,
+    uint8 or float32 0/1 (what a float32 product reads next, without a cast). ``rec_u``, ``rec_v``
+    ``(T, B, N)`` int32: ``u`` and ``v`` after each step, when given. ``c`` a ``NeuronConstants``
+    (``cu``, ``cv``, ``vth`` ``(N,)``; ``bias`` ``(N,)``, ``(B, N)`` or ``(T, 1, N)``), ``flags`` what
+    ``layer_bounds`` returned, ``reset``/``phase`` the protocol's reset (``(t + 1) % reset == phase``).
+    """
     lib = _load()[0]
     T, B, N = a.shape
     if a.dtype not in (np.float32, np.float64) or not a.flags.c_contiguous:
@@ -143,6 +147,7 @@ def steps(a: np.ndarray, late: bool, u: np.ndarray, v: np.ndarray, c, out: np.nd
         assert x.dtype == np.float64 and x.flags.c_contiguous and x.shape == (B, N)
     assert out.dtype in (np.uint8, np.float32) and out.flags.c_contiguous and out.shape == (T, B, N)
     cu, cv, vth = _f64(c.cu), _f64(c.cv), _f64(c.vth)
+    assert cu.size == cv.size == vth.size == N
     bias = _f64(c.bias)  # any shape that broadcasts to (T, B, N): its strides say where each row is
     bias3 = np.broadcast_to(bias.reshape((1,) * (3 - bias.ndim) + bias.shape), (T, B, N))
     bias_t, bias_b = (s // 8 for s in bias3.strides[:2])
@@ -150,11 +155,12 @@ def steps(a: np.ndarray, late: bool, u: np.ndarray, v: np.ndarray, c, out: np.nd
     if record:
         for x in (rec_u, rec_v):
             assert x.dtype == np.int32 and x.flags.c_contiguous and x.shape == (T, B, N)
-    fn = getattr(lib, f"steps_{'f32' if a.dtype == np.float32 else 'f64'}_{'u8' if out.dtype == np.uint8 else 'f32'}")
+    kinds = ("f32" if a.dtype == np.float32 else "f64", "u8" if out.dtype == np.uint8 else "f32")
+    fn = getattr(lib, "steps_{}_{}".format(*kinds))
     wrap32, wrap24, saturate = (int(bool(f)) for f in flags)
     zero = np.zeros(N, dtype=a.dtype)  # what a late input holds at step 0
-    head = [a.ctypes.data, zero.ctypes.data, T, B, N, int(late), u.ctypes.data, v.ctypes.data, cu.ctypes.data, cv.ctypes.data,
-            vth.ctypes.data, bias.ctypes.data, bias_t, bias_b, out.ctypes.data,
+    head = [a.ctypes.data, zero.ctypes.data, T, B, N, int(late), u.ctypes.data, v.ctypes.data, cu.ctypes.data,
+            cv.ctypes.data, vth.ctypes.data, bias.ctypes.data, bias_t, bias_b, out.ctypes.data,
             rec_u.ctypes.data if record else None, rec_v.ctypes.data if record else None,
             int(reset or 0), int(phase), wrap32, wrap24, saturate, int(bool(c.no_current))]
     parts = max(1, min(threads, B, (T * B * N) // MIN_STEPS_PER_THREAD))
