@@ -293,6 +293,9 @@ def test_slayer_pilotnet_sdnn_conv_export_simulates_equal_to_netx_in_lava():
     ours = equal_to_netx(path, graph, x)
     for name in graph.groups():
         assert np.abs(ours.spikes[name]).max() > 1, f"{name} sent only 0/1"
+    for products in ("dense", "sparse"):  # the payload products over all inputs or the nonzero ones only
+        other = simulate(graph, x=x, record=True, products=products)
+        assert all(np.array_equal(other.spikes[n], ours.spikes[n]) for n in graph.groups()), products
     for k in range(2):  # both convs' sums leave 24 bits (wrapped) and stay within int32
         sums = conv_sums(graph, ours, f"layer{k}.synapse")
         assert np.abs(sums).max() <= INT32_MAX and np.any(wrap(sums, 24) != sums), k
