@@ -306,10 +306,12 @@ def test_protocol_errors_name_the_argument(kw, match):
         simulate(graph, **kw)
 
 
-def test_graded_payload_into_a_conv_is_refused_clearly():
-    nodes = {"in": Input((1, 4, 4)), "c": Conv2d(np.ones((1, 1, 3, 3), dtype=int)),
-             "g": NeuronGroup((1, 2, 2)), "y": Output()}
-    graph = IntGraph(nodes, [("in", "c"), ("c", "g"), ("g", "y")])
-    with pytest.raises(ValueError, match="'c'.*graded"):
+def test_graded_payload_into_sum_pooling_is_refused_clearly():
+    """A convolution takes graded payloads (as Lava's Conv does, test_sdnn.py); sum pooling does
+    not (Lava has no pooling process)."""
+    nodes = {"in": Input((1, 4, 4)), "p": SumPool2d(2), "g": NeuronGroup((1, 2, 2)), "y": Output()}
+    graph = IntGraph(nodes, [("in", "p"), ("p", "g"), ("g", "y")])
+    with pytest.raises(ValueError, match="'p'.*graded"):
         simulate(graph, np.full((1, 2, 1, 4, 4), 3))
     assert math.prod(graph.shapes["g"]) == 4
+    assert simulate(graph, np.ones((1, 2, 1, 4, 4), dtype=np.uint8)).outputs["y"].shape == (1, 2, 4)  # spikes pass
