@@ -14,6 +14,20 @@ Chip profiles (``sim/profiles/*.json``)
     carries a ``source`` string: a publication or file it comes from, or ``ASSUMPTION``/``INFERRED``
     with the reason. ``load_profile`` takes a built-in name (``loihi1``, ``loihi2``) or a JSON path.
 
+Neuron kinds (``NEURON_KINDS``, ``check_neuron_kinds``)
+    Two kinds of neuron registers, by exact type: Loihi CUBA (LIF) ``Neurons`` and Lava's sigma-delta
+    neurons ``SigmaDelta`` (lava-dl SDNN: ``SigmaDelta``, the ``Delta`` input encoder, the ``Sigma``
+    output). Any other kind is refused in one line: its state and message format are not modelled.
+    A sigma-delta neuron keeps more state than a CUBA one (Lava's ``PySigmaDeltaModelFixed``,
+    lava/proc/sdn/models.py 263-277: sigma, act, residue and error at 24 bits and a 16-bit bias,
+    against ``u`` and ``v`` at 24 bits and a 13-bit ``bias_mant``, lava/proc/lif/models.py 80-85),
+    but no profile figure gives a neuron budget per kind, so a sigma-delta neuron takes one of
+    ``neurons_per_core`` like a CUBA one (an ASSUMPTION). Intel's compiler table for PilotNet SDNN
+    (lava-dl ``pilotnet_sdnn/benchmark.ipynb``; bench/CALIBRATION.md) does not contradict it: it
+    puts as many neurons on each convolution core as the LIF table (3,072, 2,160, 2,688, 2,048,
+    2,048), which any limit in [3,072, 4,095] reproduces, the LIF-inferred 3,584 included (61 of 61
+    cores; tests/test_chip_sdnn.py).
+
 Mapping (``map_network``); the rules are the ones Intel's Loihi 2 compiler is seen to apply in the
 per-core tables it prints (lava-dl ``tutorials/lava/lib/dl/netx/pilotnet_snn/benchmark.ipynb``):
 
@@ -52,6 +66,11 @@ per-core tables it prints (lava-dl ``tutorials/lava/lib/dl/netx/pilotnet_snn/ben
        ``ValueError`` naming the group that does not fit.
 
 Traffic (``count_traffic``), from recorded spikes (0/1 spikes or nonzero graded payloads)
+    A *spike* is a 0/1 spike or a nonzero graded payload: the int32 payloads a sigma-delta group
+    sends (what the simulator records as its spikes; a neuron sends one only when its activation
+    changed by at least its threshold), or a graded value from the host. Each is counted exactly
+    as a 0/1 spike. Graded messages are charged as binary ones (``GRADED_CHARGE``: no published
+    per-operation figure for them was found); they are also counted apart.
     The host sits at mesh coordinate ``x = -1, y = 0`` of chip 0; chips are tiled in one row. A
     synapse *acts* when its effective weight (Lava's rules, ``effective_weight()``) is nonzero. Per
     projection and destination core, per step, from the spikes of the source population:
@@ -63,7 +82,8 @@ Traffic (``count_traffic``), from recorded spikes (0/1 spikes or nonzero graded 
     - neuron updates: every neuron of every group (input groups included), every step;
     - hops: dimension-order routing, X then Y, ``|dX| + |dY|``; link loads per directed link.
     Dynamic energy per inference = synops x ``energy_synop_pj`` + neuron updates x
-    ``energy_neuron_update_pj`` + messages x ``energy_message_pj`` + hops x ``energy_hop_pj``.
+    ``energy_neuron_update_pj`` + messages x ``energy_message_pj`` + hops x ``energy_hop_pj``,
+    graded or not.
     Step latency = ``time_step_overhead_ns`` + the busiest core (serial synops and neuron updates)
     + the longest route x ``time_hop_ns``. Static energy = ``static_power_mw`` x chips used x
     latency; total = dynamic + static. Counts are attributed to the step the spike is emitted.
@@ -77,8 +97,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph import IntGraph, as_graph, refuse_sigma_delta
-from .network import Dense, SumPool2d
+from .graph import IntGraph, SigmaDelta, as_graph
+from .network import Dense, Neurons, SumPool2d
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
@@ -105,13 +125,25 @@ MAPPING_POLICY = (
     "shared_conv_kernels: C_in x kH x kW x ceil(C_tile x weight bits / word bits) words per core, one "
     "input axon per source core; otherwise per-neuron kernels and one axon per presynaptic neuron",
     "output axons = sum over a core's neurons of their distinct destination cores (structural)",
+    "neuron kinds: CUBA and sigma-delta (SDNN) groups, any other kind refused; a sigma-delta neuron takes one of "
+    "neurons_per_core like a CUBA one (ASSUMPTION: no profile figure per kind; Intel's PilotNet SDNN table puts "
+    "the same neurons per core as its LIF table)",
     "cores fill each chip mesh row by row in placement order; chips are tiled in one row",
 )
+# Graded messages (sigma-delta payloads, graded host inputs) are charged as binary spikes: say why wherever
+# the energy is reported (summary, report). Searched: LOIHI.md, ANCHORS.md, both profiles' sources.
+GRADED_CHARGE = (
+    "graded messages (int32 payloads of sigma-delta groups, graded host inputs) and the synaptic ops they cause "
+    "are charged as binary spikes (energy_message_pj, energy_hop_pj, energy_synop_pj, time_synop_ns): no published "
+    "per-operation Loihi 2 figure for a graded message or a graded synaptic op (a multiply instead of an add) was "
+    "found (LOIHI.md, ANCHORS.md and the profiles' sources give none), so none is invented; their counts are "
+    "reported apart (graded_messages, graded_synaptic_ops) for a coefficient of one's own")
 TRAFFIC_POLICY = (
     "the host sits at (x = -1, y = 0) of chip 0, one hop west of core (0, 0)",
     "a synapse acts when its effective weight is nonzero; zero-weight synapses are not routed or processed",
     "one message per (spiking neuron, destination core with an acting synapse), every projection "
-    "(recurrent ones included); graded payloads count as spikes when nonzero",
+    "(recurrent ones included); graded payloads (sigma-delta groups, graded inputs) count as spikes when nonzero",
+    GRADED_CHARGE,
     "synaptic ops per spike = acting targets on the receiving core (transposed kernel for conv/pool)",
     "every neuron of every group is updated every step; counts are attributed to the step the spike is emitted",
     "dimension-order routing, X then Y; hops = |dX| + |dY| between global mesh coordinates",
@@ -119,6 +151,31 @@ TRAFFIC_POLICY = (
     "step latency = barrier overhead + busiest core + longest route, no link contention; averaged over samples",
 )
 _F32_EXACT = 2 ** 24
+
+
+# --- neuron kinds ------------------------------------------------------------------------------
+
+# Register types the chip model knows, by exact type (a subclass may hold other state or send other
+# messages, so it is refused too): Loihi CUBA (LIF) neurons, and Lava's sigma-delta neurons (lava-dl SDNN).
+NEURON_KINDS = {Neurons: "CUBA", SigmaDelta: "sigma-delta"}
+
+
+def neuron_kind(neurons) -> str:
+    """``"CUBA"``, or ``"sigma-delta (<mode>)"`` for Lava's ``SigmaDelta``, ``Delta`` and ``Sigma``."""
+    kind = NEURON_KINDS[type(neurons)]
+    return f"{kind} ({neurons.mode})" if isinstance(neurons, SigmaDelta) else kind
+
+
+def check_neuron_kinds(graph: IntGraph, what: str) -> None:
+    """A one-line ``ValueError`` naming the first group whose registers are not a kind in ``NEURON_KINDS``.
+
+    A whitelist: a neuron model added to the graph later (its state size and message format unknown
+    here) is refused until the chip model is taught it, instead of being mapped and counted as LIF."""
+    for name in graph.groups():
+        neurons = graph.neurons(name)
+        if type(neurons) not in NEURON_KINDS:
+            raise ValueError(f"{what} does not model neurons of kind {type(neurons).__name__} (group {name!r}); "
+                             f"it models {' and '.join(t.__name__ for t in NEURON_KINDS)} groups only")
 
 
 # --- chip profiles -----------------------------------------------------------------------------
@@ -484,7 +541,8 @@ class Core:
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """How one population with neurons is placed: its size, kind of input and tiles."""
+    """How one population with neurons is placed: its size, kind of input, neuron kind
+    (``neuron_kind()``: ``CUBA`` or ``sigma-delta (<mode>)``) and tiles."""
 
     label: str
     kind: str
@@ -493,6 +551,7 @@ class LayerPlan:
     fan_in: int
     weight_bits: int
     fragments: tuple
+    neuron_kind: str
 
     @property
     def cores(self) -> tuple:
@@ -554,7 +613,8 @@ class Mapping:
         rows = []
         for p in self.layers:
             cs = [self.cores[c] for c in p.cores]
-            rows.append({"group": p.label, "kind": p.kind, "axons_in": max(c.axons_in for c in cs),
+            rows.append({"group": p.label, "kind": p.kind, "neuron_kind": p.neuron_kind,
+                         "axons_in": max(c.axons_in for c in cs),
                          "neuron_groups": 1, "neurons": max(c.neurons for c in cs),
                          "synapses": max(c.synapse_words for c in cs),
                          "synaptic_memory": max(c.synapse_words for c in cs)
@@ -570,7 +630,7 @@ class Mapping:
         for r in self.table_rows():
             lines.append(f"|{r['axons_in']:8d}|{r['neuron_groups']:8d}|{r['neurons']:8d}|{r['synapses']:8d}|"
                          f"{r['axon_map']:8d}|{'-':>8}|{r['cores']:8d}|{100 * r['synaptic_memory']:7.1f}%| "
-                         f"{r['group']} ({r['kind']})")
+                         f"{r['group']} ({r['kind']}{'' if r['neuron_kind'] == 'CUBA' else '; ' + r['neuron_kind']})")
         lines.append(f"| Total cores {self.n_cores} on {self.n_chips} chip(s) "
                      f"(synaptic memory per core: {self.profile.synaptic_memory_words_per_core} words of "
                      f"{self.profile.synapse_word_bits} bits)")
@@ -582,7 +642,8 @@ class Mapping:
                 "core_capacity": self.profile.max_cores, "policy": list(MAPPING_POLICY),
                 "hosts": list(self.hosts),
                 "table": self.table_rows(),
-                "layers": [{"label": p.label, "kind": p.kind, "shape": list(p.shape), "neurons": p.neurons,
+                "layers": [{"label": p.label, "kind": p.kind, "neuron_kind": p.neuron_kind, "shape": list(p.shape),
+                            "neurons": p.neurons,
                             "fan_in": p.fan_in, "weight_bits": p.weight_bits,
                             "memory_bits_per_neuron": sum(self.cores[c].memory_bits for c in p.cores) / p.neurons,
                             "cores": list(p.cores),
@@ -671,11 +732,12 @@ def map_network(net, profile, _extra_split: dict | None = None) -> Mapping:
     """Place every neuron group of ``net`` (an ``IntGraph`` or ``IntNetwork``) on cores of ``profile``.
 
     The rules are in the module docstring. Raises ``ValueError`` naming the group and the limit when
-    one neuron cannot fit a core or the graph needs more than ``max_chips x cores_per_chip`` cores.
+    one neuron cannot fit a core or the graph needs more than ``max_chips x cores_per_chip`` cores,
+    and (one line) for a group of a neuron kind not in ``NEURON_KINDS``.
     """
     p = load_profile(profile)
     graph = as_graph(net)
-    refuse_sigma_delta(graph, "the chip model (map_network)")  # its traffic counts 0/1 spikes
+    check_neuron_kinds(graph, "the chip model (map_network)")
     projs = [_Projection(pr, graph) for pr in graph.projections()]
     extra = dict(_extra_split or {})
     for _ in range(32):
@@ -736,7 +798,8 @@ def _map_once(graph: IntGraph, projs: list, p: ChipProfile, extra: dict) -> tupl
         layers.append(LayerPlan(name, "+".join(kinds), tuple(graph.shapes[name]), math.prod(shape3),
                                 max((pr.fan_in for pr in incoming), default=0),
                                 max((pr.bits for pr in incoming), default=0),
-                                tuple(Tile(name, b, first + i) for i, b in enumerate(boxes))))
+                                tuple(Tile(name, b, first + i) for i, b in enumerate(boxes)),
+                                neuron_kind(graph.neurons(name))))
     for name, shape in hosts.items():
         core_of[name] = np.full(math.prod(shape), len(cores_raw), dtype=np.int64)
     # output axons: per source neuron, the distinct destination cores it has a structural synapse onto
@@ -819,6 +882,15 @@ class Traffic:
         Messages per directed link per step (see ``_link_loads``).
     latency_ns : (S, T) float64
         Modelled duration of every step of every sample.
+    graded : tuple of bool
+        Per population, whether its messages carry a graded payload (a sigma-delta group, or a host
+        input whose recorded values are not all 0/1). They are counted and charged as spikes
+        (``GRADED_CHARGE``); ``graded_messages`` and ``graded_synops`` report them apart.
+    graded_synops : (T,) int64
+        Synaptic operations caused by graded messages (part of ``synops``).
+    payload_bits : tuple of int
+        Per population, the bits of the widest payload sent, sign included (0 without messages;
+        1 for 0/1 spikes; at most 32: the simulator and Lava send int32 payloads).
     """
 
     mapping: Mapping
@@ -836,6 +908,14 @@ class Traffic:
     chip_crossings: np.ndarray
     links: dict
     latency_ns: np.ndarray
+    graded: tuple
+    graded_synops: np.ndarray
+    payload_bits: tuple
+
+    @property
+    def graded_messages(self) -> np.ndarray:
+        """``(T,)``: messages sent by populations with graded payloads (part of ``messages``)."""
+        return self.messages[:, np.array(self.graded, dtype=bool)].sum(1)
 
     @property
     def layer_neurons(self) -> np.ndarray:
@@ -844,7 +924,8 @@ class Traffic:
 
     def energy_pj(self) -> dict:
         """Energy per step, ``(T,)`` each, mean per inference: the dynamic terms, ``dynamic`` (their
-        sum), ``static`` (static power x chips x modelled step time) and ``total``."""
+        sum), ``static`` (static power x chips x modelled step time) and ``total``. Graded messages and
+        their synaptic ops cost what spikes and theirs cost (``GRADED_CHARGE``)."""
         p, S = self.mapping.profile, self.samples
         terms = {"synaptic_ops": self.synops.sum(1) * p.energy_synop_pj.value / S,
                  "neuron_updates": np.full(self.steps, self.layer_neurons.sum() * p.energy_neuron_update_pj.value),
@@ -889,6 +970,8 @@ class Traffic:
             row.update({f"spikes_{n}": self.spikes[t, i] / S for i, n in enumerate(self.labels)})
             row.update({f"synops_{n}": self.synops[t, i] / S for i, n in enumerate(self.labels)})
             row.update({"messages": self.messages[t].sum() / S, "synaptic_ops": self.synops[t].sum() / S,
+                        "graded_messages": self.graded_messages[t] / S,
+                        "graded_synaptic_ops": self.graded_synops[t] / S,
                         "neuron_updates": int(self.layer_neurons.sum()), "hops": self.hops[t] / S,
                         "chip_crossings": self.chip_crossings[t] / S, "busiest_link_messages": peak[t] / S,
                         "energy_pj": float(energy["total"][t]), "dynamic_energy_pj": float(energy["dynamic"][t]),
@@ -910,6 +993,8 @@ class Traffic:
             n = math.prod(shape)
             spikes = float(self.spikes[:, i].sum() / S)
             layers.append({"label": label, "kind": plan.kind if plan else "input",
+                           "neuron_kind": plan.neuron_kind if plan else None,
+                           "graded": bool(self.graded[i]), "payload_bits": int(self.payload_bits[i]),
                            "shape": shape, "neurons": n, "spikes": spikes,
                            "firing_rate": spikes / (n * T), "messages": float(self.messages[:, i].sum() / S),
                            "synaptic_ops": float(self.synops[:, i].sum() / S),
@@ -922,6 +1007,8 @@ class Traffic:
             "per_inference": {
                 "spikes": float(self.spikes.sum() / S), "messages": float(self.messages.sum() / S),
                 "synaptic_ops": float(self.synops.sum() / S), "neuron_updates": int(self.layer_neurons.sum()) * T,
+                "graded_messages": float(self.graded_messages.sum() / S),
+                "graded_synaptic_ops": float(self.graded_synops.sum() / S),
                 "hops": float(self.hops.sum() / S), "chip_crossings": float(self.chip_crossings.sum() / S),
                 "energy_pj": energy,
                 "latency_ns": float(self.latency_ns.sum(1).mean()),
@@ -933,6 +1020,8 @@ class Traffic:
                        "synaptic_ops": float(self.core_synops[:, c].sum() / S)}
                       for c in range(m.n_cores)],
             "busiest_link": self.busiest_link(),
+            "graded_payloads": {"populations": [n for n, g in zip(self.labels, self.graded) if g],
+                                "charged_as": "binary spikes", "basis": GRADED_CHARGE},
             "traffic_policy": list(TRAFFIC_POLICY),
         }
 
@@ -945,6 +1034,15 @@ def _as_events(x, n: int, where: str, shape=None) -> np.ndarray:
         want = f"({shape[0]}, {shape[1]}, {n})" if shape else f"(samples, T, {n})"
         raise ValueError(f"{where}: spikes must have shape {want}, got {x.shape}")
     return (x.reshape(x.shape[0], x.shape[1], n) != 0).view(np.uint8)
+
+
+def _payload_bits(x: np.ndarray) -> int:
+    """Bits of the widest value of ``x`` in two's complement (a sign bit only when a value is negative):
+    0 for all zeros, 1 for 0/1 spikes, 32 for int32 payloads at their extremes."""
+    if x.size == 0:
+        return 0
+    lo, hi = int(x.min()), int(x.max())
+    return max(hi.bit_length(), (-lo - 1).bit_length()) + (1 if lo < 0 else 0)
 
 
 def count_traffic(net, mapping: Mapping, group_spikes, input_spikes=None) -> Traffic:
@@ -963,12 +1061,16 @@ def count_traffic(net, mapping: Mapping, group_spikes, input_spikes=None) -> Tra
         ``(S, T, *shape)`` spikes or graded payloads of the inputs without neurons (a dict by input
         name when there are several); nonzero entries are events sent from the host.
 
+    Spikes of a sigma-delta group are its int32 payloads (``GraphResult.spikes``): one message per
+    nonzero payload and destination core, charged as a spike (``GRADED_CHARGE``).
+    Raises ``ValueError`` (one line) for a group of a neuron kind not in ``NEURON_KINDS``.
+
     Returns
     -------
     Traffic
     """
     graph = as_graph(net)
-    refuse_sigma_delta(graph, "the chip model (count_traffic)")
+    check_neuron_kinds(graph, "the chip model (count_traffic)")
     plans = {p.label: p for p in mapping.layers}
     if set(plans) != set(graph.groups()) or any(tuple(graph.shapes[n]) != plans[n].shape for n in plans):
         raise ValueError("the mapping was made for a graph of other groups or shapes; map this graph first")
@@ -992,6 +1094,11 @@ def count_traffic(net, mapping: Mapping, group_spikes, input_spikes=None) -> Tra
     S, T = np.shape(first)[:2]
     pops = {n: _as_events(input_spikes[n], math.prod(mapping.hosts[n]), f"input {n!r}", (S, T)) for n in hosts}
     pops.update({n: _as_events(group_spikes[n], plans[n].neurons, f"group {n!r}", (S, T)) for n in plans})
+    raw = {n: np.asarray(input_spikes[n]) for n in hosts} | {n: np.asarray(group_spikes[n]) for n in plans}
+    payload_bits = tuple(_payload_bits(raw[n]) for n in labels)
+    # graded: a sigma-delta group (payloads whatever their values), or a host input sending other than 0/1
+    graded = tuple(isinstance(graph.neurons(n), SigmaDelta) if n in plans else
+                   bool(np.any((raw[n] != 0) & (raw[n] != 1))) for n in labels)
     n_loc = mapping.n_cores + 1
     core_of = {n: mapping.core_of(n) if n in plans else np.full(math.prod(mapping.hosts[n]), mapping.host)
                for n in labels}
@@ -1006,6 +1113,7 @@ def count_traffic(net, mapping: Mapping, group_spikes, input_spikes=None) -> Tra
     core_spikes, core_out, core_in = zeros(T, n_loc), zeros(T, n_loc), zeros(T, n_loc)
     core_synops = zeros(S, T, n_loc)  # per sample: the step latency needs each sample's busiest core
     hops, crossings, longest = zeros(T), zeros(T), zeros(S, T)
+    graded_synops = zeros(T)
     pairs = {}
     index = {n: i for i, n in enumerate(labels)}
     for n, s in pops.items():
@@ -1032,6 +1140,8 @@ def count_traffic(net, mapping: Mapping, group_spikes, input_spikes=None) -> Tra
             received = prod[..., -1]  # (S, T) synaptic ops on core f.core
             core_synops[..., f.core] += received
             synops[:, index[pr.dst]] += received.sum(0)
+            if graded[index[pr.src]]:
+                graded_synops += received.sum(0)
             for k, a in enumerate(src_cores):
                 m = prod[..., k]  # (S, T) messages from location a to core f.core
                 total = m.sum(0)
@@ -1053,4 +1163,4 @@ def count_traffic(net, mapping: Mapping, group_spikes, input_spikes=None) -> Tra
     return Traffic(mapping=mapping, labels=labels, samples=S, steps=T, spikes=spikes, messages=messages,
                    synops=synops, core_spikes=core_spikes, core_messages_out=core_out, core_messages_in=core_in,
                    core_synops=core_synops.sum(0), hops=hops, chip_crossings=crossings, links=links,
-                   latency_ns=latency)
+                   latency_ns=latency, graded=graded, graded_synops=graded_synops, payload_bits=payload_bits)

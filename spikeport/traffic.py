@@ -13,6 +13,12 @@
   the plots;
 - ``report.html``: the same report as one self-contained page, plots embedded (``report_html``).
 
+Sigma-delta (SDNN) graphs are mapped and counted like CUBA ones: their nonzero int32 payloads are
+the messages, charged as binary spikes (``sim.chip.GRADED_CHARGE``, printed in the report) and
+counted apart as graded messages. NeuroBench's metrics are computed for CUBA graphs only
+(``sim.metrics`` reads CUBA registers); for a graph with sigma-delta groups the ``neurobench``
+block says why it is missing.
+
 Plots are drawn on ``matplotlib.figure.Figure`` objects (Agg rendering, no pyplot global state).
 """
 from __future__ import annotations
@@ -27,7 +33,7 @@ from spikeport import cliargs
 from spikeport.report_html import write_html
 from spikeport.sim.chip import COEFFICIENT_UNITS, STRUCTURE, Traffic, count_traffic, load_profile, map_network
 from spikeport.sim.metrics import neurobench_metrics
-from spikeport.sim.graph import as_graph
+from spikeport.sim.graph import SigmaDelta, as_graph
 from spikeport.sim.simulator import TIMINGS, prepare_inputs, simulate
 
 PLOTS = {"occupancy": "occupancy.png", "traffic": "traffic.png", "spikes": "spikes_per_layer.png",
@@ -79,7 +85,12 @@ def run_traffic(net, x, profile, out_dir, timing: str = "hardware", description:
     summary["input"].update(description=description or f"input of shape {shape}", timing=timing,
                             protocol={k: v for k, v in protocol.items() if k != "input_bias"}
                             | {"input_bias": protocol.get("input_bias") is not None})
-    summary["neurobench"] = neurobench_metrics(graph, rec, x).summary()
+    sdnn = [n for n in graph.groups() if isinstance(graph.neurons(n), SigmaDelta)]
+    if sdnn:  # sim.metrics counts CUBA registers (footprint, u and v state): not computed, and said so
+        summary["neurobench"] = {"skipped": f"NeuroBench metrics are computed for CUBA groups only (sim.metrics); "
+                                            f"this graph has sigma-delta groups {sdnn}"}
+    else:
+        summary["neurobench"] = neurobench_metrics(graph, rec, x).summary()
     summary["files"] = ["summary.json", "per_step.csv", "cores.txt", "report.md", "report.html", *PLOTS.values()]
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "cores.txt").write_text(mapping.table() + "\n")
@@ -241,17 +252,23 @@ def _report(summary: dict) -> str:
     lines += ["", "Policy:", ""] + [f"- {t}" for t in mapping["policy"]]
     lines += ["", "![core occupancy](occupancy.png)", "",
               "## Traffic per inference", "", "| quantity | per inference |", "|---|---|"]
-    for key in ("spikes", "messages", "synaptic_ops", "neuron_updates", "hops", "chip_crossings"):
+    for key in ("spikes", "messages", "synaptic_ops", "neuron_updates", "hops", "chip_crossings",
+                "graded_messages", "graded_synaptic_ops"):
         lines.append(f"| {key.replace('_', ' ')} | {per[key]:.6g} |")
     for key, value in per["energy_pj"].items():
         lines.append(f"| energy: {key.replace('_', ' ')} (pJ) | {value:.6g} |")
     lines += [f"| latency (ns) | {per['latency_ns']:.6g} |",
               f"| latency per step, mean / max (ns) | {per['latency_per_step_ns']['mean']:.6g} / "
               f"{per['latency_per_step_ns']['max']:.6g} |", "",
-              "| layer | spikes | firing rate | messages sent | synaptic ops | cores |", "|---|---|---|---|---|---|"]
+              "| layer | neurons | spikes or payloads | firing rate | messages sent | payload bits | synaptic ops | "
+              "cores |", "|---|---|---|---|---|---|---|---|"]
     for p in summary["layers"]:
-        lines.append(f"| {p['label']} | {p['spikes']:.6g} | {p['firing_rate']:.4f} | {p['messages']:.6g} | "
+        lines.append(f"| {p['label']} | {p['neuron_kind'] or 'host'} | {p['spikes']:.6g} | {p['firing_rate']:.4f} | "
+                     f"{p['messages']:.6g} | {p['payload_bits']}{' (graded)' if p['graded'] else ''} | "
                      f"{p['synaptic_ops']:.6g} | {_cores(p['cores'])} |")
+    graded = summary["graded_payloads"]
+    if graded["populations"]:
+        lines += ["", f"Graded payloads from {', '.join(graded['populations'])}: {graded['basis']}."]
     link = summary["busiest_link"]
     lines += ["", "Busiest link: " + (f"{link['from']} -> {link['to']} ({link['direction']}), "
                                       f"{link['messages_per_inference']:.6g} messages per inference"
@@ -259,7 +276,9 @@ def _report(summary: dict) -> str:
               "", "Counting policy:", ""] + [f"- {t}" for t in summary["traffic_policy"]]
     lines += ["", "![traffic over the mesh](traffic.png)", "", "![spikes per layer](spikes_per_layer.png)", "",
               "![raster](raster.png)", ""]
-    if "neurobench" in summary:
+    if "skipped" in summary.get("neurobench", {}):
+        lines += ["## NeuroBench metrics", "", summary["neurobench"]["skipped"] + ".", ""]
+    elif "neurobench" in summary:
         lines += _report_neurobench(summary["neurobench"])
     lines += ["Per-step counts: `per_step.csv`; everything above: `summary.json`.", ""]
     return "\n".join(lines)
