@@ -333,6 +333,11 @@ def neurobench_metrics(net, rec, x=None, batch_size: int = 1) -> Metrics:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     graph = as_graph(net)
+    for name in graph.groups():  # the metrics read LIF registers (du, dv, vth, bias): other kinds refuse
+        kind = type(graph.neurons(name))
+        if kind is not Neurons:
+            raise ValueError(f"NeuroBench metrics are computed for LIF/CUBA groups (Neurons) only; group {name!r} "
+                             f"is {kind.__name__}")
     spikes, v, st = _recorded(graph, rec)
     xs = {}
     if x is not None:

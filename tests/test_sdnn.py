@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 
 from spikeport.export.netx import BLOCKS_KEY, read_netx, write_netx
-from spikeport.sim.chip import builtin_profiles, map_network
 from spikeport.sim.graph import Input, IntGraph, NeuronGroup, Output, SigmaDelta, load_record
 from spikeport.sim.network import Conv2d, SumPool2d
 from spikeport.sim.simulator import SigmaDeltaConstants, SigmaDeltaState, sigma_delta_step, simulate
@@ -193,7 +192,6 @@ def test_record_round_trip_and_what_refuses_sdnn(tmp_path):
     for call, match in [
         (lambda: simulate(graph, x=x, backend="torch"), "torch backend does not run sigma-delta"),
         (lambda: simulate(graph, input_bias=x[:, 0], steps=4), "Delta\\) encoder, which has no bias"),
-        (lambda: map_network(graph, builtin_profiles()[0]), "chip model .*does not support sigma-delta"),
         (lambda: write_netx(graph, tmp_path / "w.net"), "write_netx does not support sigma-delta"),
         (lambda: run_lava(graph, x=x), "run_lava.*does not support sigma-delta|does not support sigma-delta"),
         (lambda: graph.neurons("layer0").expand("du", (12,)), "no CUBA register 'du'"),
@@ -409,3 +407,13 @@ def test_what_graded_payloads_into_operators_still_refuse():
             call()
         assert "\n" not in str(err.value)
     assert simulate(pool, x=np.ones_like(x)).output.any()  # spikes into the same pooling run
+
+
+def test_neurobench_metrics_refuse_sigma_delta_groups_in_one_line():
+    from spikeport.sim.metrics import neurobench_metrics
+
+    graph = read_netx(SDNN_DATA / "sdnn_dense.net")
+    x = np.random.default_rng(2).integers(0, 200, (1, 6, 16))
+    with pytest.raises(ValueError, match=r"LIF/CUBA groups \(Neurons\) only; group 'input' is SigmaDelta") as err:
+        neurobench_metrics(graph, simulate(graph, x=x, record=True), x)
+    assert "\n" not in str(err.value)
