@@ -41,7 +41,7 @@ Neurons (hdf5.py 140-163)
     and ``vth`` per process: per-neuron values are refused. ``refDelay`` and ``gradedSpike`` are
     ignored by netx (LIF has no refractory period; graded output comes only from ``messageBits``):
     we write ``refDelay = 1``, ``gradedSpike = False``, and refuse reading ``messageBits > 0`` on a
-    CUBA layer (graded LIF output spikes) and every other neuron type but SDNN (RF, ...).
+    CUBA layer (graded LIF output spikes) and every other neuron type but SDNN and RF (below).
 SDNN (sigma-delta) layers (hdf5.py 164-189)
     read into ``SigmaDelta`` registers (``sim.graph``): the Input block becomes Lava's ``Delta``
     encoder, a layer with ``sigma_output`` a ``Sigma`` accumulator, every other SDNN layer a ReLU
@@ -59,6 +59,26 @@ SDNN (sigma-delta) layers (hdf5.py 164-189)
     ``conv_scipy`` 252-296), casts the sum to int32 (218) and wraps it into 24 bits (models.py
     78-79): the conv arithmetic of spikes on larger inputs. The simulator refuses a run in which a
     sum leaves int32 (Lava's cast is undefined there; ``sim.simulator._check_graded_conv``).
+RF (resonate-and-fire) layers (hdf5.py 190-205, 362-390; blocks/process.py 309-386)
+    A ``neuron`` type containing ``RF`` is built as Lava's ``RF`` when it contains ``PHASE``
+    (slayer's ``RF_PHASE``), else as ``RF_IZ`` (slayer's ``RF_IZHIKEVICH``): read into ``Resonator``
+    registers (``sim.graph``) with ``vth = vThMant`` (Lava shifts it by ``state_exp = 6``),
+    ``decay_bits = 12`` and the decays Lava's process holds after netx's float round trip of
+    ``sinDecay``/``cosDecay`` through a period and a decay (``netx_rf_decays``: each the file's
+    value or one step toward zero; exact where Lava's numpy computes ``arctan2`` with the C
+    library, i.e. without its AVX-512 kernel -- see there). Lava's RF has two inputs, so these
+    neurons come only in a dense layer with ``weight/real`` and ``weight/imag`` (what slayer's
+    ``rf``/``rf_iz`` blocks export), which netx builds as ``ComplexDense``: two Lava Dense synapses,
+    each rescaled on its own by ``optimize_weight_bits``, into ``a_real_in`` and ``a_imag_in``. We
+    read them as two ``Dense`` nodes, the imaginary one through an ``ImagPart`` into the group. The
+    simulator steps them with Lava's fixed-point arithmetic (``sim.simulator.resonator_step``);
+    their spikes are 0/1, their recorded ``u``/``v`` are ``real``/``imag``. As netx: a complex
+    block's ``bias`` and ``delay`` are ignored (with a warning), ``messageBits`` and ``gradedSpike``
+    too, and a reset interval leaves RF blocks alone (netx passes them no reset). Refused in one
+    line: RF neurons after a real weight, on an input layer or with per-neuron parameters, complex
+    weights into any other neuron or without a ``neuron`` group, complex ``dense_rec`` (netx drops
+    ``weight_rec``); complex conv layers do not exist in netx. Writing RF is not supported
+    (``write_netx`` refuses such graphs).
     A dense (or dense_rec) layer without ``neuron`` gets netx's default "non-leaky integrator"
     (hdf5.py 348-355): ``iDecay = 0``, ``vDecay = 4096``, ``vThMant = 1 << 18 - 1`` (Python's
     precedence: ``2**17``), i.e. Lava's ``du = -1`` (the current never decays: factor 4096/4096),
@@ -122,8 +142,9 @@ Conv and pooling (hdf5.py 464-544, 547-563, 625-632, 679-683)
     ``dilation`` and ``groups`` are required by netx (scalar ``groups``): we write 1; reading,
     grouped kernels are expanded to block-diagonal full kernels and dilation other than 1 is
     refused (Lava's Conv runs it; the graph's ``Conv2d`` has no dilation). netx does not implement
-    ``pool``, ``average``, ``concat``, ``convT``, ``unpool`` (NotImplementedError), nor complex
-    ``dense_comp`` synapses in the graph's terms: we write sum pooling (and a pooling composed into
+    ``pool``, ``average``, ``concat``, ``convT``, ``unpool`` (NotImplementedError), and its
+    ``dense_comp`` layer type calls a method lava-dl 0.6 lacks (complex dense layers are ``dense``
+    layers with ``weight/real``, above): we write sum pooling (and a pooling composed into
     the next synapse, ``IntGraph.projections``) as a ``conv`` layer with a unit kernel per channel
     and stride ``k`` (exact), and refuse those types when reading.
 Input layer, input bias and timing (hdf5.py 246-312, 582-597; blocks/process.py 79-111)
@@ -162,8 +183,9 @@ from pathlib import Path
 import numpy as np
 
 from spikeport.sim import formats as F
-from spikeport.sim.graph import (MAX_GROUP_NEURONS, Input, IntGraph, NeuronGroup, Output, SigmaDelta, as_graph,
-                                 is_sigma_delta, refuse_sigma_delta)
+from spikeport.sim.graph import (MAX_GROUP_NEURONS, NETX_RF_DECAY_BITS, NETX_RF_STATE_EXP, RF_DECAY, RF_VTH, ImagPart,
+                                 Input, IntGraph, NeuronGroup, Output, Resonator, SigmaDelta, as_graph, is_resonator,
+                                 is_sigma_delta, refuse_resonator, refuse_sigma_delta)
 from spikeport.sim.npzfile import MEMORY_BUDGET_BYTES
 from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
 
@@ -182,10 +204,46 @@ UNSUPPORTED_TYPES = {
     "concat": "netx does not implement it (hdf5.py 682-683 raises NotImplementedError)",
     "convT": "netx does not implement it (hdf5.py 628-629 raises NotImplementedError)",
     "unpool": "netx does not implement it (hdf5.py 631-632 raises NotImplementedError)",
-    "dense_comp": "complex-valued synapses (hdf5.py 664-678) are not part of the integer graph",
+    "dense_comp": "netx calls a create_complex_dense that lava-dl 0.6 does not define (hdf5.py 664-667 raises "
+                  "AttributeError); complex dense layers are 'dense' layers with weight/real and weight/imag",
 }
 # netx's default neuron of a dense layer without a 'neuron' group (hdf5.py 348-355)
 NETX_DEFAULT_NEURON = {"iDecay": 0, "vDecay": 4096, "vThMant": 1 << 18 - 1}
+
+
+# --- netx's resonate-and-fire parameters ---------------------------------------------------------
+
+def netx_rf_decays(sin_decay: int, cos_decay: int, decay_bits: int = NETX_RF_DECAY_BITS) -> tuple[int, int]:
+    """The ``sin_decay`` and ``cos_decay`` integers Lava's ``RF``/``RF_IZ`` process holds for a netx
+    RF layer whose file states ``sinDecay``, ``cosDecay``: netx does not pass them on, it turns them
+    into a period and a decay with slayer's ``neuron_params`` (lava-dl 0.6
+    lava/lib/dl/slayer/neuron/rf.py 42-50, imported by netx/hdf5.py 19 and called at 194) and Lava's
+    process turns those back (lava-nc 0.10 lava/proc/rf/process.py 207-208, 215-217)::
+
+        s, c   = sinDecay / 4096, cosDecay / 4096                   # p_scale = 1 << 12
+        alpha  = 1 - sqrt(s**2 + c**2);  period = 1 / (atan2(s, c) / 2 / pi)
+        sin    = int32((1 - alpha) * sin(pi * 2 * 1 / period) * (1 << decay_bits))    # truncation
+        cos    = int32((1 - alpha) * cos(pi * 2 * 1 / period) * (1 << decay_bits))
+
+    Exactly, the round trip is the identity; in float64 each result lands a hair above or below the
+    file's integer, and the truncation keeps it or moves it one step toward zero (measured: about a
+    third of slayer's (sinDecay, cosDecay) pairs move). Which one happens depends on the float
+    functions: this port uses the C library's (Python's ``math``), which is what Lava's numpy 1.26
+    computes where it does not dispatch ``arctan2`` to its AVX-512 (SVML) kernel; on an AVX-512
+    machine Lava's own run differs from that in the last bit of ``arctan2`` and so, for about one
+    pair in six (24197 of 135777 of slayer's pairs, measured), by one in a decay. Lava run with
+    ``NPY_DISABLE_CPU_FEATURES`` naming the AVX-512 features equals this port on all 135777 pairs
+    (tests/test_rf.py checks a grid against Lava's own ``RF`` process). ``1 / 0.0`` is numpy's
+    ``inf`` (a file with ``sinDecay = 0``): no oscillation, ``sin = 0``.
+    """
+    s, c = sin_decay / 4096, cos_decay / 4096
+    alpha = 1 - math.sqrt(s ** 2 + c ** 2)
+    frequency = math.atan2(s, c) / 2 / math.pi
+    period = 1 / frequency if frequency != 0 else math.inf
+    scale = 1 << int(decay_bits)
+    sin = (1 - alpha) * math.sin(math.pi * 2 * 1 / period)
+    cos = (1 - alpha) * math.cos(math.pi * 2 * 1 / period)
+    return int(sin * scale), int(cos * scale)   # np.int32(x): truncation toward zero
 
 
 # --- netx's dense weight pipeline ----------------------------------------------------------------
@@ -465,6 +523,7 @@ def write_netx(net, path) -> None:
 
     graph = as_graph(net)
     refuse_sigma_delta(graph, "write_netx")
+    refuse_resonator(graph, "write_netx")
     inp, chain = netx_chain(graph)
     in_shape = graph.shapes[inp]
     if len(in_shape) not in (1, 3):
@@ -541,8 +600,9 @@ class _Block:
     """One netx block with a synapse: its neurons' ``shape`` (ours), ``synapse``, optional
     ``recurrent`` Dense and ``neurons``."""
 
-    def __init__(self, shape, synapse, neurons, recurrent=None):
+    def __init__(self, shape, synapse, neurons, recurrent=None, imag=None):
         self.shape, self.synapse, self.neurons, self.recurrent = tuple(shape), synapse, neurons, recurrent
+        self.imag = imag  # the imaginary Dense of netx's complex synapse (a resonate-and-fire block)
 
 
 class _Reader:
@@ -645,9 +705,12 @@ class _Reader:
             ntype = _decode(self.need(ng, "type", w)[()])
             if ntype == "SDNN":
                 return self.sigma_delta(g, ng, where, out_shape, is_input)
+            if ntype not in ("CUBA", "LOIHI") and "RF" in ntype:
+                return self.resonator(g, ng, where, ntype, is_input)
             if ntype not in ("CUBA", "LOIHI"):
                 raise self.err(w, f"type {ntype!r} is not supported (only CUBA/LOIHI neurons map to Lava's LIF, "
-                                  "hdf5.py 144-163, and SDNN to its sigma-delta neurons, 164-189)")
+                                  "hdf5.py 144-163, SDNN to its sigma-delta neurons, 164-189, and types containing "
+                                  "'RF' to its resonate-and-fire neurons, 190-205)")
             if "messageBits" in ng and self.scalar(ng, "messageBits", w) != 0:
                 raise self.err(w, "messageBits > 0 (graded output spikes) is not supported: the graph's neuron "
                                   "groups send 0/1 spikes")
@@ -715,6 +778,31 @@ class _Reader:
         except ValueError as err:
             raise self.err(w, str(err).removeprefix(f"{w}: ")) from None
         return sd
+
+    def resonator(self, g, ng, where: str, ntype: str, is_input: bool) -> Resonator:
+        """A neuron group whose type contains ``RF`` as netx builds it (hdf5.py 190-205): Lava's ``RF``
+        when the type contains ``PHASE`` (slayer's ``RF_PHASE``), else ``RF_IZ`` (slayer's
+        ``RF_IZHIKEVICH``; ``ADRF_*`` types too), with ``vth = vThMant`` (shifted by ``state_exp = 6``
+        in the process), ``decay_bits = 12`` and the decays of ``netx_rf_decays``. netx never passes
+        ``messageBits`` to these processes (their spikes are 0/1, ``output_message_bits = 0``) nor
+        ``gradedSpike``: both ignored."""
+        w = f"{where} neuron"
+        if is_input:
+            raise self.err(w, f"type {ntype!r} on an input layer: netx's Input block wires its input to the "
+                              "neurons' a_in, which Lava's RF has not")
+        sin_decay, cos_decay = (self.scalar(ng, k, w) for k in ("sinDecay", "cosDecay"))
+        for name, value in (("sinDecay", sin_decay), ("cosDecay", cos_decay)):
+            if not RF_DECAY.min <= value <= RF_DECAY.max:
+                raise self.err(w, f"{name} = {value} outside [{RF_DECAY.min}, {RF_DECAY.max}]")
+        vth = self.scalar(ng, "vThMant", w)
+        if not RF_VTH.min <= vth <= RF_VTH.max:
+            raise self.err(w, f"vThMant = {vth} outside the resonate-and-fire threshold's 24-bit range "
+                              f"[{RF_VTH.min}, {RF_VTH.max}] (Lava's vth, precision=24, lava/proc/rf/models.py 102)")
+        sin, cos = netx_rf_decays(sin_decay, cos_decay)
+        rf = Resonator(mode="rf" if "PHASE" in ntype else "rf_iz", sin_decay=sin, cos_decay=cos, vth=vth,
+                       state_exp=NETX_RF_STATE_EXP, decay_bits=NETX_RF_DECAY_BITS)
+        rf.validate(w, ())
+        return rf
 
     def _bias_values(self, g, where: str, out_shape: tuple) -> np.ndarray:
         """The layer's ``bias`` as netx reads it, one int64 per neuron in our flat order."""
@@ -805,20 +893,10 @@ class _Reader:
 
     def dense(self, g, where: str, rec: bool = False) -> None:
         if "weight/imag" in g:
-            raise self.err(where, "complex-valued weights are not supported")
+            return self.complex_dense(g, where, rec)
         n_out = math.prod(self.shape_of(g, where))
         w = self.matrix(g, "weight", where, n_out)
-        if self.shape is None:
-            self.input_shape = self.shape = (w.shape[1],)
-        if len(self.shape) == 3 and self.processes() > 0 and not self.flatten_next:
-            raise self.err(where, f"dense layer after a {self.shape} feature map needs a 'flatten' layer "
-                                  "before it (netx would connect the (W, H, C) port to a flat one)")
-        if len(self.shape) == 1 and self.flatten_next and self.processes() > 0:
-            raise self.err(where, "'flatten' after a 1-d layer: netx would transpose a 1-d port")
-        self.flatten_next = False
-        if w.shape[1] != math.prod(self.shape):
-            raise self.err(where, f"weight has {w.shape[1]} inputs but the previous layer has "
-                                  f"{math.prod(self.shape)} neurons")
+        self._feeds(w, where)
         delayed = "delay" in g
         delay = self.delay(g, where, w.shape) if delayed else None
         at = f"{self.path}: {where}"
@@ -840,11 +918,66 @@ class _Reader:
         if delay is not None and delay.any():
             syn = dataclasses.replace(syn, delay=delay)
         neurons = self.neurons(g, where, out, default=True)
+        if is_resonator(neurons):
+            raise self.err(where, "a resonate-and-fire neuron after a real-valued weight: netx connects the Dense "
+                                  "synapse to the neurons' a_in, which Lava's RF has not (it needs weight/real and "
+                                  "weight/imag)")
         if rec and is_sigma_delta(neurons):
             raise self.err(where, "a recurrent SDNN block is not supported (netx gives its recurrent synapse the "
                                   "input's message bits, blocks/process.py 256-262)")
         self.blocks.append(_Block(out, syn, neurons, recurrent))
         self.shape = out
+
+    def _feeds(self, w: np.ndarray, where: str) -> None:
+        """Check that a dense weight ``(out, in)`` reads the previous layer as netx connects it."""
+        if self.shape is None:
+            self.input_shape = self.shape = (w.shape[1],)
+        if len(self.shape) == 3 and self.processes() > 0 and not self.flatten_next:
+            raise self.err(where, f"dense layer after a {self.shape} feature map needs a 'flatten' layer "
+                                  "before it (netx would connect the (W, H, C) port to a flat one)")
+        if len(self.shape) == 1 and self.flatten_next and self.processes() > 0:
+            raise self.err(where, "'flatten' after a 1-d layer: netx would transpose a 1-d port")
+        self.flatten_next = False
+        if w.shape[1] != math.prod(self.shape):
+            raise self.err(where, f"weight has {w.shape[1]} inputs but the previous layer has "
+                                  f"{math.prod(self.shape)} neurons")
+
+    def complex_dense(self, g, where: str, rec: bool) -> None:
+        """A dense layer with ``weight/real`` and ``weight/imag`` as netx builds it (hdf5.py 362-390,
+        blocks/process.py 309-386): a ``ComplexDense`` block of two Lava Dense synapses, each weight
+        rescaled by ``optimize_weight_bits`` on its own (its own exponent and sign mode), feeding the
+        neurons' ``a_real_in`` and ``a_imag_in``. Read as two ``Dense`` nodes, the imaginary one
+        through an ``ImagPart``. netx gives the block's neurons no bias (``_neuron(None)``,
+        process.py 348) and reads no ``delay`` on this path: a ``bias`` or ``delay`` in the file
+        (slayer writes the bias of a norm) is ignored with a warning, as netx ignores it silently."""
+        if rec:
+            raise self.err(where, "a 'dense_rec' layer with complex weights: netx builds it as a plain ComplexDense "
+                                  "and ignores weight_rec (hdf5.py 362-390)")
+        n_out = math.prod(self.shape_of(g, where))
+        if isinstance(g.get("weight"), Group) and "real" not in g["weight"]:
+            raise self.err(where, "missing 'weight/real' (netx reads it next to weight/imag, hdf5.py 363)")
+        wr = self.matrix(g, "weight/real", where, n_out)
+        wi = self.matrix(g, "weight/imag", where, n_out)
+        if wr.shape != wi.shape:
+            raise self.err(where, f"weight/real {wr.shape} and weight/imag {wi.shape} differ in shape")
+        self._feeds(wr, where)
+        for key in ("bias", "delay"):
+            if key in g:
+                warnings.warn(f"{self.path}: {where}: '{key}' of a complex (resonate-and-fire) block ignored, as "
+                              "netx ignores it (hdf5.py 362-390 passes no bias or delay to ComplexDense)",
+                              stacklevel=3)
+        if "neuron" not in g:
+            raise self.err(where, "complex weights without a 'neuron' group: netx's default neuron is a LIF, "
+                                  "which has no a_real_in for ComplexDense to connect")
+        neurons = self.neurons(g, where, (n_out,))
+        if not is_resonator(neurons):
+            raise self.err(where, "complex weights into a non-RF neuron: netx's ComplexDense connects a_real_in and "
+                                  "a_imag_in, which only Lava's RF and RF_IZ have")
+        at = f"{self.path}: {where}"
+        syn = _dense_from_operator(*netx_dense_effective(wr, f"{at} (weight/real)"), f"{at} (weight/real)")
+        imag = _dense_from_operator(*netx_dense_effective(wi, f"{at} (weight/imag)"), f"{at} (weight/imag)")
+        self.blocks.append(_Block((n_out,), syn, neurons, imag=imag))
+        self.shape = (n_out,)
 
     def conv(self, g, where: str) -> None:
         if self.shape is None or len(self.shape) != 3:
@@ -916,6 +1049,10 @@ class _Reader:
         for (group, syn, rec), b in zip(names, self.blocks):
             nodes[syn], nodes[group] = b.synapse, NeuronGroup(b.shape, b.neurons)
             edges += [(prev, syn), (syn, group)]
+            if b.imag is not None:  # netx's complex synapse: the imaginary Dense into a_imag_in
+                nodes[f"{group}.imag_synapse"], nodes[f"{group}.imag"] = b.imag, ImagPart()
+                edges += [(prev, f"{group}.imag_synapse"), (f"{group}.imag_synapse", f"{group}.imag"),
+                          (f"{group}.imag", group)]
             if b.recurrent is not None:
                 nodes[rec] = b.recurrent
                 edges += [(group, rec), (rec, group)]

@@ -10,10 +10,16 @@ An ``IntGraph`` is a directed graph of named nodes:
                are scalars, per channel or per neuron (``sim.network.Neurons``). A group (or an
                input group) may instead hold ``SigmaDelta`` registers: Lava's sigma-delta neurons
                (lava/proc/sdn, lava-dl's SDNN), which send graded payloads instead of 0/1 spikes.
-``Dense``, ``Conv2d``, ``SumPool2d``, ``Flatten``
+               A group may also hold ``Resonator`` registers: Lava's resonate-and-fire neurons
+               (lava/proc/rf, rf_iz; lava-dl's RF blocks), with two synaptic inputs, real and
+               imaginary.
+``Dense``, ``Conv2d``, ``SumPool2d``, ``Flatten``, ``ImagPart``
                synaptic operators (``sim.network``), exactly one input each. A ``Dense`` may
                carry a per-synapse ``delay`` (0..63 extra steps, Loihi 2's 6-bit synaptic delay;
-               Lava's ``DelayDense``); convolutions have none (Lava has no delayed Conv).
+               Lava's ``DelayDense``); convolutions have none (Lava has no delayed Conv). An
+               ``ImagPart`` after an operator routes it into a resonate-and-fire group's
+               imaginary input (``Projection.imag``); every other projection into such a group
+               goes to its real input.
 ``Output``     names a group (or input) whose spikes are the network's output.
 
 Edges may form cycles (recurrence) and several edges may enter one neuron group: their synaptic
@@ -134,6 +140,92 @@ def refuse_sigma_delta(graph, what: str) -> None:
                              "runs them (spikeport simulate)")
 
 
+RF_MODES = ("rf", "rf_iz")
+# The registers of Lava's RF / RF_IZ fixed-point models (lava-nc 0.10 lava/proc/rf/models.py 90-115):
+# ``sin_decay``/``cos_decay`` are annotated ``np.uint16, precision=12`` but hold the signed int32
+# that process.py 216-217 computes (never checked): 16 signed bits here; ``vth`` (the file's
+# ``vThMant``) is a mantissa that process.py 213-214 shifts by ``state_exp`` into the 24-bit
+# (``precision=24``) int32 threshold; ``state_exp`` and ``decay_bits`` are ``precision=3``
+# annotations that netx overrides with ``decay_bits = 12`` (lava-dl netx/hdf5.py 202-203).
+RF_DECAY = F.IntFormat("decay", 16, True)
+RF_VTH = F.IntFormat("vth", 24, True)
+RF_STATE_EXP = F.IntFormat("state_exp", 3, False)
+RF_DECAY_BITS = F.IntFormat("decay_bits", 4, False)
+NETX_RF_STATE_EXP, NETX_RF_DECAY_BITS = 6, 12   # lava-dl netx/hdf5.py 202-203
+
+
+@dataclass(frozen=True, eq=False)
+class Resonator:
+    """Registers of a group of Lava resonate-and-fire neurons, one set per group (Lava's ``RF``
+    process holds one of each, lava-nc 0.10 lava/proc/rf/process.py 224-228), as lava-dl netx builds
+    them for its neuron types containing ``RF`` (netx/hdf5.py 190-205). ``mode``:
+
+    ``"rf"``     ``RF`` (``PyRFModelFixed``, lava/proc/rf/models.py 122-145): spikes when the phase
+                 crosses zero upwards with ``real >= vth``; no reset
+    ``"rf_iz"``  ``RF_IZ`` (``PyRF_IZModelFixed``, lava/proc/rf_iz/models.py 34-58): spikes when
+                 ``imag >= vth``, then ``real = 0`` and ``imag = vth - 1``
+
+    ``sin_decay``, ``cos_decay`` are the integers Lava's process holds (``(1 - alpha) sin(2 pi /
+    period) << decay_bits``, truncated: process.py 207-217), ``vth`` the mantissa that Lava shifts by
+    ``state_exp`` (process.py 213-214). The group takes two synaptic inputs, ``a_real_in`` and
+    ``a_imag_in``: projections through an ``ImagPart`` node go to the second. The arithmetic is
+    ``sim.simulator.resonator_step``; recorded ``u``/``v`` hold ``real``/``imag``. ``expand`` of a
+    CUBA register is a ``ValueError``: code written for CUBA groups refuses these groups in one line.
+    """
+
+    mode: str = "rf"
+    sin_decay: int = 0
+    cos_decay: int = 0
+    vth: int = 0
+    state_exp: int = NETX_RF_STATE_EXP
+    decay_bits: int = NETX_RF_DECAY_BITS
+    kind = "resonator"
+    FIELDS = ("mode", "sin_decay", "cos_decay", "vth", "state_exp", "decay_bits")
+
+    def validate(self, where: str, out_shape: tuple) -> None:
+        if self.mode not in RF_MODES:
+            raise ValueError(f"{where}: resonate-and-fire mode {self.mode!r} is not one of {RF_MODES}")
+        for name, fmt in (("sin_decay", RF_DECAY), ("cos_decay", RF_DECAY), ("vth", RF_VTH),
+                          ("state_exp", RF_STATE_EXP), ("decay_bits", RF_DECAY_BITS)):
+            arr = fmt.check(getattr(self, name), f"{where}: resonate-and-fire")
+            if arr.size != 1:
+                raise ValueError(f"{where}: resonate-and-fire {name} must be one value (Lava's RF process holds "
+                                 f"one per process), got {arr.size}")
+        if int(self.decay_bits) < 1:
+            raise ValueError(f"{where}: resonate-and-fire decay_bits = 0: Lava's RF then keeps float decays "
+                             "(process.py 215-217), which the integer graph does not hold")
+
+    def expand(self, name: str, out_shape: tuple) -> np.ndarray:
+        raise ValueError(f"a resonate-and-fire (RF) group has no CUBA register {name!r}: this operation handles "
+                         "Loihi CUBA (LIF) groups only")
+
+
+def is_resonator(neurons) -> bool:
+    """Whether a group's registers are resonate-and-fire ones (two synaptic inputs, real and imaginary)."""
+    return isinstance(neurons, Resonator)
+
+
+def refuse_resonator(graph, what: str) -> None:
+    """A one-line ``ValueError`` when ``graph`` has a resonate-and-fire group that ``what`` cannot handle."""
+    for name in graph.groups():
+        if is_resonator(graph.neurons(name)):
+            raise ValueError(f"{what} does not support resonate-and-fire (RF, RF_IZ) groups (group {name!r}); the "
+                             "simulator runs them (spikeport simulate)")
+
+
+@dataclass(frozen=True, eq=False)
+class ImagPart:
+    """Sends what the synaptic operator before it computes into the imaginary input (Lava's
+    ``a_imag_in``) of the resonate-and-fire group after it: the second half of netx's complex
+    synapse (``ComplexDense``: two Lava Dense processes, netx/blocks/process.py 349-379). A shape
+    pass-through; it must feed a ``Resonator`` group directly."""
+
+    kind = "imag"
+
+    def validate(self, where: str, in_shape: tuple) -> tuple:
+        return tuple(in_shape)
+
+
 @dataclass(frozen=True, eq=False)
 class Input:
     """Where input enters; with ``neurons`` a neuron group driven by the input (netx's Input block)."""
@@ -151,7 +243,7 @@ class NeuronGroup:
     """A group of Loihi CUBA neurons of ``shape`` (PyTorch order) with its registers."""
 
     shape: tuple
-    neurons: Neurons | SigmaDelta = field(default_factory=Neurons)
+    neurons: Neurons | SigmaDelta | Resonator = field(default_factory=Neurons)
     kind = "neurons"
 
     def __post_init__(self):
@@ -263,7 +355,7 @@ class FloatNeurons:
         return np.full(n, a[0]) if a.size == 1 else (a if a.size == n else np.repeat(a, n // a.size))
 
 
-OPERATORS = {"dense": Dense, "conv": Conv2d, "sumpool": SumPool2d, "flatten": Flatten}
+OPERATORS = {"dense": Dense, "conv": Conv2d, "sumpool": SumPool2d, "flatten": Flatten, "imag": ImagPart}
 FLOAT_OPERATORS = {"affine": Affine, "fconv": FloatConv2d, "sumpool": SumPool2d, "flatten": Flatten}
 NODE_TYPES = {"input": Input, "neurons": NeuronGroup, "output": Output, **OPERATORS}
 FLOAT_NODE_TYPES = {"input": Input, "fneurons": FloatNeurons, "output": Output, **FLOAT_OPERATORS}
@@ -290,8 +382,8 @@ def node_to_dict(node, arrays: dict, prefix: str) -> dict:
     out = {"kind": node.kind}
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
-        if isinstance(value, (Neurons, SigmaDelta)):
-            key = "neurons" if isinstance(value, Neurons) else SigmaDelta.kind
+        if isinstance(value, (Neurons, SigmaDelta, Resonator)):
+            key = "neurons" if isinstance(value, Neurons) else value.kind
             out[f.name] = {key: {n: _encode(getattr(value, n), arrays, f"{prefix}.{f.name}.{n}")
                                  for n in type(value).FIELDS}}
         else:
@@ -331,6 +423,9 @@ def node_from_dict(entry: dict, arrays, where: str, types: dict | None = None):
         elif isinstance(value, dict) and SigmaDelta.kind in value:
             sd = value[SigmaDelta.kind]
             value = SigmaDelta(**{n: _decode(sd[n], arrays, where) for n in SigmaDelta.FIELDS if n in sd})
+        elif isinstance(value, dict) and Resonator.kind in value:
+            rf = value[Resonator.kind]
+            value = Resonator(**{n: _decode(rf[n], arrays, where) for n in Resonator.FIELDS if n in rf})
         else:
             value = _decode(value, arrays, where)
         kwargs[f.name] = tuple(value) if isinstance(value, list) else value
@@ -363,6 +458,7 @@ class Projection:
     dst: str
     op: object
     name: str
+    imag: bool = False   # into a resonate-and-fire group's imaginary input (through an ``ImagPart``)
 
 
 @dataclass(frozen=True, eq=False)
@@ -420,6 +516,9 @@ class Graph:
             if is_group(node) and (any(s < 1 for s in node.shape) or math.prod(node.shape) > MAX_GROUP_NEURONS):
                 raise ValueError(f"{where}: shape {node.shape} must have sizes >= 1 and at most {MAX_GROUP_NEURONS} "
                                  "neurons (MAX_GROUP_NEURONS)")
+            if isinstance(node, Input) and is_resonator(node.neurons):
+                raise ValueError(f"{where}: an input group cannot be resonate-and-fire (netx's Input block drives "
+                                 "a_in, which Lava's RF has not)")
             if isinstance(node, Input) and ins[name]:
                 raise ValueError(f"{where}: an Input takes no incoming edges (from {ins[name]})")
             if isinstance(node, Output):
@@ -481,8 +580,12 @@ class Graph:
                 while not is_group(self.nodes[ins[chain[0]][0]]):
                     chain.insert(0, ins[chain[0]][0])
                 src = ins[chain[0]][0]
+                imag = [n for n in chain if isinstance(self.nodes[n], ImagPart)]
+                if imag and (imag != [last] or not is_resonator(group_neurons(node))):
+                    raise ValueError(f"node {imag[0]!r}: an ImagPart must feed a resonate-and-fire group directly "
+                                     f"(it is the imaginary input of {dst!r})")
                 op = compose([(self.nodes[n], shapes[ins[n][0]], n) for n in chain])
-                yield Projection(src, dst, op, last)
+                yield Projection(src, dst, op, last, bool(imag))
 
     # --- views ---------------------------------------------------------------------------------
     def projections(self) -> tuple:
@@ -702,9 +805,10 @@ def compose(chain: list):
       ``W'[:, (c, y, x)] = W[:, (c, y // k, x // k)]`` (0 for the dropped remainder);
     - ``SumPool2d(k1)`` then ``SumPool2d(k2)``: ``SumPool2d(k1 k2)`` when the first divides evenly.
     """
-    ops = [(op, shape, name) for op, shape, name in chain if not isinstance(op, Flatten)]
+    ops = [(op, shape, name) for op, shape, name in chain if not isinstance(op, (Flatten, ImagPart))]
     if not ops:
-        raise ValueError(f"node {chain[-1][2]!r}: a Flatten alone is no synapse between two neuron groups")
+        raise ValueError(f"node {chain[-1][2]!r}: a {type(chain[-1][0]).__name__} alone is no synapse between two "
+                         "neuron groups")
     op, in_shape, name = ops[0]
     for nxt, nxt_shape, nxt_name in ops[1:]:
         op = _compose_two(op, in_shape, nxt, nxt_shape, name, nxt_name)

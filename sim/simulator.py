@@ -24,6 +24,15 @@ int32 (wrapping), ``vth`` and ``bias`` already ``<< (spike_exp + state_exp)``::
     residue = delta - s ;  act = act_new
     payload = s >> state_exp                       # arithmetic shift: floor
 
+One resonate-and-fire step (``resonator_step``), exactly as lava/proc/rf/models.py
+(``PyRFModelFixed`` 122-145) and lava/proc/rf_iz/models.py (``PyRF_IZModelFixed`` 34-58), in
+int64 with ``sv(x) = sign(x) (|x| >> decay_bits)`` (``scale_volt``, rf/models.py 113-115)::
+
+    real' = clip(sv(cos real) - sv(sin imag) + (a_real << state_exp), +-(2**23 - 1))
+    imag' = clip(sv(sin real) + sv(cos imag) + (a_imag << state_exp), +-(2**23 - 1))
+    RF:    s = real' >= vth and imag' >= 0 and imag < 0       # the phase crosses zero upwards
+    RF_IZ: s = imag' >= vth, then real' = 0, imag' = vth - 1
+
 ``Delta`` (netx's SDNN Input block, models.py 223-231) takes ``act_new = a << (spike_exp +
 state_exp)`` instead of sigma and ReLU; ``Sigma`` (models.py 54-57) sends ``sigma`` itself.
 
@@ -251,13 +260,94 @@ def sigma_delta_step(state: SigmaDeltaState, a: np.ndarray, c: SigmaDeltaConstan
     return s >> c.state_exp
 
 
+RF_STATE_BITS = 24        # real and imag: ri_bitwidth = sin_decay.precision * 2 (lava/proc/rf/models.py 108)
+RF_STATE_MAX = 2 ** (RF_STATE_BITS - 1) - 1   # clip to [-(2**23 - 1), 2**23 - 1] (models.py 109-111)
+
+
+@dataclass(frozen=True)
+class ResonatorConstants:
+    """The constants of a resonate-and-fire group as Lava's ``RF`` process builds them from its
+    ``Resonator`` registers (lava/proc/rf/process.py 213-217): the threshold ``vth << state_exp``
+    (``int(vth * (1 << state_exp))``), the decays as held."""
+
+    mode: str
+    sin_decay: int
+    cos_decay: int
+    vth: int              # vth << state_exp
+    state_exp: int        # input shift: a << state_exp (models.py 128-131)
+    decay_bits: int       # the decays' fixed point: products >> decay_bits (models.py 113-115)
+
+    @classmethod
+    def of(cls, rf, out_shape) -> "ResonatorConstants":
+        return cls(rf.mode, int(rf.sin_decay), int(rf.cos_decay), int(rf.vth) << int(rf.state_exp),
+                   int(rf.state_exp), int(rf.decay_bits))
+
+
+@dataclass
+class ResonatorState:
+    """``real`` and ``imag`` of a batch of resonate-and-fire neurons, int64 arrays ``(B, N)`` holding
+    Lava's int32 Vars (both start at 0, lava/proc/rf/process.py 222-223)."""
+
+    real: np.ndarray
+    imag: np.ndarray
+
+    @classmethod
+    def zeros(cls, batch: int, n: int) -> "ResonatorState":
+        return cls(np.zeros((batch, n), dtype=np.int64), np.zeros((batch, n), dtype=np.int64))
+
+
+def _scale_volt(x: np.ndarray, bits: int) -> np.ndarray:
+    """Lava's ``scale_volt`` (lava/proc/rf/models.py 113-115): ``sign(x) * (|x| >> bits)``, a right
+    shift of the magnitude (rounds toward zero), in int64."""
+    return np.sign(x) * (np.abs(x) >> bits)
+
+
+def resonator_step(state: ResonatorState, a_real: np.ndarray, a_imag: np.ndarray,
+                   c: ResonatorConstants) -> np.ndarray:
+    """Advance ``state`` in place by one step on the two synaptic inputs (int64 ``(B, N)``, the
+    int32 values the real and the imaginary Dense send, not yet shifted) and return the 0/1 spikes
+    (bool ``(B, N)``).
+
+    lava-nc 0.10, ``PyRFModelFixed.run_spk`` (lava/proc/rf/models.py 127-145) and
+    ``PyRF_IZModelFixed.run_spk`` (lava/proc/rf_iz/models.py 39-58), with
+    ``resonator_dynamics`` (rf/models.py 52-57) and the fixed ``scale_volt`` (113-115)::
+
+        ar, ai    = wrap32(a_real << state_exp), wrap32(a_imag << state_exp)    # int32 left_shift
+        real'     = sv(cos real) - sv(sin imag) + ar       # int64 (np.int64(self.real)); sv(x) =
+        imag'     = sv(sin real) + sv(cos imag) + ai       #   sign(x) (|x| >> decay_bits)
+        real', imag' = clip(., -(2**23 - 1), 2**23 - 1)    # ri_bitwidth 24 (models.py 107-111, 138-141)
+        RF:    s = real' >= vth  and  imag' >= 0  and  imag < 0    # the OLD imag: phase crosses 0
+        RF_IZ: s = imag' >= vth;  real' = 0, imag' = vth - 1 where s
+    """
+    w = F.SD_STATE_BITS  # numpy int32 left_shift of the received int32 input wraps at 32 bits
+    ar = _wrap_int(a_real << c.state_exp, w)
+    ai = _wrap_int(a_imag << c.state_exp, w)
+    real, imag, b = state.real, state.imag, c.decay_bits
+    new_real = _scale_volt(c.cos_decay * real, b) - _scale_volt(c.sin_decay * imag, b) + ar
+    new_imag = _scale_volt(c.sin_decay * real, b) + _scale_volt(c.cos_decay * imag, b) + ai
+    np.clip(new_real, -RF_STATE_MAX, RF_STATE_MAX, out=new_real)
+    np.clip(new_imag, -RF_STATE_MAX, RF_STATE_MAX, out=new_imag)
+    if c.mode == "rf":
+        s = (new_real >= c.vth) & (new_imag >= 0) & (imag < 0)
+    else:
+        s = new_imag >= c.vth
+        new_real[s] = 0
+        new_imag[s] = c.vth - 1
+    state.real[...] = new_real
+    state.imag[...] = new_imag
+    return s
+
+
 def constants_of(neurons, out_shape):
     """A group's constants: ``NeuronConstants`` for CUBA registers, ``SigmaDeltaConstants`` for
-    sigma-delta ones (each node's registers choose their own arithmetic)."""
-    from .graph import is_sigma_delta
+    sigma-delta ones, ``ResonatorConstants`` for resonate-and-fire ones (each node's registers
+    choose their own arithmetic)."""
+    from .graph import is_resonator, is_sigma_delta
 
     if is_sigma_delta(neurons):
         return SigmaDeltaConstants.of(neurons, out_shape)
+    if is_resonator(neurons):
+        return ResonatorConstants.of(neurons, out_shape)
     return NeuronConstants.of(neurons, out_shape)
 
 
@@ -806,6 +896,10 @@ def simulate_graph(graph, x=None, timing: str = "hardware", record: bool = False
     if graded and backend != "numpy":
         raise ValueError(f"the {backend} backend does not run sigma-delta (SDNN) groups ({sorted(graded)}); "
                          "use backend='numpy'")
+    if backend != "numpy":
+        from .graph import refuse_resonator
+
+        refuse_resonator(graph, f"the {backend} backend")
 
     def spike_dtype(n):
         return np.int32 if n in graded else np.int8
@@ -905,12 +999,13 @@ class _GraphRun:
                         spikes.pop(p.src, None)
         return {"spikes": spikes, "u": us, "v": vs}
 
-    def _external(self, n, comp, spikes, T, B, direct):
+    def _external(self, n, comp, spikes, T, B, direct, imag: bool = False):
         """Input of group ``n`` from outside its component, ``(T, B, N)`` ``a << 6`` as computed at
-        each step (not yet delayed), and whether it arrives one step late."""
+        each step (not yet delayed), and whether it arrives one step late. ``imag``: the
+        projections into a resonate-and-fire group's imaginary input instead of the others."""
         total = None
         for p in self.into.get(n, []):
-            if p.src in comp:
+            if p.src in comp or p.imag != imag:
                 continue
             syn = self.syns[id(p)]
             if isinstance(syn, _DelayedSynapse):
@@ -940,6 +1035,11 @@ class _GraphRun:
                 raise ValueError(f"sigma-delta (SDNN) groups in a recurrent loop ({comp}) are not supported by the "
                                  "simulator (netx builds SDNN blocks feed-forward)")
             return self._sigma_delta(comp[0], xb, spikes, us, vs, T, B)
+        if any(isinstance(self.consts[n], ResonatorConstants) for n in comp):
+            if internal:
+                raise ValueError(f"resonate-and-fire groups in a recurrent loop ({comp}) are not supported by the "
+                                 "simulator (netx builds RF blocks feed-forward)")
+            return self._resonator(comp[0], spikes, us, vs, T, B)
         ext = {n: self._external(n, comp, spikes, T, B, xb.get(n)) for n in comp}
         consts = {n: self._constants(n, bias) for n in comp}
         flags = {}
@@ -1025,3 +1125,26 @@ class _GraphRun:
                 vs[n][t] = state.act
         spikes[n] = out
 
+    def _resonator(self, n, spikes, us, vs, T, B):
+        """A feed-forward resonate-and-fire group, stepped by ``resonator_step`` on its real and
+        imaginary inputs (each one step late, as Lava's two Dense processes send them). Recorded
+        ``u`` is its ``real`` and ``v`` its ``imag``. netx gives RF blocks no reset (hdf5.py 190-205
+        passes no ``reset_interval`` to ``RF``/``RF_IZ``): a reset interval leaves this group alone."""
+        inputs = []
+        for imag in (False, True):
+            a64, late = self._external(n, [n], spikes, T, B, None, imag=imag)
+            inputs.append(((a64 / 2.0 ** F.ACT_SHIFT).astype(np.int64), late))  # exact: integers << 6
+        c, size = self.consts[n], self.g.size(n)
+        state = ResonatorState.zeros(B, size)
+        out = np.zeros((T, B, size), dtype=bool)
+        if self.record:
+            us[n] = np.zeros((T, B, size), dtype=np.int32)
+            vs[n] = np.zeros((T, B, size), dtype=np.int32)
+        idle = np.zeros((B, size), dtype=np.int64)
+        for t in range(T):
+            ar, ai = ((a[t - 1] if t else idle) if late else a[t] for a, late in inputs)
+            out[t] = resonator_step(state, ar, ai, c)
+            if self.record:
+                us[n][t] = state.real
+                vs[n][t] = state.imag
+        spikes[n] = out.view(np.uint8)

@@ -257,7 +257,9 @@ def run_netx(path, x=None, steps=None, input_bias=None, reset_interval=None, res
     """Load ``path`` with ``lava.lib.dl.netx.hdf5.Network`` and run it in Lava ``fixed_pt``, driven
     as lava-dl drives its networks; returns ``output`` (the last block's spikes) and, with
     ``record``, ``spikes.<i>``, ``u.<i>``, ``v.<i>`` of every block ``i`` of ``Network.layers``,
-    each ``(S, T, N)`` flattened in our ``(C, H, W)`` order.
+    each ``(S, T, N)`` flattened in our ``(C, H, W)`` order (``sigma``/``act`` of a sigma-delta
+    block, ``real``/``imag`` of a resonate-and-fire block), and ``rf.<i>``: the ``sin_decay``,
+    ``cos_decay``, ``vth``, ``state_exp``, ``decay_bits`` Lava's RF process of block ``i`` holds.
 
     ``x`` ``(S, T, N)`` (our flat order; 0/1 spikes or graded payloads) goes to ``Network.inp``
     (payloads with ``input_message_bits = 24``) or, when the file has netx's Input block (whose
@@ -317,6 +319,14 @@ def run_netx(path, x=None, steps=None, input_bias=None, reset_interval=None, res
     # u / v: recorded as "u" and "v" (a Sigma has no act: zeros), their state reset is all four Vars
     sdnn = {i: isinstance(b.neuron, (Delta, Sigma, SigmaDelta)) for i, b in enumerate(blocks)}
     sd_vars = ("sigma", "act", "residue", "error")
+    # resonate-and-fire neurons (RF blocks: RF_IZ is a subclass of RF) hold real / imag, recorded as
+    # "u" and "v"; their complex synapse is two Dense processes (real_synapse, imag_synapse)
+    from lava.proc.rf.process import RF
+
+    rf = {i: isinstance(b.neuron, RF) for i, b in enumerate(blocks)}
+
+    def state_vars(i):
+        return ("sigma", "act") if sdnn[i] else (("real", "imag") if rf[i] else ("u", "v"))
     watched = range(len(blocks)) if record else [len(blocks) - 1]
     sinks, monitors = {}, {}
     for i in watched:
@@ -324,12 +334,13 @@ def run_netx(path, x=None, steps=None, input_bias=None, reset_interval=None, res
         sinks[i] = Sink(shape=tuple(neuron.s_out.shape), buffer=total)
         neuron.s_out.connect(sinks[i].a_in)
         if record:
+            vu, vv = state_vars(i)
             mu = Monitor()
-            mu.probe(neuron.sigma if sdnn[i] else neuron.u, total)
+            mu.probe(getattr(neuron, vu), total)
             mv = None
-            if not sdnn[i] or hasattr(neuron, "act"):  # a Sigma has no act
+            if hasattr(neuron, vv):  # a Sigma has no act
                 mv = Monitor()
-                mv.probe(neuron.act if sdnn[i] else neuron.v, total)
+                mv.probe(getattr(neuron, vv), total)
             monitors[i] = (mu, mv)
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     try:
@@ -339,12 +350,12 @@ def run_netx(path, x=None, steps=None, input_bias=None, reset_interval=None, res
             net.run(condition=RunSteps(num_steps=T), run_cfg=cfg)
             if reset_interval is not None:
                 continue  # one stream: netx's own reset does the rest
-            for block in blocks:
-                for name in (sd_vars if isinstance(block.neuron, (Delta, Sigma, SigmaDelta)) else ("u", "v")):
+            for i, block in enumerate(blocks):
+                for name in (sd_vars if sdnn[i] else state_vars(i)):
                     var = getattr(block.neuron, name, None)
                     if var is not None:
                         var.set(np.zeros(var.shape))
-                for attr in ("synapse", "synapse_rec"):
+                for attr in ("synapse", "synapse_rec", "real_synapse", "imag_synapse"):
                     syn = getattr(block, attr, None)
                     if syn is not None:
                         buf = syn.a_buff if hasattr(syn, "a_buff") else syn.a_buf
@@ -355,13 +366,17 @@ def run_netx(path, x=None, steps=None, input_bias=None, reset_interval=None, res
             data = np.moveaxis(np.asarray(sink.data.get()), -1, 0)  # (S*T, *lava shape)
             out[f"spikes.{i}"] = _from_lava_order(data, shape).reshape(S, T, -1).astype(np.int32 if sdnn[i] else np.int8)
             if record:
-                for key, var, mon in zip(("u", "v"), ("sigma", "act") if sdnn[i] else ("u", "v"), monitors[i]):
+                for key, var, mon in zip(("u", "v"), state_vars(i), monitors[i]):
                     probed = {} if mon is None else mon.get_data().get(blocks[i].neuron.name, {})
                     if var not in probed:  # a Sigma has no act
                         out[f"{key}.{i}"] = np.zeros((S, T, math.prod(shape)), dtype=np.int32)
                         continue
                     arr = np.asarray(probed[var])  # (S*T, *lava shape)
                     out[f"{key}.{i}"] = _from_lava_order(arr, shape).reshape(S, T, -1).astype(np.int32)
+        for i in (i for i in rf if rf[i] and record):  # the registers Lava's RF process was built with
+            neuron = blocks[i].neuron
+            out[f"rf.{i}"] = np.array([int(np.asarray(getattr(neuron, k).get()).reshape(-1)[0]) for k in
+                                       ("sin_decay", "cos_decay", "vth", "state_exp", "decay_bits")])
     finally:
         net.stop()
     out["output"] = out[f"spikes.{len(blocks) - 1}"]

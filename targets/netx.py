@@ -30,7 +30,9 @@ def run_netx(path, x=None, input_bias=None, steps=None, reset_interval=None, res
     (``graph.meta["netx_blocks"]``) and checks the inputs exactly as the simulator does; without it,
     the blocks are named ``block0``, ``block1``, ... in netx's order. Returns a ``GraphResult``:
     ``outputs`` (the last block's spikes, under the graph's output name or ``output``) and, with
-    ``record``, ``spikes``, ``u``, ``v`` of every block, ``(S, T, N)`` flattened in ``(C, H, W)`` order.
+    ``record``, ``spikes``, ``u``, ``v`` of every block, ``(S, T, N)`` flattened in ``(C, H, W)`` order,
+    and ``info["rf"]``: group -> the registers Lava's RF process of each resonate-and-fire block holds
+    (``sin_decay``, ``cos_decay``, ``vth`` already ``<< state_exp``, ``state_exp``, ``decay_bits``).
     """
     path = Path(path)
     if not path.is_file():
@@ -65,7 +67,11 @@ def run_netx(path, x=None, input_bias=None, steps=None, reset_interval=None, res
     if record and not names:
         names = [f"block{i}" for i in range(info["blocks"])]
     rec = [{names[i]: out[f"{key}.{i}"] for i in range(len(names))} for key in ("spikes", "u", "v")] if record else []
-    return GraphResult({out_name: out["output"]}, *rec)
+    # with record: the registers of each resonate-and-fire block as Lava's RF process holds them
+    rf = {(names[int(k[3:])] if names else k[3:]): dict(zip(("sin_decay", "cos_decay", "vth", "state_exp",
+                                                             "decay_bits"), map(int, v)))
+          for k, v in out.items() if k.startswith("rf.")}
+    return GraphResult({out_name: out["output"]}, *rec, info={"rf": rf} if rf else None)
 
 
 def lavadl_optimize_weight_bits(ws: list) -> list:

@@ -605,7 +605,7 @@ REC = dict(type="dense_rec", shape=np.array([3]), weight=np.array([[2, 4, 6, 8]]
     (dense_file(neuron=dict(vDecay=4097)), "vDecay = 4097"),
     (dense_file(neuron=dict(vThMant=131073)), "vThMant = 131073"),
     (dense_file(neuron=dict(messageBits=3)), "graded output spikes"),
-    (dense_file(neuron=dict(type="RF_IZ")), "'RF_IZ' is not supported"),  # SDNN is read: tests/test_sdnn.py
+    (dense_file(neuron=dict(type="ALIF")), "'ALIF' is not supported"),  # SDNN: tests/test_sdnn.py, RF: tests/test_rf.py
     (dense_file(delay=-np.ones(3)), r"layer 1 \('dense'\): delay -1 < 0"),
     (dense_file(delay=np.zeros(5)), r"delay of shape \(5,\)"),
     (dense_file(weight=np.array([[253, -3, 0, 0]] * 3)), "odd mixed-sign"),
