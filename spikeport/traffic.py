@@ -195,9 +195,10 @@ def _plot_spikes(traffic: Traffic, path: Path) -> None:
     ax = fig.add_subplot()
     for i, label in enumerate(traffic.labels):
         ax.plot(np.arange(traffic.steps), traffic.spikes[:, i] / traffic.samples, marker=".", label=label)
+    what = "spikes and graded messages" if any(traffic.graded) else "spikes"  # sigma-delta payloads count when nonzero
     ax.set_xlabel("time step")
-    ax.set_ylabel("spikes per inference")
-    ax.set_title("spikes per layer over time (mean over samples)", fontsize=9)
+    ax.set_ylabel(f"{what} per inference")
+    ax.set_title(f"{what} per layer over time (mean over samples)", fontsize=9)
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=120)
 
