@@ -40,7 +40,7 @@ from spikeport.targets.lava import run_lava
 from spikeport.targets.netx import run_netx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_netx import write_h5  # noqa: E402  (the same netx file writer)
+from test_netx import cuba, write_h5  # noqa: E402  (the same netx file writer)
 
 RF_DATA = Path(__file__).parent / "data" / "rf"
 # numpy 1.26's names of the AVX-512 groups: with them off, its arctan2 is the C library's
@@ -77,6 +77,9 @@ def equal_to_netx(path, graph, x, **run):
             mismatches = int(np.count_nonzero(a != b))
             assert mismatches == 0, f"{key} of {name}: {mismatches} of {a.size} differ from netx in Lava"
         rf = graph.neurons(name)
+        if not isinstance(rf, Resonator):
+            assert name not in theirs.info["rf"]
+            continue
         c = ResonatorConstants.of(rf, graph.shapes[name])
         assert theirs.info["rf"][name] == {"sin_decay": c.sin_decay, "cos_decay": c.cos_decay, "vth": c.vth,
                                            "state_exp": c.state_exp, "decay_bits": c.decay_bits}
@@ -243,23 +246,26 @@ def test_handmade_rf_extremes_equal_to_netx_in_lava(tmp_path, libm_lava):
         # a negative threshold (vth = -3 << 6) and a fast clockwise resonator
         rf_layer(4, rng.integers(-40, 40, (4, 5)) * 2, rng.integers(-40, 40, (4, 5)) * 2, kind="RF_IZHIKEVICH",
                  sin=-3000, cos=100, vth=-3),
+        # a CUBA layer after a resonator, and a resonator after it (netx's Dense and ComplexDense blocks)
+        {"type": "dense", "shape": np.array([5]), "weight": rng.integers(20, 120, (5, 4)) * 2, "neuron": cuba()},
         # a threshold beyond the clip: (2**23 - 1) << 6 is never reached, this layer never spikes
-        rf_layer(3, rng.integers(-40, 40, (3, 4)) * 2, rng.integers(-40, 40, (3, 4)) * 2, kind="RF_PHASE", sin=1,
+        rf_layer(3, rng.integers(-40, 40, (3, 5)) * 2, rng.integers(-40, 40, (3, 5)) * 2, kind="RF_PHASE", sin=1,
                  cos=4095, vth=2 ** 23 - 1),
     ]
     path = write_h5(tmp_path / "extreme.net", layers)
     graph = read_netx(path)
-    assert [graph.neurons(n).mode for n in graph.groups()] == ["rf", "rf_iz", "rf_iz", "rf"]
+    assert [getattr(graph.neurons(n), "mode", "cuba") for n in graph.groups()] == ["rf", "rf_iz", "rf_iz", "cuba",
+                                                                                    "rf"]
     t = np.arange(160)
     x = np.zeros((2, t.size, n_in), dtype=np.uint8)
     x[0, t % 8 == 0] = 1      # at the resonator's period: 20 kicks of 32 * 254 << 6 pass 2**23 and clip
     x[1] = rng.random((t.size, n_in)) < 0.3
     ours, _ = equal_to_netx(path, graph, x)
     assert ours.u["layer0"].max() == CLIP and ours.u["layer0"].min() == -CLIP  # clipped, both signs
-    for n in ("layer0", "layer1", "layer2"):
+    for n in ("layer0", "layer1", "layer2", "layer3"):
         assert ours.spikes[n].any(), f"{n} never spiked"
     assert (ours.v["layer1"] == -1).any() and (ours.v["layer2"] == (-3 << 6) - 1).any()  # RF_IZ's reset
-    assert not ours.spikes["layer3"].any()
+    assert not ours.spikes["layer4"].any() and np.abs(ours.u["layer4"]).max() > 0
 
 
 # --- (5) the reset interval ----------------------------------------------------------------------
@@ -354,6 +360,10 @@ def test_graph_checks_of_resonators_and_imaginary_inputs():
 
     ok = graph(Resonator(sin_decay=100, cos_decay=4000, vth=5))
     assert [(p.name, p.imag) for p in ok.projections()] == [("re", False), ("imag", True)]
+    loop = IntGraph({**ok.nodes, "rec": Dense(np.full((3, 3), 2), weight_exp=0)},
+                    ok.edges + (("g", "rec"), ("rec", "g")))
+    with pytest.raises(ValueError, match=r"resonate-and-fire groups in a recurrent loop"):
+        simulate(loop, x=np.ones((1, 3, 4), dtype=np.uint8))
     with pytest.raises(ValueError, match=r"node 'imag': an ImagPart must feed a resonate-and-fire group"):
         graph(Neurons(du=10, dv=10, vth=10))
     with pytest.raises(ValueError, match=r"an input group cannot be resonate-and-fire"):
