@@ -261,6 +261,7 @@ def sigma_delta_step(state: SigmaDeltaState, a: np.ndarray, c: SigmaDeltaConstan
 
 
 RF_STATE_BITS = 24        # real and imag: ri_bitwidth = sin_decay.precision * 2 (lava/proc/rf/models.py 108)
+RF_INPUT_BITS = 32        # the received inputs are int32: ``a << state_exp`` wraps there (models.py 128-131)
 RF_STATE_MAX = 2 ** (RF_STATE_BITS - 1) - 1   # clip to [-(2**23 - 1), 2**23 - 1] (models.py 109-111)
 
 
@@ -319,9 +320,8 @@ def resonator_step(state: ResonatorState, a_real: np.ndarray, a_imag: np.ndarray
         RF:    s = real' >= vth  and  imag' >= 0  and  imag < 0    # the OLD imag: phase crosses 0
         RF_IZ: s = imag' >= vth;  real' = 0, imag' = vth - 1 where s
     """
-    w = F.SD_STATE_BITS  # numpy int32 left_shift of the received int32 input wraps at 32 bits
-    ar = _wrap_int(a_real << c.state_exp, w)
-    ai = _wrap_int(a_imag << c.state_exp, w)
+    ar = _wrap_int(a_real << c.state_exp, RF_INPUT_BITS)  # numpy int32 left_shift: wraps (checked in Lava)
+    ai = _wrap_int(a_imag << c.state_exp, RF_INPUT_BITS)
     real, imag, b = state.real, state.imag, c.decay_bits
     new_real = _scale_volt(c.cos_decay * real, b) - _scale_volt(c.sin_decay * imag, b) + ar
     new_imag = _scale_volt(c.sin_decay * real, b) + _scale_volt(c.cos_decay * imag, b) + ai

@@ -10,7 +10,8 @@
     simulate == netx in Lava (hdf5.Network, Loihi2SimCfg fixed_pt), live through the bridge: every
     block's spikes, real (u) and imag (v), 0 mismatches, and the registers Lava's processes hold;
 (4) a hand-made file at the extremes (the 24-bit clip reached, thresholds 0, negative and beyond
-    the clip, decays of both signs, odd weights), likewise;
+    the clip, decays of both signs, odd weights, CUBA and RF blocks mixed) and the int32 wrap of the
+    input shift, likewise;
 (5) a reset interval is ignored by RF blocks, as netx ignores it;
 (6) refusals: one-line ValueErrors naming the file, the layer and the field; the record's round trip.
 
@@ -266,6 +267,21 @@ def test_handmade_rf_extremes_equal_to_netx_in_lava(tmp_path, libm_lava):
         assert ours.spikes[n].any(), f"{n} never spiked"
     assert (ours.v["layer1"] == -1).any() and (ours.v["layer2"] == (-3 << 6) - 1).any()  # RF_IZ's reset
     assert not ours.spikes["layer4"].any() and np.abs(ours.u["layer4"]).max() > 0
+
+
+def test_the_input_shift_wraps_at_int32_as_in_lava(tmp_path, libm_lava):
+    """RF's ``np.left_shift(a_real_in.recv(), state_exp)`` is int32 arithmetic (models.py 128-131): a
+    Dense sum of 254 * 132200 inputs (< 2**31) shifted by 6 passes 2**31 and wraps, so the positive
+    real input arrives negative (clipped to -(2**23 - 1)) and the negative imaginary one positive."""
+    n = 132200
+    assert 254 * n < 2 ** 31 <= (254 * n) << 6
+    w = np.full((1, n), 254.0, dtype=np.float32)
+    path = write_h5(tmp_path / "wrap.net", [{"type": "input", "shape": np.array([n])},
+                                            rf_layer(1, w, -w, kind="RF_PHASE", sin=0, cos=4095, vth=100)])
+    graph = read_netx(path)
+    ours, _ = equal_to_netx(path, graph, np.ones((1, 3, n), dtype=np.uint8))
+    assert ours.u["layer0"].ravel().tolist() == [0, -CLIP, -CLIP]
+    assert ours.v["layer0"].ravel().tolist() == [0, CLIP, CLIP]
 
 
 # --- (5) the reset interval ----------------------------------------------------------------------
