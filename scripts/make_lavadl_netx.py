@@ -19,13 +19,12 @@ with ``y``.
     slayer_recurrent.net  Input (integrating) -> Recurrent 16->24 (cuba.Recurrent: dense_rec) -> Dense 24->6
 """
 import argparse
-import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from lava.lib.dl import slayer
+from slayer_files import run_blocks, write_netx, write_versions
 
 PARAMS = dict(threshold=0.5, current_decay=0.25, voltage_decay=0.03)
 SAMPLES, STEPS = 4, 24
@@ -36,15 +35,10 @@ def export(blocks, in_shape, rate, seed, path):
     rng = np.random.default_rng(seed)
     x = (rng.random((SAMPLES, STEPS, *in_shape)) < rate).astype(np.int8)   # (S, T, *shape), ours
     z = torch.as_tensor(np.moveaxis(x, 1, -1), dtype=torch.float32)       # (S, *shape, T), slayer's
-    with torch.no_grad():
-        for b in blocks:
-            z = b(z)
+    z = run_blocks(blocks, z)
     y = np.moveaxis(z.reshape(SAMPLES, -1, STEPS).numpy(), -1, 1)          # (S, T, N)
     np.savez_compressed(path.with_suffix(".npz"), x=x, y=(y > 0).astype(np.int8))
-    with h5py.File(path, "w") as f:
-        layer = f.create_group("layer")
-        for i, b in enumerate(blocks):
-            b.export_hdf5(layer.create_group(f"{i}"))
+    write_netx(blocks, path)
 
 
 def main():
@@ -76,8 +70,7 @@ def main():
         slayer.block.cuba.Dense(PARAMS, 24, 6, weight_scale=3),
     ]), (16,), 0.5, 12, out / "slayer_recurrent.net")
 
-    from importlib.metadata import version
-    (out / "versions.json").write_text(json.dumps({n: version(n) for n in ("lava-dl", "lava-nc", "torch")}, indent=1))
+    write_versions(out)
     print(f"wrote {out}")
 
 

@@ -20,13 +20,12 @@ tests/test_rf.py reads the files with ``export.netx.read_netx``, simulates them 
 netx in Lava (``hdf5.Network``, ``Loihi2SimCfg(select_tag='fixed_pt')``) through the bridge, live.
 """
 import argparse
-import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from lava.lib.dl import slayer
+from slayer_files import run_blocks, write_netx, write_versions
 
 SAMPLES, STEPS = 2, 16
 
@@ -38,14 +37,8 @@ def params(threshold, period, decay):
 def export(blocks, z, path: Path) -> None:
     """One pass on ``z`` (slayer's order, time last; a complex block takes the real input alone),
     then slayer's own export."""
-    with torch.no_grad():
-        for b in blocks:
-            z = b(z)
-    with h5py.File(path, "w") as f:
-        layer = f.create_group("layer")
-        for i, b in enumerate(blocks):
-            b.export_hdf5(layer.create_group(f"{i}"))
-    print(f"wrote {path}")
+    run_blocks(blocks, z)
+    write_netx(blocks, path)
 
 
 def main():
@@ -71,8 +64,7 @@ def main():
     ])
     export(blocks, torch.as_tensor(rng.random((SAMPLES, 16, STEPS)) < 0.3, dtype=torch.float32), out / "rf_iz.net")
 
-    from importlib.metadata import version
-    (out / "versions.json").write_text(json.dumps({n: version(n) for n in ("lava-dl", "lava-nc", "torch")}, indent=1))
+    write_versions(out)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,13 @@ tests/test_sdnn.py reads the files with ``export.netx.read_netx``, simulates it 
 netx in Lava (``hdf5.Network``, ``Loihi2SimCfg(select_tag='fixed_pt')``) through the bridge, live.
 """
 import argparse
-import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as Fn
 from lava.lib.dl import slayer
+from slayer_files import run_blocks, write_netx, write_versions
 
 SAMPLES, STEPS = 2, 16
 
@@ -45,15 +44,8 @@ NORM = {**PARAMS, "norm": slayer.neuron.norm.MeanOnlyBatchNorm}
 
 def export(blocks, z, path: Path) -> None:
     """One training-mode pass on ``z`` (slayer's order, time last), then slayer's own export."""
-    blocks.train()
-    with torch.no_grad():
-        for b in blocks:
-            z = b(z)
-    with h5py.File(path, "w") as f:
-        layer = f.create_group("layer")
-        for i, b in enumerate(blocks):
-            b.export_hdf5(layer.create_group(f"{i}"))
-    print(f"wrote {path}")
+    run_blocks(blocks, z, train=True)
+    write_netx(blocks, path)
 
 
 def main():
@@ -87,8 +79,7 @@ def main():
     export(blocks, torch.as_tensor(rng.random((SAMPLES, 3, 16, 16, STEPS)), dtype=torch.float32),  # (S, C, H, W, T)
            out / "sdnn_conv.net")
 
-    from importlib.metadata import version
-    (out / "versions.json").write_text(json.dumps({n: version(n) for n in ("lava-dl", "lava-nc", "torch")}, indent=1))
+    write_versions(out)
 
 
 if __name__ == "__main__":
