@@ -628,7 +628,13 @@ REC = dict(type="dense_rec", shape=np.array([3]), weight=np.array([[2, 4, 6, 8]]
      "needs a 'flatten'"),
 ])
 def test_read_refusals(tmp_path, layers, match):
-    path = write_h5(tmp_path / "bad.net", [{k: v for k, v in layer.items() if v is not None} for layer in layers])
+    refused_in_one_line(tmp_path, [{k: v for k, v in layer.items() if v is not None} for layer in layers], match)
+
+
+def refused_in_one_line(tmp_path, layers, match) -> None:
+    """A netx file of ``layers`` is refused by ``read_netx`` in one line naming the file
+    (test_sdnn and test_rf use it too)."""
+    path = write_h5(tmp_path / "bad.net", layers)
     with pytest.raises(ValueError, match=match) as err:
         read_netx(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
