@@ -185,7 +185,7 @@ import numpy as np
 from spikeport.sim import formats as F
 from spikeport.sim.graph import (MAX_GROUP_NEURONS, NETX_RF_DECAY_BITS, NETX_RF_STATE_EXP, RF_DECAY, RF_VTH, ImagPart,
                                  Input, IntGraph, NeuronGroup, Output, Resonator, SigmaDelta, as_graph, is_resonator,
-                                 is_sigma_delta, refuse_resonator, refuse_sigma_delta)
+                                 is_sigma_delta, refuse_unless_lif)
 from spikeport.sim.npzfile import MEMORY_BUDGET_BYTES
 from spikeport.sim.network import Conv2d, Dense, IntNetwork, Layer, Neurons, SumPool2d
 
@@ -522,8 +522,7 @@ def write_netx(net, path) -> None:
     import h5py
 
     graph = as_graph(net)
-    refuse_sigma_delta(graph, "write_netx")
-    refuse_resonator(graph, "write_netx")
+    refuse_unless_lif(graph, "write_netx")
     inp, chain = netx_chain(graph)
     in_shape = graph.shapes[inp]
     if len(in_shape) not in (1, 3):

@@ -243,7 +243,7 @@ def graph_to_nir(graph: "G.IntGraph", dt: float):
 
     if not dt > 0:
         raise ValueError(f"dt must be > 0 seconds, got {dt!r}")
-    G.refuse_resonator(G.as_graph(graph), "NIR export")  # NIR has no resonate-and-fire primitive
+    G.refuse_unless_lif(G.as_graph(graph), "NIR export")  # NIR has no sigma-delta or resonate-and-fire primitive
     nodes, notes, edges = {}, [], [list(e) for e in graph.edges]
     for name, node in graph.nodes.items():
         meta = {META_KEY: _node_meta(node, name)}

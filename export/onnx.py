@@ -275,12 +275,11 @@ def write_onnx(net, path, timing: str = "hardware") -> str:
     """The step model of ``net``: ``to_onnx``'s chain interface (``s_in``, ``u_k``, ...; both
     timings) for a feed-forward chain without delays, else ``graph_to_onnx`` (Lava's hardware timing
     only). Returns ``"chain"`` or ``"graph"``."""
-    from spikeport.sim.graph import IntGraph, refuse_resonator, refuse_sigma_delta
+    from spikeport.sim.graph import IntGraph, refuse_unless_lif
 
     chain = net
     if isinstance(net, IntGraph):
-        refuse_sigma_delta(net, "ONNX export")
-        refuse_resonator(net, "ONNX export")
+        refuse_unless_lif(net, "ONNX export")
         try:
             chain = net.to_chain("the chain step model")
         except ValueError:
@@ -334,11 +333,10 @@ def graph_to_onnx(graph, path) -> onnx.ModelProto:
     ``simulate(graph, timing="hardware", record=True)`` bit for bit (``run_onnx_graph`` steps it
     with the same protocol: input bias, netx's periodic reset).
     """
-    from spikeport.sim.graph import as_graph, max_delay, refuse_resonator, refuse_sigma_delta
+    from spikeport.sim.graph import as_graph, max_delay, refuse_unless_lif
 
     graph = as_graph(graph)
-    refuse_sigma_delta(graph, "ONNX export")
-    refuse_resonator(graph, "ONNX export")
+    refuse_unless_lif(graph, "ONNX export")
     g = _Graph()
     groups, ins, projs = graph.groups(), graph.inputs(), graph.projections()
     gi = {n: k for k, n in enumerate(groups)}

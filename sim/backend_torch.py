@@ -118,9 +118,9 @@ class TorchGraphRun(_GraphRun):
     """``_GraphRun`` on torch tensors: takes and returns numpy arrays, computes on ``device``."""
 
     def __init__(self, graph, syns, consts, depth, timing, proto, record, device):
-        from .graph import refuse_resonator
+        from .graph import refuse_unless_lif
 
-        refuse_resonator(graph, "the torch backend")  # resonator_step is numpy only
+        refuse_unless_lif(graph, "the torch backend")  # resonator_step is numpy only
         super().__init__(graph, syns, consts, depth, timing, proto, record)
         self.device = device
         self.np_syns = syns

@@ -132,12 +132,6 @@ def is_sigma_delta(neurons) -> bool:
     return isinstance(neurons, SigmaDelta)
 
 
-def refuse_sigma_delta(graph, what: str) -> None:
-    """A one-line ``ValueError`` when ``graph`` has a sigma-delta group that ``what`` cannot handle."""
-    for name in graph.groups():
-        if is_sigma_delta(graph.neurons(name)):
-            raise ValueError(f"{what} does not support sigma-delta (SDNN) groups (group {name!r}); the simulator "
-                             "runs them (spikeport simulate)")
 
 
 RF_MODES = ("rf", "rf_iz")
@@ -205,12 +199,18 @@ def is_resonator(neurons) -> bool:
     return isinstance(neurons, Resonator)
 
 
-def refuse_resonator(graph, what: str) -> None:
-    """A one-line ``ValueError`` when ``graph`` has a resonate-and-fire group that ``what`` cannot handle."""
+# What a consumer of the graph that handles Loihi CUBA (LIF) groups only says of the other kinds.
+KIND_NAMES = {SigmaDelta: "sigma-delta (SDNN)", Resonator: "resonate-and-fire (RF, RF_IZ)"}
+
+
+def refuse_unless_lif(graph, what: str) -> None:
+    """A one-line ``ValueError`` when ``graph`` has a group that is not a CUBA (LIF) one, which
+    ``what`` cannot handle: a whitelist, so that a neuron kind added later is refused too."""
     for name in graph.groups():
-        if is_resonator(graph.neurons(name)):
-            raise ValueError(f"{what} does not support resonate-and-fire (RF, RF_IZ) groups (group {name!r}); the "
-                             "simulator runs them (spikeport simulate)")
+        kind = type(graph.neurons(name))
+        if kind is not Neurons:
+            raise ValueError(f"{what} does not support {KIND_NAMES.get(kind, kind.__name__)} groups (group {name!r}); "
+                             "the simulator runs them (spikeport simulate)")
 
 
 @dataclass(frozen=True, eq=False)

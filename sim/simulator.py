@@ -897,9 +897,9 @@ def simulate_graph(graph, x=None, timing: str = "hardware", record: bool = False
         raise ValueError(f"the {backend} backend does not run sigma-delta (SDNN) groups ({sorted(graded)}); "
                          "use backend='numpy'")
     if backend != "numpy":
-        from .graph import refuse_resonator
+        from .graph import refuse_unless_lif
 
-        refuse_resonator(graph, f"the {backend} backend")
+        refuse_unless_lif(graph, f"the {backend} backend")
 
     def spike_dtype(n):
         return np.int32 if n in graded else np.int8

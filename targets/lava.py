@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from spikeport.sim.graph import IntGraph, as_graph, refuse_resonator, refuse_sigma_delta
+from spikeport.sim.graph import IntGraph, as_graph, refuse_unless_lif
 from spikeport.sim.network import IntNetwork
 from spikeport.sim.simulator import GraphResult, SimResult, check_input, prepare_inputs
 
@@ -36,8 +36,7 @@ def run_lava(net, x=None, record: bool = False, progress: bool = False, input_bi
     returns a ``SimResult``, a graph a ``GraphResult``.
     """
     graph = as_graph(net)
-    refuse_sigma_delta(graph, "spikeport's Lava deployment (run_lava; a netx file runs in Lava with run_netx)")
-    refuse_resonator(graph, "spikeport's Lava deployment (run_lava; a netx file runs in Lava with run_netx)")
+    refuse_unless_lif(graph, "spikeport's Lava deployment (run_lava; a netx file runs in Lava with run_netx)")
     if isinstance(net, IntNetwork) and x is not None:
         check_input(net, x)
     xs, proto, S = prepare_inputs(graph, x, input_bias, steps, reset_interval, reset_offset)

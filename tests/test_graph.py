@@ -315,3 +315,25 @@ def test_graded_payload_into_sum_pooling_is_refused_clearly():
         simulate(graph, np.full((1, 2, 1, 4, 4), 3))
     assert math.prod(graph.shapes["g"]) == 4
     assert simulate(graph, np.ones((1, 2, 1, 4, 4), dtype=np.uint8)).outputs["y"].shape == (1, 2, 4)  # spikes pass
+
+
+def test_consumers_of_lif_groups_refuse_every_other_kind_by_whitelist():
+    """refuse_unless_lif: Neurons pass; sigma-delta, resonate-and-fire and a kind nobody knows yet
+    are refused in one line naming the group and the kind."""
+    from spikeport.sim.graph import Resonator, SigmaDelta, refuse_unless_lif
+
+    class Later:  # a neuron kind added after the consumer was written
+        def validate(self, where, shape):
+            pass
+
+    def graph_of(neurons):
+        return IntGraph({"in": Input((3,)), "w": Dense(np.ones((2, 3), dtype=int)), "g": NeuronGroup((2,), neurons),
+                         "y": Output()}, [("in", "w"), ("w", "g"), ("g", "y")])
+
+    refuse_unless_lif(graph_of(Neurons()), "X")
+    for neurons, kind in ((SigmaDelta(), "sigma-delta \\(SDNN\\)"), (Resonator(), "resonate-and-fire \\(RF, RF_IZ\\)")):
+        with pytest.raises(ValueError, match=f"^X does not support {kind} groups \\(group 'g'\\)") as err:
+            refuse_unless_lif(graph_of(neurons), "X")
+        assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="^X does not support Later groups"):
+        refuse_unless_lif(graph_of(Later()), "X")
