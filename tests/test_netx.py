@@ -37,23 +37,33 @@ def never_spikes(graph, name) -> bool:
     return int(np.min(graph.neurons(name).expand("vth", graph.shapes[name]))) == F.NETX_DEFAULT_VTH
 
 
-def equal_to_netx(path, graph, **run):
-    """netx in Lava == simulate(graph): spikes, u and v of every block at every step (mismatches
-    == 0), and every block active (it spikes, or -- a readout that cannot spike -- its v moves)."""
+def netx_and_ours(path, graph, **run):
+    """netx in Lava == simulate(graph): spikes (payloads), u and v of every block at every step,
+    same dtypes, mismatches == 0, and the same output. Returns (ours, theirs). test_sdnn and test_rf
+    use it too."""
     theirs = run_netx(path, graph=graph, record=True, **run)
     ours = simulate(graph, record=True, **run)
     assert list(theirs.spikes) == graph.meta[BLOCKS_KEY] and set(theirs.spikes) == set(graph.groups())
     for name in graph.groups():
         for key in ("spikes", "u", "v"):
             a, b = getattr(ours, key)[name], getattr(theirs, key)[name]
+            assert a.dtype == b.dtype, (name, key, a.dtype, b.dtype)
             mismatches = int(np.count_nonzero(a != b))
             assert mismatches == 0, f"{key} of {name}: {mismatches} of {a.size} differ from netx in Lava"
+    (out,) = graph.outputs()
+    assert np.array_equal(ours.outputs[out], theirs.outputs[out])
+    return ours, theirs
+
+
+def equal_to_netx(path, graph, **run):
+    """``netx_and_ours``, and every block active (it spikes, or -- a readout that cannot spike --
+    its v moves). Returns our record."""
+    ours, _ = netx_and_ours(path, graph, **run)
+    for name in graph.groups():
         if never_spikes(graph, name):
             assert ours.v[name].any() and not ours.spikes[name].any(), f"readout {name} is idle or spiked"
         else:
             assert ours.spikes[name].any(), f"block {name} never spiked"
-    (out,) = graph.outputs()
-    assert np.array_equal(ours.outputs[out], theirs.outputs[out])
     return ours
 
 
